@@ -1,0 +1,1 @@
+"""How each stage transforms data: plain, typed Python usable without Dagster."""
