@@ -27,7 +27,7 @@ setup: $(VENV)/.installed
 	@[ -f $(DAGSTER_HOME)/dagster.yaml ] || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 corpus: setup
-	$(BIN)/python -m pipelines generate-corpus
+	$(BIN)/python -m pipelines generate-corpus --force
 
 run: setup corpus
 	$(BIN)/dagster asset materialize -m assets.definitions --select '*'

@@ -1,0 +1,145 @@
+"""The data half of the graph: raw JSONL -> raw_training_data -> normalized_samples -> augmented_training_set.
+
+Each asset runs one `pipelines.data_stages` stage (the same code DVC runs), which writes a new
+Delta version, and reports versions, row counts and pictures as metadata.
+"""
+
+import dagster as dg
+import pandas as pd
+
+from assets.resources import ArtifactsResource, LakeResource, ParamsResource
+from pipelines.charts import distribution_chart, distribution_markdown, image_markdown
+from pipelines.data_stages import run_augment_stage, run_normalize_stage, run_raw_stage
+from pipelines.lake import (
+    AUGMENTED_TABLE,
+    NORMALIZE_QUARANTINE_TABLE,
+    NORMALIZED_TABLE,
+    RAW_QUARANTINE_TABLE,
+    RAW_TABLE,
+    table_path,
+)
+
+DATA_GROUP = "data"
+PREVIEW_ROWS = 20
+
+
+def _markdown_preview(frame: pd.DataFrame, columns: list[str], rows: int = PREVIEW_ROWS) -> str:
+    if frame.empty:
+        return "_none_"
+    shown = frame[columns].head(rows).astype(str)
+    shown = shown.map(lambda text: text.replace("|", "\\|").replace("\n", " ")[:160])
+    header = "| " + " | ".join(columns) + " |\n| " + " | ".join("---" for _ in columns) + " |\n"
+    body = "\n".join("| " + " | ".join(row) + " |" for row in shown.itertuples(index=False))
+    more = f"\n\n_{len(frame) - rows} more rows not shown_" if len(frame) > rows else ""
+    return header + body + more
+
+
+@dg.asset(
+    group_name=DATA_GROUP,
+    kinds={"deltalake", "pandas"},
+    description="Every line of every raw *.jsonl as a validated record, or a quarantine row with its reason.",
+)
+def raw_training_data(
+    context: dg.AssetExecutionContext, lake: LakeResource, params: ParamsResource
+) -> dg.MaterializeResult:
+    settings = params.load()
+    stage = run_raw_stage(settings.data.raw_dir, lake.path(), settings.data)
+    result = stage.ingest
+    context.log.info(
+        f"{result.n_lines} lines: {result.n_records} records, {result.n_quarantined} quarantined {result.reasons}"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": result.n_records,
+            "n_lines": result.n_lines,
+            "n_records": result.n_records,
+            "n_quarantined": result.n_quarantined,
+            "quarantine_reasons": dg.MetadataValue.json(result.reasons),
+            "lines_per_file": dg.MetadataValue.json(result.lines_per_file),
+            "file_sha256": dg.MetadataValue.json(result.file_sha256),
+            "delta_version": stage.raw_version,
+            "quarantine_delta_version": stage.quarantine_version,
+            "table_path": dg.MetadataValue.path(str(table_path(lake.path(), RAW_TABLE))),
+            "quarantine_path": dg.MetadataValue.path(str(table_path(lake.path(), RAW_QUARANTINE_TABLE))),
+            "quarantine_preview": dg.MetadataValue.md(
+                _markdown_preview(result.quarantine, ["source_file", "line_number", "reason", "detail"])
+            ),
+        }
+    )
+
+
+@dg.asset(
+    group_name=DATA_GROUP,
+    kinds={"deltalake", "pandas"},
+    deps=[raw_training_data],
+    description="NFKC-normalized descriptions with canonical JSON commands and a stable content id (source_index).",
+)
+def normalized_samples(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    stage = run_normalize_stage(lake.path())
+    samples = stage.result.samples
+    per_command = (
+        samples["command_names"].explode().value_counts().rename_axis("command").reset_index(name="samples")
+        if len(samples)
+        else pd.DataFrame(columns=["command", "samples"])
+    )
+    context.log.info(f"{len(samples)} samples, {len(stage.result.quarantine)} duplicates removed")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(samples),
+            "n_samples": len(samples),
+            "n_duplicates_removed": len(stage.result.quarantine),
+            "samples_per_lang": dg.MetadataValue.json(samples["lang"].value_counts().sort_index().to_dict()),
+            "delta_version": stage.normalized_version,
+            "input_raw_delta_version": stage.raw_version,
+            "quarantine_delta_version": stage.quarantine_version,
+            "table_path": dg.MetadataValue.path(str(table_path(lake.path(), NORMALIZED_TABLE))),
+            "quarantine_path": dg.MetadataValue.path(str(table_path(lake.path(), NORMALIZE_QUARANTINE_TABLE))),
+            "command_distribution": dg.MetadataValue.md(distribution_markdown(per_command)),
+            "duplicates_preview": dg.MetadataValue.md(
+                _markdown_preview(stage.result.quarantine, ["source_file", "line_number", "detail"])
+            ),
+        }
+    )
+
+
+@dg.asset(
+    group_name=DATA_GROUP,
+    kinds={"deltalake", "pandas"},
+    deps=[normalized_samples],
+    description="Prompt templates x prefix variants per sample, long-tail weights, train/eval split by source.",
+)
+def augmented_training_set(
+    context: dg.AssetExecutionContext,
+    lake: LakeResource,
+    artifacts: ArtifactsResource,
+    params: ParamsResource,
+) -> dg.MaterializeResult:
+    stage = run_augment_stage(lake.path(), params.load().augment)
+    table = stage.result.table
+    distribution = stage.result.distribution
+    chart = distribution_chart(
+        distribution, artifacts.path() / "charts" / f"command_exposure_v{stage.augmented_version}.png"
+    )
+    sources = table.drop_duplicates("source_index")["split"].value_counts().sort_index().to_dict()
+    context.log.info(f"{len(table)} rows from {sum(sources.values())} sources {sources}")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": len(table),
+            "rows_per_split": dg.MetadataValue.json(table["split"].value_counts().sort_index().to_dict()),
+            "sources_per_split": dg.MetadataValue.json(sources),
+            "single_source_commands": dg.MetadataValue.json(stage.result.single_source_commands),
+            "weight_min": float(table["weight"].min()) if len(table) else 0.0,
+            "weight_max": float(table["weight"].max()) if len(table) else 0.0,
+            "delta_version": stage.augmented_version,
+            "input_normalized_delta_version": stage.normalized_version,
+            "table_path": dg.MetadataValue.path(str(table_path(lake.path(), AUGMENTED_TABLE))),
+            "command_distribution": dg.MetadataValue.md(distribution_markdown(distribution)),
+            "command_exposure_chart": dg.MetadataValue.md(
+                image_markdown(chart, "train exposure before and after weighting")
+            ),
+            "command_exposure_chart_path": dg.MetadataValue.path(str(chart)),
+        }
+    )
+
+
+DATA_ASSETS = [raw_training_data, normalized_samples, augmented_training_set]

@@ -1,0 +1,33 @@
+"""The code location's one `Definitions` (loaded by workspace.yaml and `dagster dev`).
+
+Each part of the graph contributes lists; add new assets/checks/jobs to the lists below.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.data_assets import DATA_ASSETS
+from assets.data_checks import DATA_CHECKS
+from assets.operations import with_operations
+from assets.resources import default_resources
+from assets.training_assets import TRAINING_ASSETS, TRAINING_CHECKS
+
+data_job = dg.define_asset_job(
+    name="data_job",
+    selection=dg.AssetSelection.assets(*DATA_ASSETS),
+    description="Ingest the raw corpus, normalize it and build the augmented training set (with their checks).",
+)
+
+ASSETS: list[dg.AssetsDefinition] = [*DATA_ASSETS, *TRAINING_ASSETS]
+ASSET_CHECKS: list[dg.AssetChecksDefinition] = [*DATA_CHECKS, *TRAINING_CHECKS]
+JOBS = [data_job]
+
+defs = with_operations(
+    dg.Definitions(
+        assets=ASSETS,
+        asset_checks=ASSET_CHECKS,
+        jobs=JOBS,
+        resources=default_resources(),
+    )
+)

@@ -1,0 +1,215 @@
+"""The training half of the graph: base_model -> lora_checkpoint -> merged_model (+ the merge-parity gate).
+
+Thin wrappers over `pipelines.base_model`, `pipelines.train` and `pipelines.merge`. Artifacts live under
+the artifacts root:
+- base_models/<name>-<source hash>/           prepared base model (safetensors, with <eoc>)
+- lora_checkpoint/runs/<profile>-<fingerprint>/ checkpoints/, tensorboard/, adapter/, loss_curve.png, lineage.json
+- lora_checkpoint/latest.json                  which run the last materialization produced
+- merged_model/                                merged safetensors model + tokenizer + lineage.json
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from assets.automation import TRAINING_CONDITION
+from assets.executors import GPU_STEP_TAGS
+from assets.resources import ArtifactsResource, LakeResource, ParamsResource
+from pipelines.base_model import BaseModelInfo, resolve_base_model
+from pipelines.lake import AUGMENTED_TABLE, read_table, table_path, table_version
+from pipelines.manifest import MANIFEST_NAME, build_manifest, data_lineage, write_json_atomic
+from pipelines.merge import PARITY_TOLERANCE, merge_adapter, merge_parity
+from pipelines.train import TrainConfig, resolve_profile, run_fingerprint, train_lora
+
+TRAINING_GROUP = "training"
+LATEST_RUN_FILE = "latest.json"
+RUN_COMPLETE = "RUN_COMPLETE.json"
+
+
+class TrainingRunConfig(dg.Config):
+    """Run config of the training assets. Unset profile: $SOP2CMD_PROFILE, else params.yaml training.profile."""
+
+    profile: str | None = None
+    force_retrain: bool = False
+
+
+def _profile(params: ParamsResource, config: TrainingRunConfig) -> tuple[str, TrainConfig]:
+    return resolve_profile(params.load().sections.get("training"), config.profile)
+
+
+def _base_info(artifacts: ArtifactsResource, train_config: TrainConfig) -> BaseModelInfo:
+    return resolve_base_model(train_config.base_model, artifacts.path())
+
+
+@dg.asset(
+    group_name=TRAINING_GROUP,
+    kinds={"pytorch", "safetensors"},
+    description="The configured base model, converted once to safetensors with the <eoc> token added.",
+)
+def base_model(
+    context: dg.AssetExecutionContext,
+    config: TrainingRunConfig,
+    artifacts: ArtifactsResource,
+    params: ParamsResource,
+) -> dg.MaterializeResult:
+    profile, train_config = _profile(params, config)
+    info = _base_info(artifacts, train_config)
+    context.log.info(f"profile {profile}: base model {info.source} at {info.path}")
+    return dg.MaterializeResult(
+        metadata={
+            "profile": profile,
+            "source": info.source,
+            "path": dg.MetadataValue.path(info.path),
+            "weights_sha256": info.weights_sha256,
+            "source_sha256": info.source_hash,
+            "parameter_count": info.parameter_count,
+            "eoc_token_id": info.eoc_token_id,
+            "stop_token_ids": dg.MetadataValue.json(info.stop_token_ids),
+            "chat_template": dg.MetadataValue.md(f"```jinja\n{info.chat_template}\n```"),
+        },
+        data_version=dg.DataVersion(info.weights_sha256[:16]),
+    )
+
+
+def _runs_root(artifacts: ArtifactsResource) -> Path:
+    return artifacts.path() / "lora_checkpoint"
+
+
+@dg.asset(
+    group_name=TRAINING_GROUP,
+    kinds={"pytorch", "peft"},
+    deps=[base_model, dg.AssetKey(AUGMENTED_TABLE)],
+    op_tags=GPU_STEP_TAGS,
+    automation_condition=TRAINING_CONDITION,
+    description="LoRA adapter trained with TRL SFTTrainer on the augmented set (weighted, completion-only loss).",
+)
+def lora_checkpoint(
+    context: dg.AssetExecutionContext,
+    config: TrainingRunConfig,
+    lake: LakeResource,
+    artifacts: ArtifactsResource,
+    params: ParamsResource,
+) -> dg.MaterializeResult:
+    settings = params.load()
+    profile, train_config = _profile(params, config)
+    info = _base_info(artifacts, train_config)
+    data_path = table_path(lake.path(), AUGMENTED_TABLE)
+    version = table_version(data_path)
+    if version is None:
+        raise dg.Failure(f"the augmented training set does not exist yet at {data_path}; materialize it first")
+    data = read_table(data_path, version=version)
+    lineage = data_lineage(data, AUGMENTED_TABLE, version, Path(settings.data.raw_dir))
+    fingerprint = run_fingerprint(train_config, lineage.content_hash, info.weights_sha256)
+    run_dir = _runs_root(artifacts) / f"{profile}-{fingerprint}"
+
+    if (run_dir / RUN_COMPLETE).is_file() and not config.force_retrain:
+        context.log.info(f"{run_dir} already holds this exact run (same data, config and base); reusing it")
+        manifest = json.loads((run_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+        metrics = {**manifest["training_metrics"], "reused": True}
+        loss_png = run_dir / "loss_curve.png"
+    else:
+        if config.force_retrain and run_dir.exists():
+            run_dir = run_dir.with_name(f"{run_dir.name}-retrain-{context.run_id[:8]}")
+        manifest = build_manifest(
+            kind="lora_checkpoint",
+            data=lineage,
+            training_config={"profile": profile, **train_config.to_dict()},
+            base_model={k: v for k, v in info.to_dict().items() if k != "chat_template"},
+        )
+        result = train_lora(train_config, Path(info.path), data, run_dir, manifest=manifest, log=context.log.info)
+        manifest, metrics, loss_png = result.manifest, {**result.metrics, "reused": False}, result.loss_curve_png
+        write_json_atomic(run_dir / RUN_COMPLETE, {"adapter_sha256": metrics["adapter_sha256"]})
+
+    write_json_atomic(_runs_root(artifacts) / LATEST_RUN_FILE, {
+        "profile": profile,
+        "run_dir": str(run_dir.resolve()),
+        "adapter_dir": str((run_dir / "adapter").resolve()),
+        "base_model_dir": info.path,
+        "adapter_sha256": metrics["adapter_sha256"],
+    })
+    metadata: dict[str, Any] = {
+        "profile": profile,
+        "run_dir": dg.MetadataValue.path(str(run_dir)),
+        "adapter_dir": dg.MetadataValue.path(str(run_dir / "adapter")),
+        "tensorboard_dir": dg.MetadataValue.path(str(run_dir / "tensorboard")),
+        "device": metrics["device"],
+        "train_wall_time_s": metrics["train_wall_time_s"],
+        "tokens_per_s": metrics["tokens_per_s"],
+        "train_loss": metrics["train_loss"],
+        "eval_loss": metrics["eval_loss"],
+        "global_step": metrics["global_step"],
+        "train_rows": metrics["train_rows"],
+        "eval_rows": metrics["eval_rows"],
+        "resumed_from": str(metrics.get("resumed_from")),
+        "reused": metrics["reused"],
+        "adapter_sha256": metrics["adapter_sha256"],
+        "augmented_delta_version": version,
+        "augmented_content_hash": lineage.content_hash,
+        "lineage": dg.MetadataValue.json(manifest),
+    }
+    if loss_png is not None and Path(loss_png).is_file():
+        metadata["loss_curve"] = dg.MetadataValue.path(str(loss_png))
+        metadata["loss_curve_preview"] = dg.MetadataValue.md(_png_markdown(Path(loss_png)))
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(metrics["adapter_sha256"][:16]))
+
+
+def _png_markdown(path: Path) -> str:
+    import base64
+
+    encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"![loss curve](data:image/png;base64,{encoded})"
+
+
+def merged_model_dir(artifacts_root: Path) -> Path:
+    return Path(artifacts_root) / "merged_model"
+
+
+@dg.asset(
+    group_name=TRAINING_GROUP,
+    kinds={"pytorch", "safetensors"},
+    deps=[lora_checkpoint],
+    automation_condition=TRAINING_CONDITION,
+    description="Base model with the LoRA adapter merged in: a plain safetensors model with its lineage manifest.",
+)
+def merged_model(context: dg.AssetExecutionContext, artifacts: ArtifactsResource) -> dg.MaterializeResult:
+    latest_file = _runs_root(artifacts) / LATEST_RUN_FILE
+    if not latest_file.is_file():
+        raise dg.Failure(f"no trained adapter recorded at {latest_file}; materialize lora_checkpoint first")
+    latest = json.loads(latest_file.read_text(encoding="utf-8"))
+    adapter_dir = Path(latest["adapter_dir"])
+    manifest = json.loads((adapter_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+    manifest = {**manifest, "adapter_dir": str(adapter_dir), "base_model_dir": latest["base_model_dir"],
+                "profile": latest["profile"]}
+    result = merge_adapter(Path(latest["base_model_dir"]), adapter_dir, merged_model_dir(artifacts.path()), manifest)
+    context.log.info(f"merged {adapter_dir} into {result.merged_dir}")
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(result.merged_dir)),
+            "profile": latest["profile"],
+            "adapter_sha256": result.adapter_sha256,
+            "merged_weights_sha256": result.weights_sha256,
+            "lineage": dg.MetadataValue.json(result.manifest),
+        },
+        data_version=dg.DataVersion(result.weights_sha256[:16]),
+    )
+
+
+@dg.asset_check(
+    asset=merged_model,
+    blocking=True,
+    description=f"On fixed prompts the merged model's logits equal base+adapter within {PARITY_TOLERANCE} (fp32).",
+)
+def merged_model_matches_adapter(artifacts: ArtifactsResource) -> dg.AssetCheckResult:
+    merged_dir = merged_model_dir(artifacts.path())
+    manifest = json.loads((merged_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+    max_diff = merge_parity(Path(manifest["base_model_dir"]), Path(manifest["adapter_dir"]), merged_dir)
+    return dg.AssetCheckResult(
+        passed=bool(max_diff <= PARITY_TOLERANCE),
+        metadata={"max_abs_logit_diff": max_diff, "tolerance": PARITY_TOLERANCE},
+    )
+
+
+TRAINING_ASSETS = [base_model, lora_checkpoint, merged_model]
+TRAINING_CHECKS = [merged_model_matches_adapter]

@@ -1,0 +1,122 @@
+"""Greedy generation of command plans: batched (the project's path) and one at a time (the seed's loop).
+
+Both build prompts with `pipelines.prompts` only and stop on `<eoc>` (and the tokenizer's eos). Greedy
+decoding is deterministic, so both paths must give the same tokens for the same description;
+`bench/inference_throughput.py` and the tests check that.
+
+Batches are left-padded with an attention mask: generation appends on the right, so every row's
+last prompt token sits in the same column, and transformers derives position ids from the mask, so a
+padded row sees the same positions as the row alone. Descriptions are grouped by prompt length before
+batching (less padding, less wasted compute); results come back in input order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipelines.constrained import DecodingLimits, plan_logits_processor
+from pipelines.prompts import build_prompt_ids, serving_user_message
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    max_new_tokens: int = 384
+    batch_size: int = 16
+    constrained: bool = True
+    limits: DecodingLimits = field(default_factory=DecodingLimits)
+    eoc_token: str = "<eoc>"
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One description's output. `text` is the raw model output without padding or the stop token."""
+
+    text: str
+    token_ids: tuple[int, ...]  # generated ids, stop token included when there was one
+    stopped: bool  # ended on a stop token (False: cut off at max_new_tokens)
+    latency_s: float  # wall time of the generate call that produced it (its whole batch)
+
+    @property
+    def new_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+def prompt_ids_for(tokenizer: Any, descriptions: Sequence[str]) -> list[list[int]]:
+    return [build_prompt_ids(tokenizer, serving_user_message(description)) for description in descriptions]
+
+
+def _stop_ids(tokenizer: Any, eoc_token: str) -> list[int]:
+    from pipelines.model_io import stop_token_ids
+
+    return stop_token_ids(tokenizer, eoc_token)
+
+
+def _generate(model: Any, tokenizer: Any, rows: list[list[int]], config: DecodingConfig) -> list[Generation]:
+    """One `generate` call over `rows` (prompt ids), left-padded into a single batch."""
+    import torch
+
+    stop_ids = _stop_ids(tokenizer, config.eoc_token)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[-1]
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+        attention_mask[i, width - len(row) :] = 1
+    device = next(model.parameters()).device
+    processors = []
+    if config.constrained:
+        processors.append(plan_logits_processor(model, tokenizer, stop_ids[0], config.limits))
+    started = time.perf_counter()
+    with torch.inference_mode():
+        output = model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            max_new_tokens=config.max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            eos_token_id=stop_ids,
+            pad_token_id=pad_id,
+            logits_processor=processors or None,
+        )
+    latency = time.perf_counter() - started
+    return [_to_generation(tokenizer, output[i, width:].tolist(), stop_ids, pad_id, latency) for i in range(len(rows))]
+
+
+def _to_generation(tokenizer: Any, new_ids: list[int], stop_ids: list[int], pad_id: int, latency: float) -> Generation:
+    # generate pads finished rows on the right; the first stop token ends the output.
+    stop_at = next((i for i, token in enumerate(new_ids) if token in stop_ids), None)
+    if stop_at is not None:
+        kept, body = new_ids[: stop_at + 1], new_ids[:stop_at]
+    else:
+        kept = body = new_ids
+    text = tokenizer.decode(body, skip_special_tokens=False)
+    return Generation(text=text, token_ids=tuple(kept), stopped=stop_at is not None, latency_s=latency)
+
+
+def generate_batched(
+    model: Any, tokenizer: Any, descriptions: Sequence[str], config: DecodingConfig | None = None
+) -> list[Generation]:
+    """Greedy plans for `descriptions`, `config.batch_size` at a time, in input order."""
+    config = config or DecodingConfig()
+    if config.batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {config.batch_size}")
+    prompts = prompt_ids_for(tokenizer, descriptions)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    results: list[Generation | None] = [None] * len(prompts)
+    for start in range(0, len(order), config.batch_size):
+        chunk = order[start : start + config.batch_size]
+        for index, generation in zip(chunk, _generate(model, tokenizer, [prompts[i] for i in chunk], config)):
+            results[index] = generation
+    return [generation for generation in results if generation is not None]
+
+
+def generate_one_at_a_time(
+    model: Any, tokenizer: Any, descriptions: Sequence[str], config: DecodingConfig | None = None
+) -> list[Generation]:
+    """The seed's loop: one `model.generate(do_sample=False)` per description (the benchmark's baseline)."""
+    config = config or DecodingConfig()
+    return [_generate(model, tokenizer, [prompt], config)[0] for prompt in prompt_ids_for(tokenizer, descriptions)]

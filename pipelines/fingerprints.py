@@ -1,0 +1,68 @@
+"""Content fingerprints of the raw corpus: one md5 per file, the same digest DVC records.
+
+The retrain sensor, the nightly schedule and `lineage --verify` all compare these maps, so a
+file counts as changed exactly when its bytes change (never on a touch or a copy).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+RAW_GLOB = "*.jsonl"
+_CHUNK = 1 << 20
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def corpus_fingerprint(raw_dir: Path) -> dict[str, str]:
+    """Map of each raw file's path relative to `raw_dir` (posix) to its md5; empty if the dir is missing."""
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        return {}
+    return {
+        path.relative_to(raw_dir).as_posix(): file_md5(path)
+        for path in sorted(raw_dir.rglob(RAW_GLOB))
+        if path.is_file()
+    }
+
+
+def corpus_digest(fingerprint: dict[str, str]) -> str:
+    """One short id for a whole corpus state, stable under dict ordering."""
+    payload = json.dumps(sorted(fingerprint.items()), separators=(",", ":")).encode()
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class CorpusChange:
+    added: tuple[str, ...]
+    modified: tuple[str, ...]
+    deleted: tuple[str, ...]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.modified or self.deleted)
+
+    def describe(self) -> str:
+        parts = [
+            f"{label}: {', '.join(names)}"
+            for label, names in (("added", self.added), ("modified", self.modified), ("deleted", self.deleted))
+            if names
+        ]
+        return "; ".join(parts) or "no change"
+
+
+def diff_fingerprints(before: dict[str, str], after: dict[str, str]) -> CorpusChange:
+    return CorpusChange(
+        added=tuple(sorted(set(after) - set(before))),
+        modified=tuple(sorted(name for name in set(before) & set(after) if before[name] != after[name])),
+        deleted=tuple(sorted(set(before) - set(after))),
+    )

@@ -1,0 +1,263 @@
+"""Raw JSONL files -> raw records + quarantine rows, accounting for every line.
+
+A line is read as bytes and ends up in exactly one place: a record, or a quarantine row with
+its reason. So n_lines == n_records + n_quarantined holds per file and in total, blank lines included.
+
+Decisions:
+- A UTF-8 byte-order mark at the start of a line is stripped and the line accepted: editors on
+  Windows write one at the start of a file, and concatenating such files puts one mid-file.
+- A line longer than `max_line_bytes` is quarantined as `line_too_long` without being parsed;
+  its raw_line keeps only the first `max_line_bytes` characters (the file's sha256 pins the rest).
+- `duplicate` is an exact duplicate of an earlier accepted line in this read (same input text and
+  same canonical commands); near-duplicates that only differ after normalization are removed later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import multiprocessing
+import os
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from data_contracts.errors import CommandParseError, ContractError
+from data_contracts.forms import parse_text_commands, render_json_commands
+from data_contracts.validation import ValidationIssue, validate_commands
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+BOM = b"\xef\xbb\xbf"
+
+RAW_COLUMNS = ["source_file", "line_number", "raw_line", "input_text", "output_text", "commands_json", "file_sha256"]
+QUARANTINE_COLUMNS = ["stage", "source_file", "line_number", "raw_line", "reason", "detail"]
+
+
+@dataclass
+class IngestResult:
+    records: pd.DataFrame
+    quarantine: pd.DataFrame
+    n_lines: int
+    lines_per_file: dict[str, int]
+    file_sha256: dict[str, str]
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_records(self) -> int:
+        return len(self.records)
+
+    @property
+    def n_quarantined(self) -> int:
+        return len(self.quarantine)
+
+
+class Rejected(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def raw_files(raw_dir: str | Path) -> list[Path]:
+    """Every *.jsonl directly under `raw_dir`, sorted by name so runs read them in the same order."""
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise FileNotFoundError(f"raw data directory {raw_dir} does not exist")
+    return sorted(path for path in raw_dir.glob("*.jsonl") if path.is_file())
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    """Lines of a file; a final newline does not start an extra line, CRLF endings are accepted."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
+
+
+def describe_issues(issues: list[ValidationIssue]) -> str:
+    parts = []
+    for issue in issues:
+        where = "plan" if issue.command_index is None else f"command {issue.command_index} ({issue.command})"
+        field_name = f" field {issue.field}" if issue.field else ""
+        parts.append(f"{where}{field_name}: [{issue.rule}] {issue.message}")
+    return "; ".join(parts)
+
+
+def _decode(data: bytes) -> str:
+    if data.startswith(BOM):
+        data = data[len(BOM) :]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise Rejected("invalid_utf8", f"not UTF-8: {error.reason} at byte {error.start}") from None
+
+
+def _load_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise Rejected("invalid_json", "JSON nested too deeply") from None
+    except json.JSONDecodeError as error:
+        raise Rejected("invalid_json", f"{error.msg} at column {error.colno}") from None
+
+
+def _conversation_turn(document: Any) -> tuple[str, str]:
+    shape = 'expected {"conversation": [{"input": str, "output": str}]}'
+    if not isinstance(document, dict):
+        raise Rejected("wrong_shape", f"top level is a {type(document).__name__}; {shape}")
+    conversation = document.get("conversation")
+    if not isinstance(conversation, list):
+        got = "missing" if "conversation" not in document else f"a {type(conversation).__name__}"
+        raise Rejected("wrong_shape", f"'conversation' is {got}; {shape}")
+    if len(conversation) != 1:
+        raise Rejected("wrong_shape", f"'conversation' has {len(conversation)} turns, expected exactly 1")
+    turn = conversation[0]
+    if not isinstance(turn, dict):
+        raise Rejected("wrong_shape", f"conversation turn is a {type(turn).__name__}; {shape}")
+    for key in ("input", "output"):
+        if key not in turn:
+            raise Rejected("wrong_shape", f"conversation turn lacks '{key}'")
+        if not isinstance(turn[key], str):
+            raise Rejected("wrong_shape", f"'{key}' is a {type(turn[key]).__name__}, expected a str")
+    return turn["input"], turn["output"]
+
+
+def parse_record(data: bytes, max_line_bytes: int) -> tuple[str, str, str, str]:
+    """(raw_line, input_text, output_text, commands_json) of one accepted line; raises Rejected."""
+    if len(data) > max_line_bytes:
+        raise Rejected("line_too_long", f"line is {len(data)} bytes, more than the limit of {max_line_bytes}")
+    text = _decode(data)
+    if not text.strip():
+        raise Rejected("blank_line", "line is empty or only whitespace")
+    input_text, output_text = _conversation_turn(_load_json(text))
+    if not input_text.strip():
+        raise Rejected("empty_input", "'input' is empty")
+    if not output_text.strip():
+        raise Rejected("empty_output", "'output' is empty")
+    try:
+        commands = parse_text_commands(output_text)
+    except CommandParseError as error:
+        raise Rejected("unparseable_command", f"output {error}") from None
+    except RecursionError:
+        raise Rejected("unparseable_command", "output nested too deeply") from None
+    issues = validate_commands(commands)
+    if issues:
+        raise Rejected(f"catalog_{issues[0].rule}", describe_issues(issues))
+    try:
+        commands_json = render_json_commands(commands)
+    except ContractError as error:
+        raise Rejected("unparseable_command", f"output cannot be rendered as JSON: {error}") from None
+    return text, input_text, output_text, commands_json
+
+
+def _raw_text(data: bytes, max_line_bytes: int) -> str:
+    data = data[:max_line_bytes]
+    if data.startswith(BOM):
+        data = data[len(BOM) :]
+    return data.decode("utf-8", errors="replace")
+
+
+# Parsing and validating a line costs ~0.4 ms of pure Python, so large corpora are parsed in
+# worker processes; below this many lines starting the workers costs more than it saves.
+PARALLEL_MIN_LINES = 5_000
+_CHUNK_LINES = 2_000
+
+# (None, raw_line, input_text, output_text, commands_json) for a record, (reason, detail) for a rejection.
+Outcome = tuple[str | None, ...]
+
+
+def parse_lines(lines: list[bytes], max_line_bytes: int) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    for data in lines:
+        try:
+            outcomes.append((None, *parse_record(data, max_line_bytes)))
+        except Rejected as rejection:
+            outcomes.append((rejection.reason, rejection.detail))
+    return outcomes
+
+
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def parse_all(lines: list[bytes], max_line_bytes: int, workers: int) -> Iterator[Outcome]:
+    """Outcomes in line order, parsed in `workers` processes when there are enough lines."""
+    if workers <= 1 or len(lines) < PARALLEL_MIN_LINES:
+        yield from parse_lines(lines, max_line_bytes)
+        return
+    chunks = [lines[start : start + _CHUNK_LINES] for start in range(0, len(lines), _CHUNK_LINES)]
+    # forkserver, not fork: the caller may already run Delta Lake/Arrow threads that a fork would copy mid-lock.
+    context = multiprocessing.get_context("forkserver")
+    # Workers import only this module (no pandas, no Delta Lake): they start in well under a second.
+    context.set_forkserver_preload([__name__])
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        for outcomes in pool.map(parse_lines, chunks, itertools.repeat(max_line_bytes)):
+            yield from outcomes
+
+
+def ingest(raw_dir: str | Path, max_line_bytes: int = 1_000_000, workers: int = 1) -> IngestResult:
+    """Read every *.jsonl under `raw_dir`; `workers` > 1 parses large inputs in that many processes."""
+    from pipelines.lake import RAW_QUARANTINE_TABLE, RAW_TABLE, frame
+
+    raw_dir = Path(raw_dir)
+    files = raw_files(raw_dir)
+    records: dict[str, list[Any]] = {name: [] for name in RAW_COLUMNS}
+    quarantine: dict[str, list[Any]] = {name: [] for name in QUARANTINE_COLUMNS}
+    seen: dict[tuple[str, str], tuple[str, int]] = {}
+    reasons: Counter[str] = Counter()
+
+    lines: list[bytes] = []
+    places: list[tuple[str, int, str]] = []  # (file, line number, file sha256) of each line
+    lines_per_file: dict[str, int] = {}
+    file_sha256: dict[str, str] = {}
+    for path in files:
+        data = path.read_bytes()
+        relative = path.relative_to(raw_dir).as_posix()
+        digest = hashlib.sha256(data).hexdigest()
+        file_lines = split_lines(data)
+        file_sha256[relative] = digest
+        lines_per_file[relative] = len(file_lines)
+        lines.extend(file_lines)
+        places.extend((relative, number, digest) for number in range(1, len(file_lines) + 1))
+
+    def reject(index: int, reason: str, detail: str) -> None:
+        source_file, line_number, _ = places[index]
+        reasons[reason] += 1
+        quarantine["stage"].append("raw")
+        quarantine["source_file"].append(source_file)
+        quarantine["line_number"].append(line_number)
+        quarantine["raw_line"].append(_raw_text(lines[index], max_line_bytes))
+        quarantine["reason"].append(reason)
+        quarantine["detail"].append(detail)
+
+    for index, outcome in enumerate(parse_all(lines, max_line_bytes, workers)):
+        if outcome[0] is not None:
+            reject(index, outcome[0], outcome[1])
+            continue
+        _, raw_line, input_text, output_text, commands_json = outcome
+        source_file, line_number, digest = places[index]
+        key = (input_text, commands_json)
+        if key in seen:
+            first_file, first_line = seen[key]
+            reject(index, "duplicate", f"exact duplicate of {first_file}:{first_line}")
+            continue
+        seen[key] = (source_file, line_number)
+        for name, value in zip(
+            RAW_COLUMNS, (source_file, line_number, raw_line, input_text, output_text, commands_json, digest)
+        ):
+            records[name].append(value)
+
+    return IngestResult(
+        records=frame(records, RAW_TABLE),
+        quarantine=frame(quarantine, RAW_QUARANTINE_TABLE),
+        n_lines=len(lines),
+        lines_per_file=lines_per_file,
+        file_sha256=file_sha256,
+        reasons=dict(sorted(reasons.items())),
+    )

@@ -1,0 +1,128 @@
+"""`python -m pipelines predict`: descriptions in, catalog-valid commands out, never anything else.
+
+Single mode (`predict --model DIR "行1:..."`) prints the plan as canonical JSON, or names each broken
+rule (command, field, rule) on stderr and exits 1. Batch mode (no description) reads one description per
+stdin line and writes exactly one JSON Lines record per input line, in order: the plan, or
+`{"error": {"message", "issues", "raw_output"}}`; it exits 1 if any line failed. Every record goes
+through `pipelines.plan_output`, which validates against the full catalog right before rendering.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+EXIT_REJECTED = 1
+EXIT_USAGE = 2
+INVALID_INPUT_RULE = "invalid_input"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("description", nargs="?", help="one description; without it, read one per line from stdin")
+    parser.add_argument("--model", required=True, help="model directory (safetensors + tokenizer), e.g. artifacts/merged_model")
+    parser.add_argument("--batch-size", type=int, default=16, help="descriptions per generate call in batch mode")
+    parser.add_argument("--max-new-tokens", type=int, default=384)
+    parser.add_argument(
+        "--no-constrained", dest="constrained", action="store_false",
+        help="free generation instead of decoding constrained to the catalog's JSON schema",
+    )
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+
+
+def _device(requested: str | None) -> str:
+    import torch
+
+    return requested or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def predict_lines(model: Any, tokenizer: Any, descriptions: Sequence[str], config: Any) -> list[Any]:
+    """A CheckedPlan per description (blank descriptions are rejected without generating)."""
+    from pipelines.decode import generate_batched
+    from pipelines.plan_output import check_plan
+
+    todo = [i for i, description in enumerate(descriptions) if description.strip()]
+    generations = generate_batched(model, tokenizer, [descriptions[i] for i in todo], config)
+    checked: list[Any] = [None] * len(descriptions)
+    for index, generation in zip(todo, generations, strict=True):
+        checked[index] = check_plan(generation.text)
+    return [plan if plan is not None else _rejected_input("the description is empty") for plan in checked]
+
+
+def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    from pathlib import Path
+
+    from pipelines.decode import DecodingConfig
+    from pipelines.model_io import UnsafeModelArtifactError, load_model_and_tokenizer
+
+    stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
+    if args.batch_size < 1 or args.max_new_tokens < 1:
+        print("error: --batch-size and --max-new-tokens must be >= 1", file=stderr)
+        return EXIT_USAGE
+    try:
+        model, tokenizer = load_model_and_tokenizer(Path(args.model), device=_device(args.device))
+    except (FileNotFoundError, OSError, UnsafeModelArtifactError, ValueError) as error:
+        print(f"error: cannot load the model from {args.model}: {error}", file=stderr)
+        return EXIT_USAGE
+    config = DecodingConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, constrained=args.constrained)
+
+    if args.description is not None:
+        plan = predict_lines(model, tokenizer, [args.description], config)[0]
+        if not plan.catalog_valid:
+            print(plan.error_message(), file=stderr)
+            print(f"raw model output: {json.dumps(plan.raw_output, ensure_ascii=False)}", file=stderr)
+            return EXIT_REJECTED
+        print(plan.canonical_json(), file=stdout)
+        return 0
+
+    descriptions = read_input_lines(stdin)
+    plans = predict_lines(model, tokenizer, [d or "" for d in descriptions], config)
+    plans = [plan if d is not None else _rejected_input("the input line is not valid UTF-8") for d, plan in zip(descriptions, plans)]
+    for plan in plans:
+        stdout.write(_one_line(plan.output_line()) + "\n")
+    stdout.flush()
+    failed = sum(not plan.catalog_valid for plan in plans)
+    if failed:
+        print(f"{failed} of {len(plans)} descriptions were rejected (see their error records)", file=stderr)
+        return EXIT_REJECTED
+    return 0
+
+
+def read_input_lines(stream: Any) -> list[str | None]:
+    """Input lines split on b"\n" only (a lone \r or U+2028 inside a line does not start a new one).
+
+    A line that is not UTF-8 becomes None, so it still gets its own (error) output line.
+    """
+    data = stream.buffer.read() if hasattr(stream, "buffer") else stream.read()
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    decoded: list[str | None] = []
+    for line in lines:
+        try:
+            decoded.append(line.removesuffix(b"\r").decode("utf-8"))
+        except UnicodeDecodeError:
+            decoded.append(None)
+    return decoded
+
+
+def _rejected_input(message: str) -> Any:
+    from data_contracts.validation import ValidationIssue
+    from pipelines.plan_output import CheckedPlan
+
+    issue = ValidationIssue(command_index=None, command=None, field=None, rule=INVALID_INPUT_RULE, message=message)
+    return CheckedPlan(raw_output="", commands=None, issues=(issue,))
+
+
+# Characters some line readers (str.splitlines) treat as line breaks; JSON allows them escaped.
+_LINE_BREAKS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
+
+
+def _one_line(record: str) -> str:
+    for char, escape in _LINE_BREAKS.items():
+        record = record.replace(char, escape)
+    return record

@@ -1,0 +1,73 @@
+"""The one prompt builder: training, evaluation and `predict` all turn a user message into token ids here.
+
+Keeping a single code path is what guarantees the model sees at serving time exactly the token ids it
+was trained on. Prompts are rendered text first and tokenized without extra special tokens, because the
+chat template already places every special token it wants.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+EOC_TOKEN = "<eoc>"
+
+
+@lru_cache(maxsize=1)
+def _catalog_command_names() -> tuple[str, ...]:
+    # Read straight from the packaged contract so the prompt can never drift from the catalog.
+    text = resources.files("data_contracts").joinpath("command_catalog.yaml").read_text(encoding="utf-8")
+    return tuple(yaml.safe_load(text)["commands"])
+
+
+def system_prompt() -> str:
+    return _SYSTEM_PROMPT_TEMPLATE.format(command_names=", ".join(_catalog_command_names()))
+
+
+_SYSTEM_PROMPT_TEMPLATE = (
+    "You convert laboratory procedure steps into commands for a liquid-handling robot.\n"
+    "Output rules:\n"
+    '- Output JSON only, one object: {{"commands": [...]}}. No prose, no code fences.\n'
+    '- Each command is {{"func_name": <name>, "func_parameters": {{...}}}} with exactly these field names.\n'
+    "- Use only the robot's commands: {command_names}.\n"
+    "- channels, wells, vols, srcWells and dstWells are always arrays, also with one element ([1], not 1).\n"
+    "- Volumes are in microlitres; commands follow the order of the actions in the text.\n"
+    f"- End the output with {EOC_TOKEN}."
+)
+
+
+def serving_user_message(description: str) -> str:
+    """The user message evaluation and `predict` send for a bare description.
+
+    Training rows carry their own templated prompt; the `direct` templates are the description
+    itself, so serving uses the description verbatim (stripped of surrounding whitespace).
+    """
+    return description.strip()
+
+
+def build_messages(user_message: str) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": system_prompt()},
+        {"role": "user", "content": user_message},
+    ]
+
+
+def build_prompt_text(tokenizer: Any, user_message: str) -> str:
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("the tokenizer has no chat template; the prompt builder needs one")
+    return tokenizer.apply_chat_template(
+        build_messages(user_message), tokenize=False, add_generation_prompt=True
+    )
+
+
+def build_prompt_ids(tokenizer: Any, user_message: str) -> list[int]:
+    text = build_prompt_text(tokenizer, user_message)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def build_completion_ids(tokenizer: Any, completion: str) -> list[int]:
+    """Token ids of a training target (canonical JSON followed by `<eoc>`)."""
+    return list(tokenizer(completion, add_special_tokens=False)["input_ids"])

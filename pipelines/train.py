@@ -1,0 +1,460 @@
+"""LoRA fine-tuning with TRL's SFTTrainer and peft.
+
+- Completion-only loss: every row is tokenized here through `pipelines.prompts` (the one prompt builder),
+  prompt positions get label -100, so TRL uses our ids as they are and the model is trained on exactly
+  the prompt ids evaluation and `predict` build.
+- Sample weights: the augmented set's long-tail `weight` scales each sample's token losses
+  (`WeightedSFTTrainer.compute_loss`); weights are normalized to mean 1 so they shift emphasis,
+  not the learning rate. Evaluation loss stays unweighted, so early stopping tracks the true loss.
+- `<eoc>`: its embedding row is trained through peft's `trainable_token_indices`, the rest of the
+  embedding matrix stays frozen.
+- Crash safety: a checkpoint counts only once its completeness marker exists (written after the
+  Trainer has saved everything); an unmarked checkpoint is renamed aside and training resumes from the
+  newest complete one with optimizer, scheduler, RNG and step restored by the Trainer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipelines.manifest import MANIFEST_NAME, sha256_weights, write_json_atomic
+from pipelines.prompts import build_completion_ids, build_prompt_ids
+
+COMPLETE_MARKER = "COMPLETE.json"
+CONFIG_NAME = "train_config.json"
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+PROFILE_ENV = "SOP2CMD_PROFILE"
+
+
+@dataclass
+class TrainConfig:
+    base_model: str = "smollm2-gguf"
+    num_train_epochs: float = 3.0
+    max_steps: int = -1
+    learning_rate: float = 2e-4
+    lr_scheduler_type: str = "cosine"
+    warmup_steps: float = 0.05  # < 1: fraction of the total steps
+    weight_decay: float = 0.0
+    per_device_train_batch_size: int = 8
+    per_device_eval_batch_size: int = 16
+    gradient_accumulation_steps: int = 1
+    gradient_checkpointing: bool = False
+    max_length: int = 512
+    # Subsets keep the CPU profile inside its time budget; None = the whole split.
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    train_eoc_token: bool = True
+    use_sample_weights: bool = True
+    # "epoch", "steps" (then eval_steps) or "no"; checkpoints are saved on the same schedule.
+    eval_strategy: str = "epoch"
+    eval_steps: int | None = None
+    early_stopping_patience: int = 2
+    early_stopping_threshold: float = 0.0
+    save_total_limit: int = 3
+    logging_steps: int = 5
+    seed: int = 42
+    device: str = "auto"  # auto | cpu | cuda
+    bf16: bool | None = None  # None: bf16 on cuda when supported, fp32 on cpu
+    dataloader_num_workers: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"training config: unknown keys {unknown}; known keys are {sorted(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_profile(training_section: dict[str, Any] | None, profile: str | None = None) -> tuple[str, TrainConfig]:
+    """Pick the training profile: explicit argument, then $SOP2CMD_PROFILE, then `training.profile`."""
+    section = training_section or {}
+    profiles = section.get("profiles") or {}
+    name = profile or os.environ.get(PROFILE_ENV) or section.get("profile") or "default"
+    if name not in profiles:
+        raise ValueError(f"training profile {name!r} not in params.yaml training.profiles ({sorted(profiles)})")
+    return name, TrainConfig.from_dict(dict(profiles[name] or {}))
+
+
+def resolve_device(config: TrainConfig) -> tuple[str, bool]:
+    import torch
+
+    device = config.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("training.device is 'cuda' but no CUDA device is available")
+    bf16 = config.bf16
+    if bf16 is None:
+        bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+    return device, bool(bf16)
+
+
+# --- data -------------------------------------------------------------------------------------------
+
+
+def select_rows(df: pd.DataFrame, split: str, limit: int | None, seed: int) -> pd.DataFrame:
+    rows = df[df["split"] == split]
+    if limit is not None and len(rows) > limit:
+        rows = rows.sample(n=limit, random_state=seed)
+    return rows.sort_values("sample_id", kind="stable").reset_index(drop=True)
+
+
+def tokenize_rows(rows: pd.DataFrame, tokenizer: Any, max_length: int, normalize_weights: bool = True):
+    """Rows -> a datasets.Dataset of input_ids / labels (prompt masked) / sample_weight.
+
+    A row longer than `max_length` is dropped rather than truncated: a cut target would teach the model
+    to stop without `<eoc>`.
+    """
+    from datasets import Dataset
+
+    records = []
+    for row in rows.itertuples(index=False):
+        prompt_ids = build_prompt_ids(tokenizer, row.prompt)
+        completion_ids = build_completion_ids(tokenizer, row.completion)
+        if len(prompt_ids) + len(completion_ids) > max_length:
+            continue
+        records.append({
+            "input_ids": prompt_ids + completion_ids,
+            "labels": [-100] * len(prompt_ids) + completion_ids,
+            "sample_weight": float(getattr(row, "weight", 1.0)),
+            "sample_id": str(row.sample_id),
+        })
+    if not records:
+        raise ValueError(f"no training rows fit max_length={max_length}")
+    if normalize_weights:
+        mean = sum(r["sample_weight"] for r in records) / len(records)
+        for record in records:
+            record["sample_weight"] = record["sample_weight"] / mean if mean > 0 else 1.0
+    return Dataset.from_list(records), len(rows) - len(records)
+
+
+# --- checkpoints ------------------------------------------------------------------------------------
+
+
+def checkpoint_step(path: Path) -> int | None:
+    match = _CHECKPOINT_RE.match(path.name)
+    return int(match.group(1)) if match else None
+
+
+def is_complete_checkpoint(path: Path) -> bool:
+    return (path / COMPLETE_MARKER).is_file()
+
+
+def find_resume_checkpoint(checkpoints_dir: Path) -> Path | None:
+    """Newest complete checkpoint; every incomplete one is renamed aside (kept for inspection, never used)."""
+    checkpoints_dir = Path(checkpoints_dir)
+    if not checkpoints_dir.is_dir():
+        return None
+    candidates = sorted(
+        (p for p in checkpoints_dir.iterdir() if p.is_dir() and checkpoint_step(p) is not None),
+        key=lambda p: checkpoint_step(p),
+    )
+    complete = []
+    for path in candidates:
+        if is_complete_checkpoint(path):
+            complete.append(path)
+        else:
+            aside = path.with_name(f"incomplete-{path.name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+            os.replace(path, aside)
+    return complete[-1] if complete else None
+
+
+def run_fingerprint(config: TrainConfig, data_hash: str, base_hash: str) -> str:
+    """Identity of a training run: a checkpoint is only resumed by the run that would have produced it."""
+    payload = json.dumps({"config": config.to_dict(), "data": data_hash, "base": base_hash}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+# --- trainer ----------------------------------------------------------------------------------------
+
+
+def _trainer_classes():
+    # Imported lazily: `python -m pipelines --help` must not pay for torch/trl.
+    import torch
+    from transformers import TrainerCallback
+    from trl import SFTTrainer
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    class WeightedCollator(DataCollatorForLanguageModeling):
+        def torch_call(self, examples):
+            weights = torch.tensor([float(e.get("sample_weight", 1.0)) for e in examples], dtype=torch.float32)
+            batch = super().torch_call([{k: v for k, v in e.items() if k != "sample_weight"} for e in examples])
+            batch["sample_weight"] = weights
+            return batch
+
+    class WeightedSFTTrainer(SFTTrainer):
+        """SFTTrainer whose training loss weights every sample's tokens by its `sample_weight`."""
+
+        def _set_signature_columns_if_needed(self):
+            super()._set_signature_columns_if_needed()
+            if "sample_weight" not in self._signature_columns:
+                self._signature_columns = [*self._signature_columns, "sample_weight"]
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            # Computed from the logits rather than TRL's fused LM head: with tied embeddings peft wraps
+            # lm_head for the trainable <eoc> row, and the fused head would read the unwrapped weight.
+            weights = inputs.pop("sample_weight", None)
+            labels = inputs.pop("labels")
+            inputs["use_cache"] = False
+            outputs = model(**inputs)
+            logits = outputs.logits[:, :-1, :].float()
+            targets = labels[:, 1:].to(logits.device)
+            per_token_loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction="none"
+            ).view(targets.shape)
+            if weights is not None and model.training:
+                per_token_loss = per_token_loss * weights.to(logits.device, logits.dtype)[:, None]
+            num_tokens = (targets != -100).sum() if num_items_in_batch is None else num_items_in_batch
+            loss = per_token_loss.sum() / torch.as_tensor(num_tokens, device=logits.device).clamp(min=1)
+            if model.training and self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes
+            return (loss, outputs) if return_outputs else loss
+
+    class CheckpointCompletion(TrainerCallback):
+        """Writes the resolved config, then the completeness marker, into each checkpoint once it is saved."""
+
+        def __init__(self, resolved_config: dict[str, Any]):
+            self.resolved_config = resolved_config
+
+        def on_save(self, args, state, control, **kwargs):
+            if not state.is_world_process_zero:
+                return
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if checkpoint.is_dir():
+                write_json_atomic(checkpoint / CONFIG_NAME, self.resolved_config)
+                write_json_atomic(checkpoint / COMPLETE_MARKER, {"global_step": state.global_step})
+
+    return WeightedCollator, WeightedSFTTrainer, CheckpointCompletion
+
+
+@dataclass
+class TrainResult:
+    adapter_dir: Path
+    output_dir: Path
+    metrics: dict[str, Any]
+    manifest: dict[str, Any]
+    loss_curve_png: Path | None
+
+
+def build_peft_config(config: TrainConfig, eoc_token_id: int | None):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.lora_target_modules),
+        task_type="CAUSAL_LM",
+        bias="none",
+        trainable_token_indices=[eoc_token_id] if (config.train_eoc_token and eoc_token_id is not None) else None,
+    )
+
+
+def train_lora(
+    config: TrainConfig,
+    base_model_dir: Path,
+    data: pd.DataFrame,
+    output_dir: Path,
+    manifest: dict[str, Any] | None = None,
+    log: Any = None,
+) -> TrainResult:
+    """Train a LoRA adapter on the `train` split of `data`, evaluating on its `eval` split.
+
+    `output_dir` holds checkpoints/, tensorboard/, adapter/ and the loss curve; running again with the
+    same `output_dir` resumes from its newest complete checkpoint.
+    """
+    import torch
+    from transformers import EarlyStoppingCallback, set_seed
+    from transformers.integrations import TensorBoardCallback
+    from trl import SFTConfig
+
+    from pipelines.model_io import check_model_dir, load_causal_lm, load_tokenizer
+
+    log = log or (lambda message: None)
+    output_dir = Path(output_dir)
+    checkpoints_dir = output_dir / "checkpoints"
+    adapter_dir = output_dir / "adapter"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    device, bf16 = resolve_device(config)
+    set_seed(config.seed)
+
+    check_model_dir(base_model_dir)
+    tokenizer = load_tokenizer(base_model_dir)
+    model = load_causal_lm(base_model_dir, dtype=torch.float32)
+    model.train()
+    eoc_id = tokenizer.convert_tokens_to_ids("<eoc>")
+
+    train_rows = select_rows(data, "train", config.max_train_samples, config.seed)
+    eval_rows = select_rows(data, "eval", config.max_eval_samples, config.seed)
+    train_dataset, dropped_train = tokenize_rows(train_rows, tokenizer, config.max_length, config.use_sample_weights)
+    eval_dataset, dropped_eval = tokenize_rows(eval_rows, tokenizer, config.max_length, normalize_weights=False)
+    if not config.use_sample_weights:
+        train_dataset = train_dataset.map(lambda _: {"sample_weight": 1.0})
+    log(f"train rows {len(train_dataset)} (dropped {dropped_train} over max_length), eval rows {len(eval_dataset)}")
+
+    resolved = {**config.to_dict(), "resolved_device": device, "resolved_bf16": bf16,
+                "base_model_dir": str(base_model_dir), "eoc_token_id": eoc_id}
+    steps_strategy = config.eval_strategy == "steps"
+    evaluating = config.eval_strategy != "no"
+    args = SFTConfig(
+        output_dir=str(checkpoints_dir),
+        num_train_epochs=config.num_train_epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_steps,
+        weight_decay=config.weight_decay,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        per_device_eval_batch_size=config.per_device_eval_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        activation_checkpointing=config.gradient_checkpointing,
+        max_length=config.max_length,
+        eval_strategy=config.eval_strategy,
+        save_strategy=config.eval_strategy,
+        eval_steps=config.eval_steps if steps_strategy else None,
+        save_steps=config.eval_steps if steps_strategy else None,
+        load_best_model_at_end=evaluating,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        save_total_limit=config.save_total_limit,
+        logging_steps=config.logging_steps,
+        logging_first_step=True,
+        report_to="none",  # TensorBoard is attached below with an explicit log dir
+        seed=config.seed,
+        data_seed=config.seed,
+        use_cpu=device == "cpu",
+        bf16=bf16,
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=config.dataloader_num_workers,
+        disable_tqdm=True,
+        shuffle_dataset=False,  # the Trainer's sampler shuffles per epoch, reproducibly on resume
+        packing=False,
+        prediction_loss_only=True,  # eval needs the loss only; gathering full-vocab logits wastes memory
+    )
+    collator_cls, trainer_cls, completion_cls = _trainer_classes()
+    tensorboard = TensorBoardCallback()
+    tensorboard.logging_dir = str(output_dir / "tensorboard")  # else it writes under checkpoints/runs/
+    callbacks = [completion_cls(resolved), tensorboard]
+    if evaluating:
+        callbacks.append(EarlyStoppingCallback(config.early_stopping_patience, config.early_stopping_threshold))
+    trainer = trainer_cls(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        data_collator=collator_cls(pad_token_id=tokenizer.pad_token_id),
+        peft_config=build_peft_config(config, eoc_id),
+        callbacks=callbacks,
+    )
+    resume_from = find_resume_checkpoint(checkpoints_dir)
+    if resume_from is not None:
+        check_model_dir(resume_from, allow_trainer_state=True)
+        log(f"resuming from {resume_from}")
+    started = time.perf_counter()
+    train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    wall_time = time.perf_counter() - started
+
+    eval_metrics = trainer.evaluate()
+    adapter_dir.mkdir(parents=True, exist_ok=True)
+    trainer.model.save_pretrained(str(adapter_dir), safe_serialization=True)
+    tokenizer.save_pretrained(str(adapter_dir))
+    write_json_atomic(adapter_dir / CONFIG_NAME, resolved)
+
+    tokens_seen = int(trainer.state.num_input_tokens_seen or 0)
+    train_runtime = float(train_output.metrics.get("train_runtime", wall_time))
+    metrics = {
+        "device": device,
+        "bf16": bf16,
+        "global_step": int(trainer.state.global_step),
+        "epochs_completed": float(trainer.state.epoch or 0.0),
+        "train_loss": float(train_output.training_loss),
+        "eval_loss": float(eval_metrics.get("eval_loss", math.nan)),
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "resumed_from": str(resume_from) if resume_from else None,
+        "train_rows": len(train_dataset),
+        "eval_rows": len(eval_dataset),
+        "dropped_over_max_length": dropped_train + dropped_eval,
+        "tokens_seen": tokens_seen,
+        "train_wall_time_s": round(wall_time, 2),
+        # Tokens of this session only divided by its runtime; a resumed run counts the restored total.
+        "tokens_per_s": round(tokens_seen / train_runtime, 2) if train_runtime > 0 else None,
+        "trainable_parameters": int(sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)),
+        "adapter_sha256": sha256_weights(adapter_dir),
+    }
+    loss_png = plot_loss_curve(trainer.state.log_history, output_dir / "loss_curve.png")
+    full_manifest = {**(manifest or {}),
+                     "training_config": {**(manifest or {}).get("training_config", {}), **resolved},
+                     "training_metrics": metrics,
+                     "adapter_sha256": metrics["adapter_sha256"]}
+    write_json_atomic(adapter_dir / MANIFEST_NAME, full_manifest)
+    write_json_atomic(output_dir / MANIFEST_NAME, full_manifest)
+    return TrainResult(adapter_dir, output_dir, metrics, full_manifest, loss_png)
+
+
+def plot_loss_curve(log_history: list[dict[str, Any]], path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(e["step"], e["loss"]) for e in log_history if "loss" in e and "step" in e]
+    evals = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e and "step" in e]
+    if not train and not evals:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if train:
+        ax.plot(*zip(*train), label="train loss (weighted)")
+    if evals:
+        ax.plot(*zip(*evals), marker="o", label="eval loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train from the command line: `python -m pipelines.train --profile smoke`."""
+    from pipelines.base_model import resolve_base_model
+    from pipelines.config import artifacts_root, lake_root, load_params
+    from pipelines.lake import read_table, table_path
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--profile", default=None)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--output-dir", default=None)
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    name, config = resolve_profile(params.sections.get("training"), args.profile)
+    base = resolve_base_model(config.base_model, artifacts_root())
+    data = read_table(table_path(lake_root(), "augmented_training_set"))
+    output_dir = Path(args.output_dir or artifacts_root() / "lora_runs" / f"{name}-manual")
+    result = train_lora(config, Path(base.path), data, output_dir, log=print)
+    print(json.dumps(result.metrics, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

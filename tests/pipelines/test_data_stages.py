@@ -1,0 +1,111 @@
+"""The three stages end to end through the same CLI DVC runs, on a temporary lake."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipelines.cli import main
+from pipelines.data_stages import TableContractError, read_quarantine, validate_frame
+from pipelines.lake import (
+    AUGMENTED_TABLE,
+    NORMALIZED_TABLE,
+    RAW_TABLE,
+    read_table,
+    table_path,
+    table_version,
+)
+from pipelines.split import leaked_sources
+from tests.conftest import PARAMS_PATH, raw_record
+
+
+def _stage(name: str, lake: Path, raw_dir: Path | None = None) -> list[str]:
+    argv = ["stage", name, "--lake", str(lake), "--params", str(PARAMS_PATH)]
+    if raw_dir is not None:
+        argv += ["--raw-dir", str(raw_dir)]
+    return argv
+
+
+@pytest.fixture()
+def raw_with_problems(raw_dir: Path, small_corpus: list[dict]) -> Path:
+    first = small_corpus[0]["conversation"][0]
+    extra = [
+        json.dumps(raw_record("行1：" + first["input"] + "  ", first["output"]), ensure_ascii=False),
+        '{"conversation": [',
+        "",
+    ]
+    (raw_dir / "zz_extra.jsonl").write_text("\n".join(extra) + "\n", encoding="utf-8")
+    return raw_dir
+
+
+def test_stages_write_versions_and_account_for_every_line(
+    raw_with_problems: Path, lake: Path, small_corpus: list[dict], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(_stage("raw", lake, raw_with_problems)) == 0
+    summary = json.loads(capsys.readouterr().out)
+    n_lines = len(small_corpus) + 3
+    assert summary["n_lines"] == n_lines
+    assert summary["reasons"] == {"blank_line": 1, "invalid_json": 1}
+    assert summary["n_records"] + summary["n_quarantined"] == n_lines
+    assert set(summary["file_sha256"]) == {"corpus.jsonl", "zz_extra.jsonl"}
+
+    assert main(_stage("normalize", lake)) == 0
+    assert main(_stage("augment", lake)) == 0
+    capsys.readouterr()
+
+    raw = read_table(table_path(lake, RAW_TABLE))
+    samples = read_table(table_path(lake, NORMALIZED_TABLE))
+    augmented = read_table(table_path(lake, AUGMENTED_TABLE))
+    quarantine = read_quarantine(lake)
+    assert len(raw) == len(small_corpus) + 1
+    # The prefixed copy of record 1 normalizes to record 1 and is recorded as removed.
+    assert len(samples) == len(small_corpus)
+    normalize_rows = quarantine[quarantine["stage"] == "normalize"]
+    assert normalize_rows[["source_file", "line_number", "reason"]].values.tolist() == [
+        ["zz_extra.jsonl", 1, "duplicate"]
+    ]
+    assert normalize_rows["raw_line"].iloc[0].startswith('{"conversation": [{"input": "行1：')
+    assert len(raw) + (quarantine["stage"] == "raw").sum() == n_lines
+    assert len(augmented) == 8 * len(samples)
+    assert leaked_sources(augmented["source_index"].tolist(), augmented["split"].tolist()) == []
+    assert set(augmented["source_index"]) == set(samples["source_index"])
+
+    # A second run writes new versions; the first stays readable.
+    assert main(_stage("raw", lake, raw_with_problems)) == 0
+    assert table_version(table_path(lake, RAW_TABLE)) == 1
+    assert len(read_table(table_path(lake, RAW_TABLE), version=0)) == len(raw)
+
+
+def test_stage_outputs_are_reproducible(raw_dir: Path, tmp_path: Path) -> None:
+    tables = []
+    for name in ("a", "b"):
+        lake = tmp_path / name
+        for stage in ("raw", "normalize", "augment"):
+            assert main(_stage(stage, lake, raw_dir if stage == "raw" else None)) == 0
+        tables.append(read_table(table_path(lake, AUGMENTED_TABLE)))
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+
+
+def test_a_stage_without_its_upstream_fails_clearly(lake: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(_stage("normalize", lake)) == 1
+    assert "materialize its upstream stage first" in capsys.readouterr().err
+
+
+def test_a_frame_breaking_its_contract_is_refused_with_failure_cases() -> None:
+    bad = pd.DataFrame(
+        {
+            "stage": ["raw", "sideways"],
+            "source_file": ["a.jsonl", "a.jsonl"],
+            "line_number": [1, 0],
+            "raw_line": ["x", "y"],
+            "reason": ["invalid_json", "Bad Reason"],
+            "detail": ["d", "d"],
+        }
+    )
+    with pytest.raises(TableContractError) as caught:
+        validate_frame(bad, "quarantine/raw")
+    failing = set(caught.value.failure_cases["column"])
+    assert {"stage", "line_number", "reason"} <= failing

@@ -1,0 +1,184 @@
+"""The predict CLI and the output gate it shares with every output path.
+
+A tiny model is first taught (a few seconds of full fine-tuning on CPU) two fixed plans: a valid one and
+one that parses but breaks tip capacity, so both the printing path and the refusing path run on real
+generation. Hand-written bad plans then go through the gate directly, one per catalog rule.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+
+from data_contracts.commands import Command
+from data_contracts.forms import render_json_commands
+from pipelines.plan_output import PlanRejected, check_commands, check_plan
+
+VALID_DESCRIPTION = "Wait 5 minutes"
+VALID_PLAN = [Command(func_name="Delay", func_parameters={"seconds": 300})]
+BAD_DESCRIPTION = "Overfill channel 1"
+BAD_PLAN = [  # 50 ul into a 10 ul tip: parses, and the grammar allows it; only the validator catches it
+    Command(func_name="GetDiti", func_parameters={"ditiType": "10ul", "channels": [1]}),
+    Command(func_name="Aspirate", func_parameters={"channels": [1], "labware": "P1", "wells": ["A1"], "vols": [50]}),
+]
+
+
+def teach(model_dir: Path, examples: list[tuple[str, list[Command]]], steps: int = 150) -> None:
+    """Overfit the tiny model on `examples` (completion-only loss) and save it back (safetensors)."""
+    import torch
+
+    from pipelines.model_io import load_model_and_tokenizer
+    from pipelines.prompts import build_completion_ids, build_prompt_ids, serving_user_message
+
+    model, tokenizer = load_model_and_tokenizer(model_dir)
+    rows = []
+    for description, plan in examples:
+        prompt = build_prompt_ids(tokenizer, serving_user_message(description))
+        completion = build_completion_ids(tokenizer, render_json_commands(plan) + "<eoc>")
+        rows.append((prompt + completion, [-100] * len(prompt) + completion))
+    width = max(len(ids) for ids, _ in rows)
+    pad = tokenizer.pad_token_id
+    input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in rows])
+    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in rows])
+    mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows])
+    torch.manual_seed(0)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(steps):
+        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    model.save_pretrained(model_dir, safe_serialization=True)
+
+
+@pytest.fixture(scope="module")
+def taught_model(tmp_path_factory) -> Path:
+    import torch
+
+    from pipelines.tiny_model import build_tiny_model
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    model_dir = build_tiny_model(tmp_path_factory.mktemp("taught"), seed=0)
+    teach(model_dir, [(VALID_DESCRIPTION, VALID_PLAN), (BAD_DESCRIPTION, BAD_PLAN)])
+    yield model_dir
+    torch.set_num_threads(threads)
+
+
+def predict(model_dir: Path, description: str | None, stdin: bytes = b"", **options) -> tuple[int, str, str]:
+    from pipelines.predict import run
+
+    args = Namespace(description=description, model=str(model_dir), batch_size=options.get("batch_size", 2),
+                     max_new_tokens=options.get("max_new_tokens", 160), constrained=options.get("constrained", True), device="cpu")
+    stdout, stderr = io.StringIO(), io.StringIO()
+    code = run(args, stdin=io.BytesIO(stdin), stdout=stdout, stderr=stderr)
+    return code, stdout.getvalue(), stderr.getvalue()
+
+
+def test_single_prints_canonical_valid_json(taught_model):
+    code, out, err = predict(taught_model, VALID_DESCRIPTION)
+    assert code == 0, err
+    assert out == render_json_commands(VALID_PLAN) + "\n"
+
+
+def test_single_refuses_a_plan_that_breaks_the_catalog(taught_model):
+    code, out, err = predict(taught_model, BAD_DESCRIPTION)
+    assert code == 1
+    assert out == ""  # nothing that could reach the robot
+    assert "rule tip_capacity" in err and "Aspirate" in err and "'vols'" in err
+    assert "raw model output" in err and "GetDiti" in err  # the raw output is kept for inspection
+
+
+def test_batch_keeps_one_line_per_input_in_order(taught_model):
+    lines = [VALID_DESCRIPTION, BAD_DESCRIPTION, "", VALID_DESCRIPTION + "\r", "\xff\xfe"]
+    stdin = b"\n".join(line.encode("utf-8") if isinstance(line, str) else line for line in lines[:-1]) + b"\n\xff\xfe\n"
+    code, out, err = predict(taught_model, None, stdin=stdin, batch_size=2)
+    records = [json.loads(line) for line in out.split("\n")[:-1]]
+    assert out.endswith("\n") and len(records) == 5
+    assert records[0] == json.loads(render_json_commands(VALID_PLAN))
+    assert records[3] == records[0]
+    assert records[1]["error"]["issues"][0]["rule"] == "tip_capacity"
+    assert records[1]["error"]["issues"][0]["field"] == "vols"
+    assert json.loads(records[1]["error"]["raw_output"])["commands"][0]["func_name"] == "GetDiti"
+    assert records[2]["error"]["issues"][0]["rule"] == "invalid_input"
+    assert "UTF-8" in records[4]["error"]["message"]
+    assert code == 1 and "3 of 5" in err
+
+
+def test_batch_all_valid_exits_zero(taught_model):
+    code, out, _ = predict(taught_model, None, stdin=(VALID_DESCRIPTION + "\n") * 3, batch_size=2)
+    assert code == 0 and out == (render_json_commands(VALID_PLAN) + "\n") * 3
+
+
+def test_cli_entry_point_parses_options(taught_model):
+    from pipelines.cli import build_parser
+
+    args = build_parser().parse_args(["predict", "--model", str(taught_model), "--no-constrained", "--max-new-tokens", "7", "x"])
+    assert (args.constrained, args.max_new_tokens, args.batch_size, args.description) == (False, 7, 16, "x")
+
+
+def test_unsafe_model_dir_is_refused(tmp_path):
+    (tmp_path / "config.json").write_text("{}", encoding="utf-8")
+    (tmp_path / "pytorch_model.bin").write_bytes(b"\x80\x04")
+    code, out, err = predict(tmp_path, VALID_DESCRIPTION)
+    assert code == 2 and out == "" and "pickle" in err
+
+
+# --- the gate itself: hand-written bad plans, one per rule ------------------------------------
+
+ASP = {"channels": [1, 2], "labware": "P1", "wells": ["A1", "B1"], "vols": [10, 10]}
+BAD_PLANS = [
+    ("unknown_command", None, [{"func_name": "Explode", "func_parameters": {}}]),
+    ("unknown_parameter", "speed", [{"func_name": "Delay", "func_parameters": {"seconds": 5, "speed": 1}}]),
+    ("missing_parameter", "seconds", [{"func_name": "Delay", "func_parameters": {}}]),
+    ("type", "seconds", [{"func_name": "Delay", "func_parameters": {"seconds": "5"}}]),
+    ("channel_range", "channels", [{"func_name": "DropDiti", "func_parameters": {"channels": [9]}}]),
+    ("duplicate_channel", "channels", [{"func_name": "DropDiti", "func_parameters": {"channels": [1, 1]}}]),
+    ("invalid_well", "wells", [{"func_name": "Aspirate", "func_parameters": {**ASP, "wells": ["A1", "Z9"]}}]),
+    ("length_mismatch", "vols", [{"func_name": "Aspirate", "func_parameters": {**ASP, "vols": [10]}}]),
+    ("volume_positive", "vols", [{"func_name": "Aspirate", "func_parameters": {**ASP, "vols": [10, -1]}}]),
+    ("tip_type", "ditiType", [{"func_name": "GetDiti", "func_parameters": {"ditiType": "7ul", "channels": [1]}}]),
+    ("range", "rpm", [{"func_name": "Shake", "func_parameters": {"labware": "P", "rpm": 5, "seconds": 1}}]),
+    ("empty_string", "labware", [{"func_name": "PCR", "func_parameters": {"labware": " ", "program": "x"}}]),
+    ("empty_list", "channels", [{"func_name": "DropDiti", "func_parameters": {"channels": []}}]),
+    ("empty_plan", None, []),
+    ("tip_capacity", "vols", [
+        {"func_name": "GetDiti", "func_parameters": {"ditiType": "10ul", "channels": [1, 2]}},
+        {"func_name": "Aspirate", "func_parameters": ASP | {"vols": [10, 11]}},
+    ]),
+]
+
+
+@pytest.mark.parametrize("rule,field,plan", BAD_PLANS, ids=[rule for rule, _, _ in BAD_PLANS])
+def test_gate_rejects_each_rule_with_its_field(rule, field, plan):
+    raw = json.dumps({"commands": plan})
+    checked = check_plan(raw)
+    assert checked.json_valid and not checked.catalog_valid
+    matching = [issue for issue in checked.issues if issue.rule == rule]
+    assert matching, checked.error_message()
+    if field is not None:
+        assert any(issue.field == field for issue in matching)
+    with pytest.raises(PlanRejected):
+        checked.canonical_json()
+    record = json.loads(checked.output_line())
+    assert set(record) == {"error"} and record["error"]["raw_output"] == raw
+    assert f"rule {rule}" in record["error"]["message"]
+
+
+def test_gate_rejects_output_that_is_not_a_plan():
+    for raw in ["", "{", '{"commands": 5}', "Delay(seconds=5)", '{"commands": [{"func_name": "Delay", "func_parameters": {"seconds": NaN}}]}']:
+        checked = check_plan(raw)
+        assert not checked.json_valid and checked.issues[0].rule == "json_parse"
+        assert "error" in checked.output_record()
+
+
+def test_gate_passes_valid_plans_in_canonical_form():
+    raw = '{"commands": [{"func_name": "Delay", "func_parameters": {"seconds": 300.0}}]}'
+    assert check_plan(raw).output_line() == render_json_commands(VALID_PLAN)
+    assert check_commands(VALID_PLAN).output_record() == json.loads(render_json_commands(VALID_PLAN))

@@ -1,0 +1,82 @@
+"""End-to-end smoke: the whole graph materialized with the smoke profile into a temporary lake and artifacts dir."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from assets.resources import ArtifactsResource, LakeResource, ParamsResource
+from pipelines.lake import AUGMENTED_TABLE, read_table, table_path, table_version
+from pipelines.manifest import MANIFEST_NAME, sha256_weights
+from tests.conftest import PARAMS_PATH
+
+
+@pytest.fixture()
+def resources(tmp_path: Path, raw_dir: Path, lake: Path) -> dict[str, dg.ConfigurableResource]:
+    params = yaml.safe_load(PARAMS_PATH.read_text(encoding="utf-8"))
+    params["data"]["raw_dir"] = str(raw_dir)
+    params["training"]["profile"] = "smoke"
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    return {
+        "lake": LakeResource(root=str(lake)),
+        "artifacts": ArtifactsResource(root=str(tmp_path / "artifacts")),
+        "params": ParamsResource(path=str(params_path)),
+    }
+
+
+def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
+    (materialization,) = result.asset_materializations_for_node(asset)
+    return {key: value.value for key, value in materialization.metadata.items()}
+
+
+@pytest.mark.slow
+def test_whole_graph_smoke_profile_end_to_end(resources, raw_dir: Path, lake: Path, tmp_path: Path, monkeypatch):
+    from assets.definitions import ASSET_CHECKS, ASSETS
+
+    monkeypatch.delenv("SOP2CMD_PROFILE", raising=False)
+    result = dg.materialize([*ASSETS, *ASSET_CHECKS], resources=resources)
+    assert result.success
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert checks["merged_model_matches_adapter"].passed
+    assert checks["merged_model_matches_adapter"].metadata["max_abs_logit_diff"].value <= 1e-4
+
+    base = _metadata(result, "base_model")
+    assert base["profile"] == "smoke" and base["source"] == "tiny" and base["parameter_count"] > 0
+
+    lora = _metadata(result, "lora_checkpoint")
+    assert lora["device"] == "cpu" and lora["tokens_per_s"] > 0 and lora["reused"] is False
+    assert Path(lora["loss_curve"]).is_file()
+    lineage = lora["lineage"]
+    augmented_path = table_path(lake, AUGMENTED_TABLE)
+    data = read_table(augmented_path)
+    assert lineage["data"]["delta_version"] == table_version(augmented_path)
+    assert lineage["data"]["train_source_index"] == sorted(set(data.loc[data.split == "train", "source_index"]))
+    assert lineage["data"]["eval_source_index"] == sorted(set(data.loc[data.split == "eval", "source_index"]))
+    assert not set(lineage["data"]["train_source_index"]) & set(lineage["data"]["eval_source_index"])
+    raw_file = raw_dir / "corpus.jsonl"
+    assert lineage["data"]["raw_files_md5"] == {"corpus.jsonl": hashlib.md5(raw_file.read_bytes()).hexdigest()}
+    assert set(lineage["git"]) == {"commit", "dirty"}
+    assert lineage["base_model"]["weights_sha256"] == base["weights_sha256"]
+    assert lineage["libraries"]["peft"] and lineage["libraries"]["trl"]
+    assert lineage["training_config"]["profile"] == "smoke"
+
+    merged = _metadata(result, "merged_model")
+    merged_dir = Path(merged["path"])
+    manifest = json.loads((merged_dir / MANIFEST_NAME).read_text())
+    assert manifest["adapter_sha256"] == lora["adapter_sha256"] == sha256_weights(Path(lora["adapter_dir"]))
+    assert manifest["data"]["content_hash"] == lineage["data"]["content_hash"]
+
+    # Nothing changed: materializing the checkpoint again reuses the finished run instead of retraining.
+    from assets.training_assets import base_model, lora_checkpoint
+
+    again = dg.materialize([base_model, lora_checkpoint], resources=resources,
+                           selection=[lora_checkpoint])
+    assert again.success
+    reused = _metadata(again, "lora_checkpoint")
+    assert reused["reused"] is True and reused["adapter_sha256"] == lora["adapter_sha256"]
