@@ -33,6 +33,7 @@ run: setup corpus
 	$(BIN)/dagster asset materialize -m assets.definitions --select '*'
 
 test: setup
+	bash .ci/install_system_deps.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 dev: setup corpus

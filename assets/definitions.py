@@ -9,6 +9,7 @@ import dagster as dg
 
 from assets.data_assets import DATA_ASSETS
 from assets.data_checks import DATA_CHECKS
+from assets.evaluation_assets import EVALUATION_ASSETS, EVALUATION_CHECKS
 from assets.operations import with_operations
 from assets.resources import default_resources
 from assets.training_assets import TRAINING_ASSETS, TRAINING_CHECKS
@@ -19,8 +20,8 @@ data_job = dg.define_asset_job(
     description="Ingest the raw corpus, normalize it and build the augmented training set (with their checks).",
 )
 
-ASSETS: list[dg.AssetsDefinition] = [*DATA_ASSETS, *TRAINING_ASSETS]
-ASSET_CHECKS: list[dg.AssetChecksDefinition] = [*DATA_CHECKS, *TRAINING_CHECKS]
+ASSETS: list[dg.AssetsDefinition] = [*DATA_ASSETS, *TRAINING_ASSETS, *EVALUATION_ASSETS]
+ASSET_CHECKS: list[dg.AssetChecksDefinition] = [*DATA_CHECKS, *TRAINING_CHECKS, *EVALUATION_CHECKS]
 JOBS = [data_job]
 
 defs = with_operations(

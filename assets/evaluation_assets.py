@@ -6,18 +6,19 @@ generate with the merged model (batched, greedy, constrained by default), write 
 The gate reads the table back, so it judges exactly what was written.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Dagster resolves the `config: RegressionConfig` annotation at runtime.
 import json
 from pathlib import Path
 
 import dagster as dg
 import pyarrow as pa
 
+from assets.automation import TRAINING_CONDITION
 from assets.resources import ArtifactsResource, LakeResource, ParamsResource
 from assets.training_assets import merged_model, merged_model_dir
 from pipelines.evaluate import (
     EvalMetrics,
+    append_failures,
     compute_metrics,
     confusion_markdown,
     eval_settings,
@@ -29,7 +30,6 @@ from pipelines.evaluate import (
     regression_set,
     results_frame,
     run_evaluation,
-    append_failures,
 )
 from pipelines.lake import AUGMENTED_TABLE, NORMALIZED_TABLE, read_table, table_path, table_version, write_table
 from pipelines.manifest import MANIFEST_NAME
@@ -85,6 +85,7 @@ def _read(lake: LakeResource, table: str):
     group_name=EVALUATION_GROUP,
     kinds={"pytorch", "deltalake"},
     deps=[merged_model, dg.AssetKey(AUGMENTED_TABLE), dg.AssetKey(NORMALIZED_TABLE)],
+    automation_condition=TRAINING_CONDITION,  # a new merged model leads to new metrics
     description="Regression set (eval split + past failures) through the merged model: per-case results and metrics.",
 )
 def regression_metrics(

@@ -17,11 +17,13 @@ import dagster as dg
 from assets.automation import TRAINING_CONDITION
 from assets.executors import GPU_STEP_TAGS
 from assets.resources import ArtifactsResource, LakeResource, ParamsResource
+from assets.training_launch import launch_training
 from pipelines.base_model import BaseModelInfo, resolve_base_model
 from pipelines.lake import AUGMENTED_TABLE, read_table, table_path, table_version
+from pipelines.lineage import chain_markdown
 from pipelines.manifest import MANIFEST_NAME, build_manifest, data_lineage, write_json_atomic
 from pipelines.merge import PARITY_TOLERANCE, merge_adapter, merge_parity
-from pipelines.train import TrainConfig, resolve_profile, run_fingerprint, train_lora
+from pipelines.train import TrainConfig, resolve_profile, run_fingerprint
 
 TRAINING_GROUP = "training"
 LATEST_RUN_FILE = "latest.json"
@@ -33,6 +35,8 @@ class TrainingRunConfig(dg.Config):
 
     profile: str | None = None
     force_retrain: bool = False
+    # Training processes (torchrun --nproc-per-node): an integer, or "auto" = visible GPUs, else 1.
+    nproc_per_node: str = "auto"
 
 
 def _profile(params: ParamsResource, config: TrainingRunConfig) -> tuple[str, TrainConfig]:
@@ -118,7 +122,8 @@ def lora_checkpoint(
             training_config={"profile": profile, **train_config.to_dict()},
             base_model={k: v for k, v in info.to_dict().items() if k != "chat_template"},
         )
-        result = train_lora(train_config, Path(info.path), data, run_dir, manifest=manifest, log=context.log.info)
+        result = launch_training(context, train_config, Path(info.path), data_path, version, run_dir,
+                                 manifest=manifest, nproc_per_node=config.nproc_per_node)
         manifest, metrics, loss_png = result.manifest, {**result.metrics, "reused": False}, result.loss_curve_png
         write_json_atomic(run_dir / RUN_COMPLETE, {"adapter_sha256": metrics["adapter_sha256"]})
 
@@ -173,7 +178,9 @@ def merged_model_dir(artifacts_root: Path) -> Path:
     automation_condition=TRAINING_CONDITION,
     description="Base model with the LoRA adapter merged in: a plain safetensors model with its lineage manifest.",
 )
-def merged_model(context: dg.AssetExecutionContext, artifacts: ArtifactsResource) -> dg.MaterializeResult:
+def merged_model(
+    context: dg.AssetExecutionContext, artifacts: ArtifactsResource, lake: LakeResource
+) -> dg.MaterializeResult:
     latest_file = _runs_root(artifacts) / LATEST_RUN_FILE
     if not latest_file.is_file():
         raise dg.Failure(f"no trained adapter recorded at {latest_file}; materialize lora_checkpoint first")
@@ -190,6 +197,7 @@ def merged_model(context: dg.AssetExecutionContext, artifacts: ArtifactsResource
             "profile": latest["profile"],
             "adapter_sha256": result.adapter_sha256,
             "merged_weights_sha256": result.weights_sha256,
+            "lineage_chain": dg.MetadataValue.md(chain_markdown(result.merged_dir, lake.path())),
             "lineage": dg.MetadataValue.json(result.manifest),
         },
         data_version=dg.DataVersion(result.weights_sha256[:16]),

@@ -108,10 +108,15 @@ def main(argv: list[str] | None = None) -> int:
         for mode in modes:
             lake = args.workdir / f"lake-{mode}"
             shutil.rmtree(lake, ignore_errors=True)
+            cpu = time.process_time()
             if mode == "plain":
                 timings = run_plain(raw_dir, lake, args.params)
             else:
                 timings = run_dagster(raw_dir, lake, args.params, args.workdir)
+            # CPU of this process only (raw-line parsing workers are not included); the load average
+            # tells how much of the 2 cores other processes took during the run.
+            timings["main_process_cpu"] = time.process_time() - cpu
+            timings["load_1min_after"] = os.getloadavg()[0]
             results[mode].append(timings)
             print(f"run {repeat + 1} {mode}: " + ", ".join(f"{k}={v:.2f}" for k, v in timings.items()), file=sys.stderr)
 
@@ -120,10 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | --- | ---: | --- |")
     for mode, runs in results.items():
         for key in runs[0]:
-            if key in ("rows", "records"):
+            if key in ("rows", "records", "load_1min_after"):
                 continue
             values = [run[key] for run in runs]
             print(f"| {mode} | {key} | {statistics.median(values):.1f} | {', '.join(f'{v:.1f}' for v in values)} |")
+    loads = [run["load_1min_after"] for runs in results.values() for run in runs]
+    print(f"1-minute load average after each run: {', '.join(f'{v:.1f}' for v in loads)}")
     if "plain" in results:
         print(f"augmented rows: {int(results['plain'][0]['rows'])}, raw records: {int(results['plain'][0]['records'])}")
     if args.json:

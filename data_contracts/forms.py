@@ -65,10 +65,8 @@ _KEYWORD = rf"{_NAME}{_WS}={_WS}(?:{_SCALAR}|{_LIST})"
 _FAST_CALL = re.compile(rf"({_NAME})\({_WS}((?:{_KEYWORD}(?:{_WS},{_WS}{_KEYWORD})*)?){_WS}\)")
 _FAST_KEYWORD = re.compile(rf"({_NAME}){_WS}={_WS}({_SCALAR}|{_LIST})")
 _FAST_SCALAR = re.compile(_SCALAR)
-_NAMED_CONSTANTS = {"True": True, "False": False, "None": None}
-
-
 _FAST_INT_LIST = re.compile(r"\[[-0-9, \t]*\]")
+_NAMED_CONSTANTS = {"True": True, "False": False, "None": None}
 
 
 def _fast_scalar(token: str) -> Any:
@@ -136,12 +134,13 @@ def _parse_call_line_ast(line: str, line_number: int) -> Command:
     if call.args:
         raise CommandParseError(f"{name}: positional arguments are not allowed, use key=value", line_number)
     params: dict[str, Any] = {}
-    for keyword in call.keywords:
-        if keyword.arg is None:
+    for argument in call.keywords:
+        key = argument.arg
+        if key is None:
             raise CommandParseError(f"{name}: '**' arguments are not allowed", line_number)
-        if keyword.arg in params:
-            raise CommandParseError(f"{name}: parameter '{keyword.arg}' is given twice", line_number)
-        params[keyword.arg] = _literal(keyword.value, f"{name}: parameter '{keyword.arg}'", line_number, depth=0)
+        if key in params:
+            raise CommandParseError(f"{name}: parameter '{key}' is given twice", line_number)
+        params[key] = _literal(argument.value, f"{name}: parameter '{key}'", line_number, depth=0)
     return Command(func_name=name, func_parameters=params)
 
 

@@ -132,11 +132,11 @@ def build_rows(
     combo_arr = pa.array(combo)
 
     heads, tails = zip(*(templates[template].split("{description}") for template, _ in combos))
-    is_with = pc.take(pa.array([variant == WITH_PREFIX for _, variant in combos]), combo_arr)
-    description = pc.if_else(
-        is_with,
-        pc.take(pa.array(descriptions[WITH_PREFIX], pa.string()), position_arr),
-        pc.take(pa.array(descriptions[WITHOUT_PREFIX], pa.string()), position_arr),
+    # One take over [without..., with...] instead of an if_else over two full-length takes.
+    is_with = np.array([variant == WITH_PREFIX for _, variant in combos], dtype=np.int64)[combo]
+    description = pc.take(
+        pa.array(descriptions[WITHOUT_PREFIX] + descriptions[WITH_PREFIX], pa.string()),
+        pa.array(position + is_with * len(sids)),
     )
     source = pc.take(pa.array(sids, pa.string()), position_arr)
     columns = {

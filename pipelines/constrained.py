@@ -127,7 +127,8 @@ class GrammarCache:
         import xgrammar as xgr
 
         compiler_key = (id(tokenizer), int(vocab_size), tuple(stop_token_ids))
-        schema_text = json.dumps(schema, sort_keys=True, ensure_ascii=False)
+        # Key order matters: the grammar emits properties in schema order (the catalog order of canonical JSON).
+        schema_text = json.dumps(schema, ensure_ascii=False)
         grammar_key = (*compiler_key, schema_text)
         with self._lock:
             if grammar_key in self._grammars:

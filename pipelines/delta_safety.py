@@ -57,6 +57,7 @@ class SchemaDriftError(ContractError):
 
 
 WRITE_ID_KEY = "sop2cmd_write_id"
+_RECENT_COMMITS = 20
 
 
 class DeltaWriteConflict(RuntimeError):
@@ -173,7 +174,9 @@ def committed_version(path: str | Path, write_id: str) -> int | None:
     table = _existing_table(str(path))
     if table is None:
         return None
-    for entry in table.history():
-        if entry.get(WRITE_ID_KEY) == write_id:
-            return int(entry["version"])
+    # Our commit is almost always among the newest; the full history is read only when it is not.
+    for limit in (_RECENT_COMMITS, None):
+        for entry in table.history(limit):
+            if entry.get(WRITE_ID_KEY) == write_id:
+                return int(entry["version"])
     return None

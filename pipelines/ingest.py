@@ -17,11 +17,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import multiprocessing
 import os
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +34,8 @@ from data_contracts.validation import ValidationIssue, validate_commands
 
 if TYPE_CHECKING:
     import pandas as pd
+
+logger = logging.getLogger(__name__)
 
 BOM = b"\xef\xbb\xbf"
 
@@ -128,6 +132,18 @@ def _conversation_turn(document: Any) -> tuple[str, str]:
     return turn["input"], turn["output"]
 
 
+def _ensure_encodable(value: str, key: str) -> None:
+    # JSON escapes can spell lone surrogates (a \ud800 escape), which no UTF-8 table column can store.
+    if value.isascii():
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise Rejected(
+            "invalid_unicode", f"'{key}' holds a lone surrogate {value[error.start]!r} at character {error.start}"
+        ) from None
+
+
 def parse_record(data: bytes, max_line_bytes: int) -> tuple[str, str, str, str]:
     """(raw_line, input_text, output_text, commands_json) of one accepted line; raises Rejected."""
     if len(data) > max_line_bytes:
@@ -136,6 +152,8 @@ def parse_record(data: bytes, max_line_bytes: int) -> tuple[str, str, str, str]:
     if not text.strip():
         raise Rejected("blank_line", "line is empty or only whitespace")
     input_text, output_text = _conversation_turn(_load_json(text))
+    _ensure_encodable(input_text, "input")
+    _ensure_encodable(output_text, "output")
     if not input_text.strip():
         raise Rejected("empty_input", "'input' is empty")
     if not output_text.strip():
@@ -196,9 +214,15 @@ def parse_all(lines: list[bytes], max_line_bytes: int, workers: int) -> Iterator
     context = multiprocessing.get_context("forkserver")
     # Workers import only this module (no pandas, no Delta Lake): they start in well under a second.
     context.set_forkserver_preload([__name__])
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        for outcomes in pool.map(parse_lines, chunks, itertools.repeat(max_line_bytes)):
-            yield from outcomes
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            results = list(pool.map(parse_lines, chunks, itertools.repeat(max_line_bytes)))
+    except BrokenProcessPool:
+        # Workers re-import the parent's __main__; where that cannot work (code fed on stdin), parse here.
+        logger.warning("raw-line worker processes failed to start; parsing %d lines in-process", len(lines))
+        results = [parse_lines(lines, max_line_bytes)]
+    for outcomes in results:
+        yield from outcomes
 
 
 def ingest(raw_dir: str | Path, max_line_bytes: int = 1_000_000, workers: int = 1) -> IngestResult:

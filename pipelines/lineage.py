@@ -337,3 +337,11 @@ def chain_as_dict(chain: Chain) -> dict[str, Any]:
         "git": chain.manifest.get("git"),
         "per_command": chain.per_command,
     }
+
+
+def chain_markdown(model_dir: Path, lake: Path) -> str:
+    """The chain as markdown for asset metadata; an unresolvable chain is shown, not raised."""
+    try:
+        return render_chain_markdown(resolve_chain(Path(model_dir), Path(lake)))
+    except (LineageError, OSError, KeyError, ValueError) as error:
+        return f"**lineage unresolved**: {error}"

@@ -61,6 +61,9 @@ def line_prefixes(text: str) -> list[str]:
     """The step prefix of each line that normalize_text keeps ('' where a line has none)."""
     prefixes = []
     for line in text.splitlines():
+        if line and _starts_without_prefix(line[0]):
+            prefixes.append("")
+            continue
         # A prefix sits at the start of a line, so NFKC of the line's head is enough (and much cheaper).
         head = _SPACES.sub(" ", _INVISIBLE.sub("", unicodedata.normalize("NFKC", line[:_HEAD_CHARS]))).strip()
         if len(line) > _HEAD_CHARS and (not head or split_line_prefix(head)[0] == head):
@@ -68,6 +71,20 @@ def line_prefixes(text: str) -> list[str]:
         if head:
             prefixes.append(split_line_prefix(head)[0])
     return prefixes
+
+
+# Characters a prefix can start with after NFKC; a line whose first character is none of these, is no
+# space, and has no compatibility decomposition (NFKC leaves it as it is) cannot carry a prefix.
+_PREFIX_STARTS = frozenset("行步第LlSs(0123456789")
+
+
+def _starts_without_prefix(char: str) -> bool:
+    return (
+        char not in _PREFIX_STARTS
+        and not char.isspace()
+        and not _INVISIBLE.match(char)
+        and unicodedata.decomposition(char) == ""
+    )
 
 
 _HEAD_CHARS = 48

@@ -27,15 +27,14 @@ def system_prompt() -> str:
     return _SYSTEM_PROMPT_TEMPLATE.format(command_names=", ".join(_catalog_command_names()))
 
 
+# Kept short on purpose: every training token of it is paid on every sample, and on CPU it was over a
+# third of an average sequence. The rules are the seed's; the command names come from the catalog.
 _SYSTEM_PROMPT_TEMPLATE = (
-    "You convert laboratory procedure steps into commands for a liquid-handling robot.\n"
-    "Output rules:\n"
-    '- Output JSON only, one object: {{"commands": [...]}}. No prose, no code fences.\n'
-    '- Each command is {{"func_name": <name>, "func_parameters": {{...}}}} with exactly these field names.\n'
-    "- Use only the robot's commands: {command_names}.\n"
-    "- channels, wells, vols, srcWells and dstWells are always arrays, also with one element ([1], not 1).\n"
-    "- Volumes are in microlitres; commands follow the order of the actions in the text.\n"
-    f"- End the output with {EOC_TOKEN}."
+    "Turn the lab step into liquid-handler commands. Output JSON only: "
+    '{{"commands": [{{"func_name": ..., "func_parameters": {{...}}}}]}} with exactly these field names. '
+    "Commands: {command_names}. "
+    "channels, wells, vols, srcWells, dstWells are arrays even for one element. "
+    f"Volumes in ul, in text order. End with {EOC_TOKEN}"
 )
 
 

@@ -15,7 +15,7 @@ from data_contracts.validation import ValidationIssue, validate_commands
 _call_alphabet = st.sampled_from(list("GetDiti(channels=[1, 2])'\"\\-.eE#*:;{}\n\t 样\x00\ud800\u2028ｅ0x_jbf"))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(text=st.one_of(st.text(max_size=60), st.text(alphabet=_call_alphabet, max_size=60)))
 def test_text_parser_returns_commands_or_a_parse_error(text: str) -> None:
     try:
@@ -32,7 +32,9 @@ def test_text_parser_returns_commands_or_a_parse_error(text: str) -> None:
 
 _json = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=6)),
-    lambda children: st.one_of(st.lists(children, max_size=3), st.dictionaries(st.text(max_size=5), children, max_size=3)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3), st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=12,
 )
 _command_like = st.fixed_dictionaries(
@@ -43,7 +45,7 @@ _command_like = st.fixed_dictionaries(
 )  # fmt: skip
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(document=st.one_of(_json, st.fixed_dictionaries({"commands": st.lists(_command_like, max_size=4)})))
 def test_json_parser_and_validator_never_crash(document: object) -> None:
     text = json.dumps(document, ensure_ascii=False)
@@ -56,7 +58,7 @@ def test_json_parser_and_validator_never_crash(document: object) -> None:
     assert render_json_commands(commands)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(commands=st.lists(_command_like, max_size=5))
 def test_validator_accepts_any_json_form_dicts(commands: list[dict]) -> None:
     for issue in validate_commands(commands):

@@ -33,7 +33,7 @@ class TrainedLineage:
 
 def run_data_stages(raw_dir: Path, lake: Path) -> int:
     params = load_params(REPO_ROOT / "params.yaml")
-    run_raw_stage(raw_dir, lake, params.data.max_line_bytes)
+    run_raw_stage(raw_dir, lake, params.data)
     run_normalize_stage(lake)
     return run_augment_stage(lake, params.augment).augmented_version
 

@@ -11,7 +11,7 @@ from assets.executors import GPU_RUN_TAGS
 
 @dg.op
 def hold_the_gpu() -> None:
-    time.sleep(4)
+    time.sleep(2)
 
 
 @dg.job(tags=GPU_RUN_TAGS)

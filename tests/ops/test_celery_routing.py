@@ -1,19 +1,23 @@
-"""Celery routing on a real Redis: the checkpoint step runs in the worker that listens only on `gpu`."""
+"""Celery routing on a real Redis: the smoke-profile lora_checkpoint step runs in the worker that
+listens only on queue `gpu`; every data step runs in the worker on the default queue."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from assets.executors import CELERY_BACKEND_ENV, CELERY_BROKER_ENV, GPU_QUEUE
+from assets.executors import CELERY_BACKEND_ENV, CELERY_BROKER_ENV, EXECUTOR_ENV, GPU_QUEUE
 
 from .conftest import free_port, require_binary
-from .services import VENV_BIN, background, tail, wait_until
+from .services import REPO_ROOT, VENV_BIN, background, tail, wait_until
 
 pytestmark = pytest.mark.slow
+
+DATA_STEPS = {"raw_training_data", "normalized_samples", "augmented_training_set", "base_model"}
 
 
 def _redis_up(port: int) -> bool:
@@ -25,10 +29,6 @@ def _redis_up(port: int) -> bool:
         return False
 
 
-def _worker_ready(log: Path) -> bool:
-    return " ready." in tail(log, 20000)
-
-
 def _celery_worker_argv(broker: str, queue: str, name: str) -> list[str]:
     return [
         str(VENV_BIN / "celery"), "-A", "dagster_celery.app", "-b", broker, "--result-backend", broker,
@@ -38,7 +38,7 @@ def _celery_worker_argv(broker: str, queue: str, name: str) -> list[str]:
 
 
 def _step_workers(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:
-    """step key -> the Celery worker the executor's engine event says it ran in."""
+    """step key -> the Celery worker that the executor's engine event says it ran in."""
     workers = {}
     for record in instance.all_logs(run_id):
         event = record.dagster_event
@@ -50,16 +50,40 @@ def _step_workers(instance: dg.DagsterInstance, run_id: str) -> dict[str, str]:
     return workers
 
 
-def _materialized_pid(instance: dg.DagsterInstance, key: str) -> int:
-    event = instance.get_latest_materialization_event(dg.AssetKey(key))
-    return event.asset_materialization.metadata["pid"].value
+def _step_pids(instance: dg.DagsterInstance, run_id: str) -> dict[str, int]:
+    return {
+        record.step_key: record.dagster_event.pid
+        for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START)
+    }
 
 
-def test_checkpoint_step_runs_on_the_gpu_queue_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A user-like working dir (params.yaml + raw corpus) with the lake and artifacts inside it."""
+    work = tmp_path / "work"
+    (work / "data" / "raw").mkdir(parents=True)
+    shutil.copy(REPO_ROOT / "params.yaml", work / "params.yaml")
+    shutil.copy(REPO_ROOT / "tests" / "fixtures" / "sop_examples.jsonl", work / "data" / "raw" / "examples.jsonl")
+    monkeypatch.chdir(work)
+    return work
+
+
+def test_checkpoint_step_runs_on_the_gpu_queue_worker(
+    workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     redis_server = require_binary("redis-server")
     port = free_port()
     broker = f"redis://127.0.0.1:{port}/0"
-    env = {CELERY_BROKER_ENV: broker, CELERY_BACKEND_ENV: broker}
+    env = {
+        CELERY_BROKER_ENV: broker,
+        CELERY_BACKEND_ENV: broker,
+        EXECUTOR_ENV: "celery",
+        "SOP2CMD_PROFILE": "smoke",
+        "SOP2CMD_LAKE": str(workdir / "lake"),
+        "SOP2CMD_ARTIFACTS": str(workdir / "artifacts"),
+        "PYTHONPATH": str(REPO_ROOT),
+        "HF_HUB_OFFLINE": "1",
+    }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     host = socket.gethostname()
@@ -72,22 +96,27 @@ def test_checkpoint_step_runs_on_the_gpu_queue_worker(tmp_path: Path, monkeypatc
     ):
         wait_until(lambda: _redis_up(port), 30, "redis-server")
         with (
-            background(_celery_worker_argv(broker, GPU_QUEUE, "gpu"), gpu_log, env=env) as gpu_worker,
-            background(_celery_worker_argv(broker, "dagster", "cpu"), cpu_log, env=env) as cpu_worker,
+            background(_celery_worker_argv(broker, GPU_QUEUE, "gpu"), gpu_log, env=env, cwd=workdir) as gpu_worker,
+            background(_celery_worker_argv(broker, "dagster", "cpu"), cpu_log, env=env, cwd=workdir) as cpu_worker,
         ):
-            wait_until(lambda: _worker_ready(gpu_log), 120, f"gpu worker\n{tail(gpu_log)}")
-            wait_until(lambda: _worker_ready(cpu_log), 120, f"cpu worker\n{tail(cpu_log)}")
+            wait_until(lambda: " ready." in tail(gpu_log, 20000), 180, f"gpu worker\n{tail(gpu_log)}")
+            wait_until(lambda: " ready." in tail(cpu_log, 20000), 180, f"cpu worker\n{tail(cpu_log)}")
 
-            from tests.ops.celery_standin import celery_routing_job
+            from tests.ops.celery_training import checkpoint_on_celery
 
-            with dg.execute_job(dg.reconstructable(celery_routing_job), instance=instance) as result:
+            with dg.execute_job(dg.reconstructable(checkpoint_on_celery), instance=instance) as result:
                 assert result.success, f"gpu worker:\n{tail(gpu_log)}\ncpu worker:\n{tail(cpu_log)}"
                 run_id = result.run_id
 
             workers = _step_workers(instance, run_id)
-            assert workers == {"stand_in_checkpoint": f"gpu@{host}", "stand_in_data": f"cpu@{host}"}
-            # --pool solo runs tasks in the worker process itself: the pid proves which process trained.
-            assert _materialized_pid(instance, "stand_in_checkpoint") == gpu_worker.pid
-            assert _materialized_pid(instance, "stand_in_data") == cpu_worker.pid
-            assert "stand_in_checkpoint" in tail(gpu_log, 200000)
-            assert "stand_in_checkpoint" not in tail(cpu_log, 200000)
+            pids = _step_pids(instance, run_id)
+
+    assert workers["lora_checkpoint"] == f"gpu@{host}"
+    # --pool solo runs each task in the worker process itself: the step's pid is the worker's.
+    assert pids["lora_checkpoint"] == gpu_worker.pid
+    for step in DATA_STEPS:
+        assert workers[step] == f"cpu@{host}", step
+        assert pids[step] == cpu_worker.pid, step
+    materialization = instance.get_latest_materialization_event(dg.AssetKey("lora_checkpoint")).asset_materialization
+    assert materialization.metadata["profile"].value == "smoke"
+    assert (Path(materialization.metadata["adapter_dir"].value) / "adapter_model.safetensors").is_file()

@@ -43,6 +43,24 @@ def job() -> dg.JobDefinition:
     return defs.resolve_job_def("k8s_routing")
 
 
+@pytest.fixture(scope="module")
+def retrain_job() -> dg.JobDefinition:
+    """The project's retrain job, as the code location serves it."""
+    from assets.definitions import defs
+
+    return defs.resolve_job_def("retrain")
+
+
+def test_project_checkpoint_step_requests_a_gpu_and_data_steps_do_not(retrain_job: dg.JobDefinition) -> None:
+    checkpoint = _job_spec_for_step(retrain_job, "lora_checkpoint").spec.template.spec.containers[0]
+    assert checkpoint.resources.limits["nvidia.com/gpu"] == "1"
+    for step in ("raw_training_data", "normalized_samples", "augmented_training_set", "merged_model"):
+        container = _job_spec_for_step(retrain_job, step).spec.template.spec.containers[0]
+        limits = (container.resources.limits or {}) if container.resources else {}
+        assert "nvidia.com/gpu" not in limits, step
+    assert retrain_job.tags["gpu"] == "true"
+
+
 def test_checkpoint_step_pod_requests_one_gpu(job: dg.JobDefinition) -> None:
     spec = _job_spec_for_step(job, "k8s_checkpoint")
     pod = spec.spec.template.spec

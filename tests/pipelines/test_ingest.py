@@ -50,6 +50,7 @@ BAD_INPUT: list[tuple[bytes, str | None]] = [
     (b"   \t", "blank_line"),
     (b"[" * 100_000, "invalid_json"),
     (line("行1:用通道1取50ul吸头，从P1的A1吸取20ul", GOOD_OUTPUT), "duplicate"),
+    (b'{"conversation": [{"input": "lone \\ud800 surrogate", "output": "Delay(seconds=1)"}]}', "invalid_unicode"),
 ]
 
 
@@ -155,3 +156,18 @@ def test_split_lines_does_not_invent_a_last_line() -> None:
 def test_missing_raw_dir_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ingest(tmp_path / "nowhere")
+
+
+def test_parsing_in_worker_processes_gives_the_same_result(
+    bad_input_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipelines.ingest as ingest_module
+
+    sequential = ingest(bad_input_dir, workers=1)
+    monkeypatch.setattr(ingest_module, "PARALLEL_MIN_LINES", 1)
+    monkeypatch.setattr(ingest_module, "_CHUNK_LINES", 3)
+    parallel = ingest(bad_input_dir, workers=2)
+
+    assert parallel.reasons == sequential.reasons
+    assert parallel.records.equals(sequential.records)
+    assert parallel.quarantine.equals(sequential.quarantine)

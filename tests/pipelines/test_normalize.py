@@ -134,3 +134,11 @@ def test_normalizing_normalized_samples_changes_nothing() -> None:
     again = normalize_records(_raw_frame(first["input_text"].tolist(), first["commands_json"].tolist())).samples
     assert again["input_text"].tolist() == first["input_text"].tolist()
     assert again["source_index"].tolist() == first["source_index"].tolist()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("行步骤1234.:：、 \u3000\u200b\nab吸⒈①⑴¹Ｌｌline(（)）")), max_size=60))
+def test_one_prefix_per_kept_line(text: str) -> None:
+    normalized = normalize_text(text)
+    kept_lines = normalized.split("\n") if normalized else []
+    assert len(line_prefixes(text)) == len(kept_lines)

@@ -35,7 +35,7 @@ def hostile_lines(pwned_marker: str, max_line_bytes: int) -> list[HostileLine]:
         HostileLine("deep_json_in_turn", _record("x", "y")[:-3] + b', "extra": ' + b'{"a":' * 50_000 + b"1" + b"}" * 50_000 + b"}]}", ("invalid_json", "wrong_shape")),
         HostileLine("not_utf8", b'{"conversation": [{"input": "\xff\xfe\xc3\x28", "output": "Delay(seconds=1)"}]}', ("invalid_utf8",)),
         HostileLine("latin1", "{\"conversation\": [{\"input\": \"Pipettieren 20 µl\", \"output\": \"Delay(seconds=1)\"}]}".encode("latin-1"), ("invalid_utf8",)),
-        HostileLine("lone_surrogate_escape", b'{"conversation": [{"input": "\\ud800 wait 1 s", "output": "Delay(seconds=1)"}]}', ("invalid_utf8", "invalid_text", "invalid_json", "invalid_input")),
+        HostileLine("lone_surrogate_escape", b'{"conversation": [{"input": "\\ud800 wait 1 s", "output": "Delay(seconds=1)"}]}', ("invalid_unicode", "invalid_utf8")),
         HostileLine("nul_bytes", b'{"conversation": [{"input": "wait\x00", "output": "Delay(seconds=1)"}]}', ("invalid_json",)),
         HostileLine("code_as_output", _record("run it", payload), ("unparseable_command",)),
         HostileLine("code_as_parameter", _record("aspirate", _aspirate(labware=payload)), ("unparseable_command",)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -234,3 +235,35 @@ def test_intended_schema_change_is_an_explicit_opt_in(tmp_path: Path) -> None:
     assert version == 1
     assert "difficulty" in DeltaTable(str(table_path)).schema().to_arrow().names
     assert len(DeltaTable(str(table_path), version=0).to_pandas()) == 2
+
+
+def test_two_augment_stage_runs_at_once_both_commit_without_duplicates(tmp_path: Path) -> None:
+    """The real stage, twice at the same time (as two materializations of `augmented_training_set` would)."""
+    from pipelines.data_stages import run_normalize_stage, run_raw_stage
+    from tests.reliability._support import FIXTURES, REPO_ROOT
+
+    raw_dir, lake_root = tmp_path / "raw", tmp_path / "lake"
+    raw_dir.mkdir()
+    (raw_dir / "gold.jsonl").write_bytes((FIXTURES / "sop_examples.jsonl").read_bytes())
+    run_raw_stage(raw_dir, lake_root)
+    run_normalize_stage(lake_root)
+
+    command = [sys.executable, "-m", "pipelines", "stage", "augment", "--lake", str(lake_root),
+               "--params", str(REPO_ROOT / "params.yaml")]
+    runs = [subprocess.Popen(command, cwd=REPO_ROOT, env=subprocess_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    for run, (out, err) in zip(runs, outputs):
+        assert run.returncode == 0, err[-3000:]
+    versions = sorted(json.loads(out)["versions"][lake.AUGMENTED_TABLE] for out, _ in outputs)
+    assert versions == [0, 1], "each run must be told the version it committed"
+
+    table_path = lake.table_path(lake_root, lake.AUGMENTED_TABLE)
+    history = DeltaTable(str(table_path)).history()
+    assert sorted(entry["version"] for entry in history) == [0, 1]
+    first, second = (DeltaTable(str(table_path), version=v).to_pandas() for v in (0, 1))
+    for frame in (first, second):
+        assert frame["sample_id"].is_unique and len(frame) > 0
+    # Same input, same stage: both versions hold the same rows; the second replaced the first, no appends.
+    assert sorted(first["sample_id"]) == sorted(second["sample_id"])
+    assert len(DeltaTable(str(table_path)).to_pandas()) == len(second)

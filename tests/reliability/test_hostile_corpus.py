@@ -92,3 +92,5 @@ def test_memory_stays_bounded(hostile_run: dict) -> None:
     bound = max(RSS_GROWTH_FACTOR * size, RSS_GROWTH_FLOOR)
     assert summary["rss_growth_bytes"] < bound, (summary, size)
     assert summary["traced_peak_bytes"] < bound, (summary, size)
+    # A parse worker (if the stage uses them) holds at most its share of the corpus plus its imports.
+    assert summary["children_peak_rss_bytes"] < bound + 512 * 2**20, (summary, size)

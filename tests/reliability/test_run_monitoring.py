@@ -67,6 +67,21 @@ class Daemon:
         )
         log.close()
 
+    def kill_group_except(self, sig: int, keep: int) -> None:
+        """Send `sig` to every process of the daemon's group but `keep`, and reap the daemon."""
+        assert self.process is not None
+        group = os.getpgid(self.process.pid)
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == keep:
+                continue
+            try:
+                if os.getpgid(int(entry.name)) == group:
+                    os.kill(int(entry.name), sig)
+            except (ProcessLookupError, PermissionError):
+                continue
+        self.process.wait(timeout=30)
+        self.process = None
+
     def kill_group(self, sig: int) -> None:
         if self.process is None:
             return
@@ -94,7 +109,6 @@ def daemon_home(tmp_path: Path) -> Iterator[tuple[Path, Path, dict[str, str], Da
     env = subprocess_env(
         DAGSTER_HOME=str(home),
         RELIABILITY_WORKDIR=str(workdir),
-        DAGSTER_EVENT_LOG_CONSUMER_DAEMON_INTERVAL_SECONDS="1",
     )
     daemon = Daemon(env, tmp_path / "daemon.log")
     daemon.start()
@@ -120,8 +134,9 @@ def _messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
 @pytest.mark.parametrize("kill_scope", ["run_worker", "whole_process_tree"])
 def test_dead_run_is_marked_failed_and_retried_from_failure(daemon_home, kill_scope: str) -> None:
     """run_worker: only the run's process is SIGKILLed (its code server notices).
-    whole_process_tree: daemon, code server and run worker are SIGKILLed together (host crash,
-    OOM of the container); nobody is left to notice, so a restarted daemon's run monitoring must.
+    whole_process_tree: the daemon and the code server that spawned the worker are SIGKILLed first
+    (a crashed `dagster dev`, an OOM-killed container), then the orphaned worker dies too; nobody who
+    spawned it is left to notice, so the restarted daemon's run monitoring (our launcher) must.
     """
     home, workdir, env, daemon = daemon_home
     _launch(env)
@@ -132,15 +147,15 @@ def test_dead_run_is_marked_failed_and_retried_from_failure(daemon_home, kill_sc
         worker_pid = int(pid_file.read_text())
         assert instance.get_run_by_id(first.run_id).status == dg.DagsterRunStatus.STARTED
 
-        if kill_scope == "run_worker":
-            os.kill(worker_pid, signal.SIGKILL)
-        else:
-            daemon.kill_group(signal.SIGKILL)
-            _wait_for(lambda: not Path(f"/proc/{worker_pid}").exists(), 30, "the worker to be gone")
-            time.sleep(3)
-            # With nobody watching, the run still claims to be running.
-            assert instance.get_run_by_id(first.run_id).status == dg.DagsterRunStatus.STARTED
+        if kill_scope == "whole_process_tree":
+            # The daemon and the code server that spawned the worker die first; the worker, orphaned,
+            # keeps running. Then a fresh daemon comes up and must neither fail the live run...
+            daemon.kill_group_except(signal.SIGKILL, keep=worker_pid)
             daemon.start()
+            time.sleep(10)
+            assert instance.get_run_by_id(first.run_id).status == dg.DagsterRunStatus.STARTED
+        # ...nor leave it STARTED once its worker is gone, with nobody left who spawned it.
+        os.kill(worker_pid, signal.SIGKILL)
 
         failed = _wait_for(
             lambda: (run := instance.get_run_by_id(first.run_id)).status == dg.DagsterRunStatus.FAILURE and run,
@@ -170,3 +185,17 @@ def test_dead_run_is_marked_failed_and_retried_from_failure(daemon_home, kill_sc
         assert set(finished.step_keys_to_execute or []) == {"long_step"}
         assert len((workdir / "prepare.log").read_text().splitlines()) == 1
         assert [run.run_id for run in instance.get_runs() if not run.is_finished] == []
+
+
+def test_repo_instance_config_detects_dead_runs_and_retries(tmp_path: Path) -> None:
+    """The instance `make setup` installs has run monitoring with our launcher and run retries on."""
+    from assets.run_monitoring import LocalProcessRunLauncher
+
+    repo_config = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text()) or {}
+    repo_config["storage"] = {"sqlite": {"base_dir": str(tmp_path / "storage")}}
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(repo_config))
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(tmp_path))) as instance:
+        assert isinstance(instance.run_launcher, LocalProcessRunLauncher)
+        assert instance.run_monitoring_enabled
+        assert instance.run_launcher.supports_check_run_worker_health
+        assert instance.run_retries_enabled and instance.run_retries_max_retries >= 1

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
+
+from data_contracts.forms import render_json_commands
 
 from pipelines.constrained import DecodingLimits, GrammarCache, decoding_schema, model_vocab_size
 from pipelines.decode import DecodingConfig, generate_batched, generate_one_at_a_time
@@ -65,7 +65,8 @@ def test_constrained_random_model_gives_parseable_plans(tiny):
         checked = check_plan(generation.text)
         assert checked.json_valid, generation.text
         assert {issue.rule for issue in checked.issues} <= RULES_OUTSIDE_THE_GRAMMAR, checked.error_message()
-        assert generation.text == json.dumps(json.loads(generation.text), ensure_ascii=False)  # canonical layout
+        # canonical form: json.dumps layout and parameters in catalog order, as in the training targets
+        assert generation.text == render_json_commands(checked.commands)
         assert len(checked.commands) <= TIGHT.max_commands
 
 

@@ -20,7 +20,7 @@ from pipelines.plan_output import PlanRejected, check_commands, check_plan
 
 VALID_DESCRIPTION = "Wait 5 minutes"
 VALID_PLAN = [Command(func_name="Delay", func_parameters={"seconds": 300})]
-BAD_DESCRIPTION = "Overfill channel 1"
+BAD_DESCRIPTION = "行1:用通道1吸取50微升，超出10ul枪头"
 BAD_PLAN = [  # 50 ul into a 10 ul tip: parses, and the grammar allows it; only the validator catches it
     Command(func_name="GetDiti", func_parameters={"ditiType": "10ul", "channels": [1]}),
     Command(func_name="Aspirate", func_parameters={"channels": [1], "labware": "P1", "wells": ["A1"], "vols": [50]}),
@@ -105,14 +105,14 @@ def test_batch_keeps_one_line_per_input_in_order(taught_model):
     assert records[3] == records[0]
     assert records[1]["error"]["issues"][0]["rule"] == "tip_capacity"
     assert records[1]["error"]["issues"][0]["field"] == "vols"
-    assert json.loads(records[1]["error"]["raw_output"])["commands"][0]["func_name"] == "GetDiti"
+    assert records[1]["error"]["raw_output"] == render_json_commands(BAD_PLAN)  # kept verbatim, catalog key order
     assert records[2]["error"]["issues"][0]["rule"] == "invalid_input"
     assert "UTF-8" in records[4]["error"]["message"]
     assert code == 1 and "3 of 5" in err
 
 
 def test_batch_all_valid_exits_zero(taught_model):
-    code, out, _ = predict(taught_model, None, stdin=(VALID_DESCRIPTION + "\n") * 3, batch_size=2)
+    code, out, _ = predict(taught_model, None, stdin=(VALID_DESCRIPTION + "\n").encode() * 3, batch_size=2)
     assert code == 0 and out == (render_json_commands(VALID_PLAN) + "\n") * 3
 
 

@@ -1,0 +1,180 @@
+"""regression_metrics and its blocking gate, materialized with Dagster on a temporary lake and model dir.
+
+Inputs are built directly (no training): a tiny random model stands in for the merged model, recorded
+as trained with the smoke profile, and the two upstream tables are written with their Delta schemas.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from data_contracts.commands import Command
+from data_contracts.forms import render_json_commands
+from tests.conftest import PARAMS_PATH, REPO_ROOT
+
+SAMPLES = [
+    ("s0", "等待1分钟", [Command(func_name="Delay", func_parameters={"seconds": 60})]),
+    ("s1", "Shake Plate1 at 700 rpm for 1 minute", [Command(func_name="Shake", func_parameters={"labware": "Plate1", "rpm": 700, "seconds": 60})]),
+    ("s2", "Pick up 200ul tips on channel 3", [Command(func_name="GetDiti", func_parameters={"ditiType": "200ul", "channels": [3]})]),
+    ("s3", "弃去通道1的枪头", [Command(func_name="DropDiti", func_parameters={"channels": [1]})]),
+]
+EVAL_IDS = {"s0", "s1", "s2"}
+
+
+def write_inputs(lake: Path) -> None:
+    from pipelines.lake import AUGMENTED_TABLE, NORMALIZED_TABLE, table_path, write_table
+
+    normalized = pd.DataFrame(
+        {
+            "source_index": [s for s, _, _ in SAMPLES],
+            "input_text": [d for _, d, _ in SAMPLES],
+            "raw_input": [d for _, d, _ in SAMPLES],
+            "commands_json": [render_json_commands(c) for _, _, c in SAMPLES],
+            "command_names": [[x.func_name for x in c] for _, _, c in SAMPLES],
+            "n_commands": [len(c) for _, _, c in SAMPLES],
+            "lang": ["zh", "en", "en", "zh"],
+            "source_file": ["corpus.jsonl"] * len(SAMPLES),
+            "line_number": list(range(1, len(SAMPLES) + 1)),
+        }
+    )
+    augmented = pd.DataFrame(
+        {
+            "sample_id": [f"{s}-{v}" for s, _, _ in SAMPLES for v in ("a", "b")],
+            "source_index": [s for s, _, _ in SAMPLES for _ in range(2)],
+            "template": ["zh_direct"] * 2 * len(SAMPLES),
+            "variant": ["with_prefix", "without_prefix"] * len(SAMPLES),
+            "prompt": [d for _, d, _ in SAMPLES for _ in range(2)],
+            "completion": [render_json_commands(c) + "<eoc>" for _, _, c in SAMPLES for _ in range(2)],
+            "command_names": [[x.func_name for x in c] for _, _, c in SAMPLES for _ in range(2)],
+            "weight": [1.0] * 2 * len(SAMPLES),
+            "split": ["eval" if s in EVAL_IDS else "train" for s, _, _ in SAMPLES for _ in range(2)],
+        }
+    )
+    write_table(normalized, table_path(lake, NORMALIZED_TABLE), table=NORMALIZED_TABLE)
+    write_table(augmented, table_path(lake, AUGMENTED_TABLE), table=AUGMENTED_TABLE)
+
+
+@pytest.fixture(scope="module")
+def merged_model_root(tmp_path_factory) -> Path:
+    """An artifacts root whose merged_model is the tiny random model, trained 'with the smoke profile'."""
+    import torch
+
+    from pipelines.tiny_model import build_tiny_model
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("artifacts")
+    model_dir = build_tiny_model(root / "merged_model", seed=0)
+    (model_dir / "lineage.json").write_text(json.dumps({"profile": "smoke"}), encoding="utf-8")
+    yield root
+    torch.set_num_threads(threads)
+
+
+def materialize(tmp_path: Path, artifacts: Path, mismatched: Path, params_path: Path = PARAMS_PATH):
+    import dagster as dg
+
+    from assets.evaluation_assets import regression_gate, regression_metrics
+    from assets.resources import ArtifactsResource, LakeResource, ParamsResource
+
+    return dg.materialize(
+        [regression_metrics, regression_gate],
+        resources={
+            "lake": LakeResource(root=str(tmp_path / "lake")),
+            "artifacts": ArtifactsResource(root=str(artifacts)),
+            "params": ParamsResource(path=str(params_path)),
+        },
+        run_config={"ops": {"regression_metrics": {"config": {"mismatched_cases": str(mismatched)}}}},
+        raise_on_error=False,
+    )
+
+
+def gate_evaluation(result):
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == 1
+    return evaluations[0]
+
+
+def test_regression_metrics_writes_results_appends_failures_and_gates(tmp_path, merged_model_root):
+    from data_contracts.tables import RegressionResultTable
+    from pipelines.lake import read_table, table_path
+
+    repo_file = REPO_ROOT / "data" / "regression" / "mismatched_cases.jsonl"
+    repo_before = repo_file.read_bytes() if repo_file.exists() else None
+    write_inputs(tmp_path / "lake")
+    mismatched = tmp_path / "mismatched_cases.jsonl"
+    mismatched.write_text(
+        json.dumps({"conversation": [{"input": "行2:弃去通道1的枪头", "output": "DropDiti(channels=[1])"}], "id": "old"}, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
+
+    result = materialize(tmp_path, merged_model_root, mismatched)
+    assert result.success
+    frame = read_table(table_path(tmp_path / "lake", "regression_results"))
+    RegressionResultTable.validate(frame, lazy=True)
+    # 3 eval cases + the mismatched one (its normalized description differs from every eval case)
+    assert sorted(frame["case_id"]) == ["eval:s0", "eval:s1", "eval:s2", "mismatched:old"]
+    assert frame["constrained"].all()  # smoke: constrained only
+    # An untrained model still gives parseable plans, because decoding is constrained to the schema.
+    assert frame["json_valid"].all()
+    assert not frame["exact_match"].any()
+
+    evaluation = gate_evaluation(result)
+    assert evaluation.passed  # smoke thresholds: every output a plan; no quality bar
+    assert evaluation.metadata["json_valid_rate"].value == 1.0
+
+    metadata = result.asset_materializations_for_node("regression_metrics")[0].metadata
+    assert metadata["n_cases"].value == 4.0
+    assert "| micro |" in metadata["metrics"].value
+    assert metadata["confusion"].value.startswith("| gold \\ predicted |")
+    assert metadata["new_mismatched_cases"].value == 3  # the 3 eval cases; "old" was already there
+
+    lines = mismatched.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 4 and json.loads(lines[0])["id"] == "old"
+    assert [json.loads(line)["id"] for line in lines[1:]] == ["s0", "s1", "s2"]
+
+    # Second run: the failures are in the file already, so nothing is added and the file is unchanged.
+    text = mismatched.read_text(encoding="utf-8")
+    again = materialize(tmp_path, merged_model_root, mismatched)
+    assert again.success
+    assert again.asset_materializations_for_node("regression_metrics")[0].metadata["new_mismatched_cases"].value == 0
+    assert mismatched.read_text(encoding="utf-8") == text
+    assert len(read_table(table_path(tmp_path / "lake", "regression_results"))) == 4  # deduplicated regression set
+
+    assert (repo_file.read_bytes() if repo_file.exists() else None) == repo_before
+
+
+def test_gate_blocks_when_thresholds_are_missed(tmp_path, merged_model_root):
+    params = yaml.safe_load(PARAMS_PATH.read_text(encoding="utf-8"))
+    params["gate"]["smoke"]["min_exact_match"] = 0.5
+    params["eval"]["profiles"]["smoke"]["max_cases"] = 2
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    write_inputs(tmp_path / "lake")
+    mismatched = tmp_path / "mismatched_cases.jsonl"
+
+    result = materialize(tmp_path, merged_model_root, mismatched, params_path)
+    evaluation = gate_evaluation(result)
+    assert not evaluation.passed
+    assert "exact_match 0.0000 < 0.5" in evaluation.description
+    assert not result.success  # blocking: the run fails
+
+
+def test_definitions_include_the_evaluation_graph():
+    from assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    assert graph.has(dg_key("regression_metrics"))
+    checks = {key.name for key in graph.asset_check_keys}
+    assert "regression_gate" in checks
+
+
+def dg_key(name: str):
+    import dagster as dg
+
+    return dg.AssetKey(name)
+
