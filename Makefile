@@ -24,15 +24,15 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 setup: $(VENV)/.installed
 	@mkdir -p $(DAGSTER_HOME)
-	@[ -f $(DAGSTER_HOME)/dagster.yaml ] || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	@cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 corpus: setup
 	$(BIN)/python -m pipelines generate-corpus --force
 
 run: setup corpus
-	$(BIN)/dagster asset materialize -m assets.definitions --select '*'
+	$(BIN)/dagster job execute -m assets.definitions -j full_graph
 
-test: setup
+test: setup corpus
 	bash .ci/install_system_deps.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -130,8 +130,8 @@ def regression_metrics(
     frame = pd.concat(frames, ignore_index=True)
     RegressionResultTable.validate(frame, lazy=True)
     version = write_table(pa.Table.from_pandas(frame, schema=_RESULTS_SCHEMA, preserve_index=False), table_path(lake.path(), RESULTS_TABLE))
-    added = append_failures(mismatched_path, results)
-    context.log.info(f"appended {added} new failures to {mismatched_path}")
+    added = append_failures(mismatched_path, results) if settings.append_failures else 0
+    context.log.info(f"appended {added} new failures to {mismatched_path} (append_failures={settings.append_failures})")
 
     metadata = {
         "profile": profile,

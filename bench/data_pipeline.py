@@ -60,22 +60,30 @@ def run_plain(raw_dir: Path, lake: Path, params_path: Path) -> dict[str, float]:
     return timings
 
 
+def bench_params(params_path: Path, raw_dir: Path, workers: int | None, workdir: Path) -> Path:
+    """A copy of params.yaml pointing at the generated corpus (and with --workers applied)."""
+    import yaml
+
+    params = yaml.safe_load(params_path.read_text(encoding="utf-8"))
+    params["data"]["raw_dir"] = str(raw_dir)
+    if workers is not None:
+        params["data"]["workers"] = workers
+    path = workdir / "params.bench.yaml"
+    path.write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    return path
+
+
 def run_dagster(raw_dir: Path, lake: Path, params_path: Path, workdir: Path) -> dict[str, float]:
     import dagster as dg
-    import yaml
 
     from assets.data_assets import DATA_ASSETS
     from assets.data_checks import DATA_CHECKS
     from assets.resources import ArtifactsResource, LakeResource, ParamsResource
 
-    params = yaml.safe_load(params_path.read_text(encoding="utf-8"))
-    params["data"]["raw_dir"] = str(raw_dir)
-    bench_params = workdir / "params.bench.yaml"
-    bench_params.write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
     resources = {
         "lake": LakeResource(root=str(lake)),
         "artifacts": ArtifactsResource(root=str(workdir / "artifacts")),
-        "params": ParamsResource(path=str(bench_params)),
+        "params": ParamsResource(path=str(params_path)),
     }
     started = time.perf_counter()
     with dg.DagsterInstance.ephemeral() as instance:
@@ -97,11 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=["plain", "dagster", "both"], default="both")
     parser.add_argument("--params", type=Path, default=REPO_ROOT / "params.yaml")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/sop2cmd-bench"))
+    parser.add_argument(
+        "--workers", type=int, default=None, help="raw-parsing processes (default: params data.workers)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     args = parser.parse_args(argv)
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     raw_dir = corpus_dir(args.workdir, args.records, args.seed)
+    params_path = bench_params(args.params, raw_dir, args.workers, args.workdir)
     modes = ["plain", "dagster"] if args.mode == "both" else [args.mode]
     results: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
     for repeat in range(args.repeats):
@@ -110,10 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(lake, ignore_errors=True)
             cpu = time.process_time()
             if mode == "plain":
-                timings = run_plain(raw_dir, lake, args.params)
+                timings = run_plain(raw_dir, lake, params_path)
             else:
-                timings = run_dagster(raw_dir, lake, args.params, args.workdir)
-            # CPU of this process only (raw-line parsing workers are not included); the load average
+                timings = run_dagster(raw_dir, lake, params_path, args.workdir)
+            # CPU of this process only (raw-parsing workers are not included; --workers 1 puts all the
+            # work in this process, which measures the pipeline's total CPU); the load average
             # tells how much of the 2 cores other processes took during the run.
             timings["main_process_cpu"] = time.process_time() - cpu
             timings["load_1min_after"] = os.getloadavg()[0]

@@ -103,11 +103,14 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     env = {
         "SOP2CMD_LAKE": str(work / "lake-dagster"),
         "SOP2CMD_ARTIFACTS": str(work / "artifacts"),
-        "SOP2CMD_EXECUTOR": os.environ.get("SOP2CMD_EXECUTOR", "multiprocess"),
     }
-    os.environ.update({k: v for k, v in env.items() if k != "SOP2CMD_EXECUTOR"})
+    os.environ.update(env)
+    from assets.definitions import defs
+
+    # data_job may pin its own executor; otherwise the location's (SOP2CMD_EXECUTOR) applies.
+    executor = defs.resolve_job_def("data_job").executor_def.name
     result: dict[str, Any] = {"benchmark": "pipeline_overhead", "machine": machine_info(), "repeats": args.repeats,
-                              "executor_cli": env["SOP2CMD_EXECUTOR"], "load_start": load_average()}
+                              "executor_cli": executor, "load_start": load_average()}
 
     log("direct: first run (fresh lake), then no-op repeats")
     direct_lake = work / "lake-direct"
@@ -133,7 +136,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     result["dagster_overhead_run_s"] = summarize([d["total"] - s["total"] for d, s in zip(noop_dagster, noop_direct)])
 
     if not args.no_cli:
-        log(f"dagster CLI ({env['SOP2CMD_EXECUTOR']} executor): first run, then no-op repeats")
+        log(f"dagster CLI ({executor} executor): first run, then no-op repeats")
         cli_home = work / "dagster_home_cli"
         cli_home.mkdir()
         cli_env = {**env, "SOP2CMD_LAKE": str(work / "lake-cli")}

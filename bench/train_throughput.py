@@ -6,8 +6,10 @@ same samples (one epoch of `steps x 16` rows, every row within the seed's max_le
 
 - seed: per-device batch 4 x gradient accumulation 4, gradient checkpointing, padded batches in random order,
   logits (and the cross-entropy) over every position, prompt positions masked (completion-only loss);
-- optimized: the throughput knobs of the `training.profiles.<profile>` section of params.yaml (by default the
-  `default` profile: what the project ships), with gradient accumulation set so that an optimizer step still
+- optimized: the throughput knobs of the `training.profiles.<profile>` section of params.yaml and TrainConfig's
+  defaults (by default the `default` profile: what the project ships): no gradient checkpointing, length-grouped
+  micro-batches, logits only at target positions, the shared system-prompt prefix run once per micro-batch
+  (`pipelines.train.completion_token_losses`), with gradient accumulation set so that an optimizer step still
   sees 16 samples.
 
 Everything else (learning rate, LoRA, seed, rows) is shared; warm-up is off and the schedule constant, so a
@@ -63,9 +65,8 @@ SEED_KNOBS: dict[str, Any] = {
     "gradient_accumulation_steps": 4,
     "gradient_checkpointing": True,
     "group_by_length": False,
-    "padding_free": False,
     "completion_logits_only": False,
-    "torch_compile": False,
+    "shared_prefix": False,
 }
 # Knobs that change speed, not what is learned; the optimized side takes them from the profile.
 THROUGHPUT_KNOBS = tuple(SEED_KNOBS)
@@ -163,6 +164,45 @@ def _timed_trainer_train() -> dict[str, float]:
     return record
 
 
+def eval_loss(base_model_dir: Path, adapter_dir: Path, rows: Any, batch_size: int = 4) -> float:
+    """Token-mean cross-entropy over the completion tokens of `rows` (unweighted), the same for every run.
+
+    Computed here rather than by the Trainer so that both configurations are scored by one procedure that no
+    training knob can change.
+    """
+    import torch
+    from peft import PeftModel
+
+    from pipelines.model_io import load_causal_lm, load_tokenizer
+    from pipelines.prompts import build_completion_ids, build_prompt_ids
+
+    tokenizer = load_tokenizer(adapter_dir)
+    model = PeftModel.from_pretrained(load_causal_lm(base_model_dir, dtype=torch.float32), str(adapter_dir)).eval()
+    examples = []
+    for row in rows.itertuples(index=False):
+        prompt, completion = build_prompt_ids(tokenizer, row.prompt), build_completion_ids(tokenizer, row.completion)
+        examples.append((prompt + completion, [-100] * len(prompt) + completion))
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start : start + batch_size]
+            width = max(len(ids) for ids, _ in chunk)
+            ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
+            labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for i, (row_ids, row_labels) in enumerate(chunk):
+                ids[i, : len(row_ids)] = torch.tensor(row_ids)
+                labels[i, : len(row_ids)] = torch.tensor(row_labels)
+                mask[i, : len(row_ids)] = 1
+            keep = torch.zeros_like(labels, dtype=torch.bool)
+            keep[:, :-1] = labels[:, 1:] != -100
+            logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep, use_cache=False).logits.float()
+            targets = labels[:, 1:][keep[:, :-1]]
+            total += float(torch.nn.functional.cross_entropy(logits, targets, reduction="sum"))
+            count += int(targets.numel())
+    return total / count
+
+
 def cpu_worker(spec_path: Path, name: str) -> None:
     """One training run in this (fresh) process; emits its figures for the orchestrator."""
     import pandas as pd
@@ -177,6 +217,9 @@ def cpu_worker(spec_path: Path, name: str) -> None:
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix=f"bench-train-{name}-") as out:
         result = train_lora(config, Path(spec["base_model_dir"]), rows, Path(out))
+        peak_rss_training = peak_rss_mib()  # before the eval model is loaded
+        load_after = load_average()
+        loss = eval_loss(Path(spec["base_model_dir"]), result.adapter_dir, rows[rows["split"] == "eval"])
     metrics = result.metrics
     tokens = spec["real_tokens"]["train"]
     payload = {
@@ -190,10 +233,10 @@ def cpu_worker(spec_path: Path, name: str) -> None:
         "real_tokens_per_cpu_s": tokens / timing["cpu_s"],
         "trainer_tokens_per_s": metrics.get("tokens_per_s"),
         "train_loss": metrics["train_loss"],
-        "eval_loss": metrics["eval_loss"],
-        "peak_rss_mib": peak_rss_mib(),
+        "eval_loss": loss,
+        "peak_rss_mib": peak_rss_training,
         "load_before": load_before,
-        "load_after": load_average(),
+        "load_after": load_after,
     }
     if torch.cuda.is_available() and metrics.get("device") == "cuda":
         payload["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
@@ -393,7 +436,12 @@ def gpu_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     flops = FlopModel.from_config(arch)
 
-    lengths = corpus_lengths(Path(args.lake) if args.lake else None, args.micro_batch * (args.steps + args.warmup), 0)
+    count = args.micro_batch * (args.steps + args.warmup)
+    if args.synthetic_lengths:
+        rng = random.Random(0)
+        lengths = [rng.randint(230, 512) for _ in range(count)]
+    else:
+        lengths = corpus_lengths(Path(args.lake) if args.lake else None, count, 0)
     lengths = [min(n, arch["max_position_embeddings"]) for n in lengths]
     generator = torch.Generator().manual_seed(0)
 
@@ -491,7 +539,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2, help="optimizer steps per run (CPU: of 16 samples each)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per configuration (medians are reported)")
-    parser.add_argument("--eval-samples", type=int, default=16, help="eval rows for the eval loss (CPU mode)")
+    parser.add_argument("--eval-samples", type=int, default=8, help="eval rows for the eval loss (CPU mode)")
     parser.add_argument("--eval-tolerance", type=float, default=0.01,
                         help="relative slack of the 'optimized eval loss <= seed eval loss' check")
     parser.add_argument("--profile", default="default", help="params.yaml training profile of the optimized side")
@@ -510,6 +558,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     gpu.add_argument("--dtype", default="bfloat16")
     gpu.add_argument("--attn", default="sdpa", help="attention implementation (sdpa, flash_attention_2, eager)")
     gpu.add_argument("--gradient-checkpointing", action="store_true")
+    gpu.add_argument("--synthetic-lengths", action="store_true",
+                     help="uniform lengths in [230, 512] instead of the augmented set's token lengths")
     gpu.add_argument("--peak-tflops", type=float, default=989.0,
                      help="dense bf16 peak of the GPU in TFLOP/s (H100/H200 SXM: 989)")
     return parser.parse_args(argv)

@@ -32,7 +32,7 @@ class DataParams:
     # a hostile multi-megabyte line would dominate the stage's time and memory.
     max_line_bytes: int = 1_000_000
     # Processes that parse a large raw corpus; 0 means one per CPU core (at most 8).
-    workers: int = 0
+    workers: int = 1
 
 
 @dataclass(frozen=True)

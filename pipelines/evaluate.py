@@ -307,7 +307,8 @@ def results_frame(results: Sequence[CaseResult], constrained: bool) -> Any:
                 "prompt": result.case.description,
                 "gold_json": gold_json(result.case),
                 "raw_output": checked.raw_output,
-                "predicted_json": render_json_commands(checked.commands) if checked.commands is not None else None,
+                # Only through the output gate: a rejected plan is never rendered as commands (raw_output keeps it).
+                "predicted_json": checked.canonical_json() if checked.catalog_valid else None,
                 "json_valid": checked.json_valid,
                 "catalog_valid": checked.catalog_valid,
                 "exact_match": result.exact_match,
@@ -466,6 +467,8 @@ class EvalSettings:
     constrained: bool = True
     compare_unconstrained: bool = False
     max_cases: int | None = None  # None: the whole regression set
+    # Add this run's failures to the mismatched-cases file (off for throwaway models such as smoke).
+    append_failures: bool = True
     limits: dict[str, int] | None = None
 
     def decoding_config(self, constrained: bool | None = None) -> Any:

@@ -186,7 +186,8 @@ def _raw_text(data: bytes, max_line_bytes: int) -> str:
 PARALLEL_MIN_LINES = 5_000
 _CHUNK_LINES = 2_000
 
-# (None, raw_line, input_text, output_text, commands_json) for a record, (reason, detail) for a rejection.
+# (None, input_text, output_text, commands_json) for a record, (reason, detail) for a rejection. The raw
+# line is not sent back: the caller holds its bytes, and shipping fewer strings between processes is cheaper.
 Outcome = tuple[str | None, ...]
 
 
@@ -194,7 +195,7 @@ def parse_lines(lines: list[bytes], max_line_bytes: int) -> list[Outcome]:
     outcomes: list[Outcome] = []
     for data in lines:
         try:
-            outcomes.append((None, *parse_record(data, max_line_bytes)))
+            outcomes.append((None, *parse_record(data, max_line_bytes)[1:]))
         except Rejected as rejection:
             outcomes.append((rejection.reason, rejection.detail))
     return outcomes
@@ -264,7 +265,8 @@ def ingest(raw_dir: str | Path, max_line_bytes: int = 1_000_000, workers: int = 
         if outcome[0] is not None:
             reject(index, outcome[0], outcome[1])
             continue
-        _, raw_line, input_text, output_text, commands_json = outcome
+        _, input_text, output_text, commands_json = outcome
+        raw_line = _raw_text(lines[index], max_line_bytes)
         source_file, line_number, digest = places[index]
         key = (input_text, commands_json)
         if key in seen:

@@ -190,8 +190,8 @@ def _weights_hash(model_dir: Path) -> str:
 
 def verify(chain: Chain, raw_dir: Path) -> list[str]:
     """One line per artifact whose content differs from what the manifest recorded at training time."""
+    from pipelines.fingerprints import file_md5
     from pipelines.manifest import frame_content_hash
-    from pipelines.fingerprints import corpus_fingerprint
 
     manifest, problems = chain.manifest, []
 
@@ -226,12 +226,12 @@ def verify(chain: Chain, raw_dir: Path) -> list[str]:
     except LineageError as error:
         problems.append(f"data tables: {error}")
 
-    current = corpus_fingerprint(Path(raw_dir))
     for name, md5 in sorted(chain.raw_files_md5.items()):
-        if name not in current:
+        path = Path(raw_dir) / name
+        if not path.is_file():
             problems.append(f"raw file {name}: deleted (was md5 {md5})")
-        elif current[name] != md5:
-            problems.append(f"raw file {name}: md5 was {md5}, now {current[name]}")
+        elif (now := file_md5(path)) != md5:
+            problems.append(f"raw file {name}: md5 was {md5}, now {now}")
     return problems
 
 

@@ -18,6 +18,8 @@ from typing import Any, TextIO
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
 INVALID_INPUT_RULE = "invalid_input"
+# Real descriptions are a few hundred characters; a huge line would make one enormous prompt.
+MAX_DESCRIPTION_CHARS = 4000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,16 +41,25 @@ def _device(requested: str | None) -> str:
 
 
 def predict_lines(model: Any, tokenizer: Any, descriptions: Sequence[str], config: Any) -> list[Any]:
-    """A CheckedPlan per description (blank descriptions are rejected without generating)."""
+    """A CheckedPlan per description; blank or oversized descriptions are rejected without generating."""
     from pipelines.decode import generate_batched
     from pipelines.plan_output import check_plan
 
-    todo = [i for i, description in enumerate(descriptions) if description.strip()]
-    generations = generate_batched(model, tokenizer, [descriptions[i] for i in todo], config)
     checked: list[Any] = [None] * len(descriptions)
+    todo = []
+    for index, description in enumerate(descriptions):
+        if not description.strip():
+            checked[index] = _rejected_input("the description is empty")
+        elif len(description) > MAX_DESCRIPTION_CHARS:
+            checked[index] = _rejected_input(
+                f"the description is {len(description)} characters long, more than the limit of {MAX_DESCRIPTION_CHARS}"
+            )
+        else:
+            todo.append(index)
+    generations = generate_batched(model, tokenizer, [descriptions[i] for i in todo], config)
     for index, generation in zip(todo, generations, strict=True):
         checked[index] = check_plan(generation.text)
-    return [plan if plan is not None else _rejected_input("the description is empty") for plan in checked]
+    return checked
 
 
 def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:

@@ -57,8 +57,10 @@ def build_messages(user_message: str) -> list[dict[str, str]]:
 def build_prompt_text(tokenizer: Any, user_message: str) -> str:
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError("the tokenizer has no chat template; the prompt builder needs one")
+    # enable_thinking=False: Qwen3 templates would otherwise open a reasoning block before the answer;
+    # templates that do not know the variable ignore it.
     return tokenizer.apply_chat_template(
-        build_messages(user_message), tokenize=False, add_generation_prompt=True
+        build_messages(user_message), tokenize=False, add_generation_prompt=True, enable_thinking=False
     )
 
 

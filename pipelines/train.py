@@ -71,6 +71,13 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     bf16: bool | None = None  # None: bf16 on cuda when supported, fp32 on cpu
     dataloader_num_workers: int = 0
+    # Throughput knobs; each gives the same loss (bench/train_throughput.py, tests/perf/test_train_loss_knobs.py).
+    # completion_logits_only: the lm_head and the cross-entropy run only where a label exists, not over the prompt.
+    completion_logits_only: bool = True
+    # shared_prefix: the prompt prefix every row of a micro-batch shares (the system prompt) runs once per micro-batch
+    # and its KV cache is repeated over the rows; off under gradient checkpointing (which disables the cache).
+    shared_prefix: bool = True
+    group_by_length: bool = True
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
@@ -187,6 +194,63 @@ def run_fingerprint(config: TrainConfig, data_hash: str, base_hash: str) -> str:
 # --- trainer ----------------------------------------------------------------------------------------
 
 
+def shared_prefix_length(input_ids: Any, attention_mask: Any, labels: Any) -> int:
+    """Tokens at the start that every row has, unpadded and unlabelled, less one (the suffix pass needs a token)."""
+    same = (input_ids == input_ids[:1]).all(0) & (attention_mask == 1).all(0) & (labels == -100).all(0)
+    return max(int(same.long().cumprod(0).sum()) - 1, 0)
+
+
+def completion_token_losses(
+    model: Any, inputs: dict[str, Any], labels: Any, completion_logits_only: bool = True, shared_prefix: bool = True
+) -> tuple[Any, Any, Any]:
+    """(model outputs, cross-entropy of every target token [N], keep [B, T]) for a batch with prompt labels at -100.
+
+    `keep[b, p]` marks the positions whose next token is a target; the losses come in `keep`'s row-major order
+    whatever the knobs, and have the same values:
+    - completion_logits_only: logits only at `keep` (transformers' boolean `logits_to_keep`), not over the prompt;
+    - shared_prefix: the prefix common to all rows runs once (batch 1), its KV cache is repeated over the rows and
+      only the suffixes run on top; gradients flow back through the cache into the one prefix pass. Causal
+      attention makes the prefix's activations independent of what follows, so this is exact.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != -100
+    targets = labels[:, 1:][keep[:, :-1]]
+    input_ids, attention_mask = inputs["input_ids"], inputs.get("attention_mask")
+    packed = "position_ids" in inputs or attention_mask is None  # padding-free batches: one flattened row
+    prefix = (
+        shared_prefix_length(input_ids, attention_mask, labels)
+        if shared_prefix and not packed and input_ids.size(0) > 1
+        else 0
+    )
+    if prefix > 0:
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=model.config)
+        model(input_ids=input_ids[:1, :prefix], past_key_values=cache, use_cache=True, logits_to_keep=1)
+        cache.batch_repeat_interleave(input_ids.size(0))
+        positions = torch.arange(prefix, input_ids.size(1), device=input_ids.device)[None].expand(input_ids.size(0), -1)
+        outputs = model(
+            input_ids=input_ids[:, prefix:],
+            attention_mask=attention_mask,  # the full mask (prefix + suffix), as transformers expects with a cache
+            past_key_values=cache,
+            position_ids=positions,
+            logits_to_keep=keep[:, prefix:],
+            use_cache=True,
+        )
+        logits = outputs.logits
+    elif completion_logits_only:
+        outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
+        logits = outputs.logits
+    else:
+        outputs = model(**inputs, use_cache=False)
+        logits = outputs.logits[keep.to(outputs.logits.device)]
+    losses = F.cross_entropy(logits.float(), targets.to(logits.device), reduction="none")
+    return outputs, losses, keep
+
+
 def _trainer_classes():
     # Imported lazily: `python -m pipelines --help` must not pay for torch/trl.
     import torch
@@ -209,22 +273,26 @@ def _trainer_classes():
             if "sample_weight" not in self._signature_columns:
                 self._signature_columns = [*self._signature_columns, "sample_weight"]
 
+        completion_logits_only = False  # set from TrainConfig in train_lora
+        shared_prefix = False
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             # Computed from the logits rather than TRL's fused LM head: with tied embeddings peft wraps
             # lm_head for the trainable <eoc> row, and the fused head would read the unwrapped weight.
             weights = inputs.pop("sample_weight", None)
             labels = inputs.pop("labels")
-            inputs["use_cache"] = False
-            outputs = model(**inputs)
-            logits = outputs.logits[:, :-1, :].float()
-            targets = labels[:, 1:].to(logits.device)
-            per_token_loss = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100, reduction="none"
-            ).view(targets.shape)
+            outputs, per_token_loss, keep = completion_token_losses(
+                model,
+                inputs,
+                labels,
+                completion_logits_only=self.completion_logits_only,
+                shared_prefix=self.shared_prefix and not self.args.gradient_checkpointing,
+            )
             if weights is not None and model.training:
-                per_token_loss = per_token_loss * weights.to(logits.device, logits.dtype)[:, None]
-            num_tokens = (targets != -100).sum() if num_items_in_batch is None else num_items_in_batch
-            loss = per_token_loss.sum() / torch.as_tensor(num_tokens, device=logits.device).clamp(min=1)
+                row_weights = weights.to(per_token_loss.device, per_token_loss.dtype)[:, None].expand(keep.shape)
+                per_token_loss = per_token_loss * row_weights[keep.to(row_weights.device)]
+            num_tokens = per_token_loss.numel() if num_items_in_batch is None else num_items_in_batch
+            loss = per_token_loss.sum() / torch.as_tensor(num_tokens, device=per_token_loss.device).clamp(min=1)
             if model.training and self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes
             return (loss, outputs) if return_outputs else loss
@@ -347,8 +415,12 @@ def train_lora(
         dataloader_num_workers=config.dataloader_num_workers,
         disable_tqdm=True,
         shuffle_dataset=False,  # the Trainer's sampler shuffles per epoch, reproducibly on resume
+        # Batches of similar lengths waste less compute on padding (sequences vary 250-900 tokens).
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         packing=False,
         prediction_loss_only=True,  # eval needs the loss only; gathering full-vocab logits wastes memory
+        # Every LoRA and <eoc> parameter takes part in each forward; the unused-parameter scan only costs time.
+        ddp_find_unused_parameters=False,
     )
     collator_cls, trainer_cls, completion_cls = _trainer_classes()
     tensorboard = TensorBoardCallback()
@@ -366,6 +438,8 @@ def train_lora(
         peft_config=build_peft_config(config, eoc_id),
         callbacks=callbacks,
     )
+    trainer.completion_logits_only = config.completion_logits_only
+    trainer.shared_prefix = config.shared_prefix
     resume_from = find_resume_checkpoint(checkpoints_dir)
     if resume_from is not None:
         check_model_dir(resume_from, allow_trainer_state=True)
@@ -374,7 +448,12 @@ def train_lora(
     train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     wall_time = time.perf_counter() - started
 
-    eval_metrics = trainer.evaluate()
+    # The best eval loss is already known from the per-epoch evaluations; another pass would cost
+    # minutes on CPU for the same number.
+    eval_losses = [entry["eval_loss"] for entry in trainer.state.log_history if "eval_loss" in entry]
+    if not trainer.is_world_process_zero():
+        # Under torchrun the other DDP ranks hold the same weights: rank 0 alone writes the adapter and manifest.
+        return TrainResult(adapter_dir, output_dir, {"global_step": int(trainer.state.global_step)}, manifest or {}, None)
     adapter_dir.mkdir(parents=True, exist_ok=True)
     trainer.model.save_pretrained(str(adapter_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(adapter_dir))
@@ -388,7 +467,9 @@ def train_lora(
         "global_step": int(trainer.state.global_step),
         "epochs_completed": float(trainer.state.epoch or 0.0),
         "train_loss": float(train_output.training_loss),
-        "eval_loss": float(eval_metrics.get("eval_loss", math.nan)),
+        "eval_loss": float(trainer.state.best_metric if trainer.state.best_metric is not None
+                           else (eval_losses[-1] if eval_losses else math.nan)),
+        "eval_losses": eval_losses,
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "resumed_from": str(resume_from) if resume_from else None,
         "train_rows": len(train_dataset),
@@ -405,10 +486,22 @@ def train_lora(
     full_manifest = {**(manifest or {}),
                      "training_config": {**(manifest or {}).get("training_config", {}), **resolved},
                      "training_metrics": metrics,
+                     # What this run really saw: profiles may train on a subset of the split.
+                     "data_used": {
+                         "train_source_index": _used_sources(train_rows, train_dataset["sample_id"]),
+                         "eval_source_index": _used_sources(eval_rows, eval_dataset["sample_id"]),
+                         "train_sample_ids": sorted(train_dataset["sample_id"]),
+                         "eval_sample_ids": sorted(eval_dataset["sample_id"]),
+                     },
                      "adapter_sha256": metrics["adapter_sha256"]}
     write_json_atomic(adapter_dir / MANIFEST_NAME, full_manifest)
     write_json_atomic(output_dir / MANIFEST_NAME, full_manifest)
     return TrainResult(adapter_dir, output_dir, metrics, full_manifest, loss_png)
+
+
+def _used_sources(rows: pd.DataFrame, sample_ids: list[str]) -> list[str]:
+    used = rows[rows["sample_id"].astype(str).isin(set(sample_ids))]
+    return sorted(set(used["source_index"].astype(str)))
 
 
 def plot_loss_curve(log_history: list[dict[str, Any]], path: Path) -> Path | None:

@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 # Set by the Dagster side of Pipes (dagster_pipes.DAGSTER_PIPES_CONTEXT_ENV_VAR); torchrun passes it to every rank.
 PIPES_CONTEXT_ENV = "DAGSTER_PIPES_CONTEXT"
 

@@ -3,8 +3,10 @@ listens only on queue `gpu`; every data step runs in the worker on the default q
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import subprocess
 from pathlib import Path
 
 import dagster as dg
@@ -58,19 +60,16 @@ def _step_pids(instance: dg.DagsterInstance, run_id: str) -> dict[str, int]:
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def workdir(tmp_path: Path) -> Path:
     """A user-like working dir (params.yaml + raw corpus) with the lake and artifacts inside it."""
     work = tmp_path / "work"
     (work / "data" / "raw").mkdir(parents=True)
     shutil.copy(REPO_ROOT / "params.yaml", work / "params.yaml")
     shutil.copy(REPO_ROOT / "tests" / "fixtures" / "sop_examples.jsonl", work / "data" / "raw" / "examples.jsonl")
-    monkeypatch.chdir(work)
     return work
 
 
-def test_checkpoint_step_runs_on_the_gpu_queue_worker(
-    workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_checkpoint_step_runs_on_the_gpu_queue_worker(workdir: Path, tmp_path: Path) -> None:
     redis_server = require_binary("redis-server")
     port = free_port()
     broker = f"redis://127.0.0.1:{port}/0"
@@ -84,16 +83,16 @@ def test_checkpoint_step_runs_on_the_gpu_queue_worker(
         "PYTHONPATH": str(REPO_ROOT),
         "HF_HUB_OFFLINE": "1",
     }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
     host = socket.gethostname()
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
+    env["DAGSTER_HOME"] = str(home)
 
     redis_argv = [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     gpu_log, cpu_log = tmp_path / "worker-gpu.log", tmp_path / "worker-cpu.log"
-    with (
-        background(redis_argv, tmp_path / "redis.log"),
-        dg.instance_for_test(temp_dir=str(tmp_path)) as instance,
-    ):
+    with background(redis_argv, tmp_path / "redis.log"):
         wait_until(lambda: _redis_up(port), 30, "redis-server")
         with (
             background(_celery_worker_argv(broker, GPU_QUEUE, "gpu"), gpu_log, env=env, cwd=workdir) as gpu_worker,
@@ -101,16 +100,21 @@ def test_checkpoint_step_runs_on_the_gpu_queue_worker(
         ):
             wait_until(lambda: " ready." in tail(gpu_log, 20000), 180, f"gpu worker\n{tail(gpu_log)}")
             wait_until(lambda: " ready." in tail(cpu_log, 20000), 180, f"cpu worker\n{tail(cpu_log)}")
+            # The run gets its own process: the celery executor choice must not leak into this one's imports.
+            launched = subprocess.run(
+                [str(VENV_BIN / "dagster"), "job", "execute", "-m", "tests.ops.celery_training", "-a", "defs",
+                 "-j", "checkpoint_on_celery"],
+                cwd=workdir, env={**os.environ, **env}, capture_output=True, text=True, timeout=480,
+            )
+            assert launched.returncode == 0, (
+                f"{launched.stdout[-3000:]}\n{launched.stderr[-3000:]}\ngpu worker:\n{tail(gpu_log)}\ncpu worker:\n{tail(cpu_log)}"
+            )
 
-            from tests.ops.celery_training import checkpoint_on_celery
-
-            with dg.execute_job(dg.reconstructable(checkpoint_on_celery), instance=instance) as result:
-                assert result.success, f"gpu worker:\n{tail(gpu_log)}\ncpu worker:\n{tail(cpu_log)}"
-                run_id = result.run_id
-
-            workers = _step_workers(instance, run_id)
-            pids = _step_pids(instance, run_id)
-
+    instance = dg.DagsterInstance.from_config(str(home))
+    (run,) = instance.get_runs()
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    workers = _step_workers(instance, run.run_id)
+    pids = _step_pids(instance, run.run_id)
     assert workers["lora_checkpoint"] == f"gpu@{host}"
     # --pool solo runs each task in the worker process itself: the step's pid is the worker's.
     assert pids["lora_checkpoint"] == gpu_worker.pid

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import dagster as dg
-import pytest
 
 from assets.schedules import build_nightly_retrain_schedule
 from assets.sensors import CORPUS_DIGEST_TAG, build_raw_corpus_sensor

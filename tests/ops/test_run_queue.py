@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from .services import REPO_ROOT, VENV_BIN, background, tail, wait_until
+from .services import REPO_ROOT, VENV_BIN, background, tail
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,7 @@ headless chromium with playwright, and keeps a screenshot under tests/artifacts/
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import time
 import urllib.request
 from pathlib import Path
 

@@ -267,3 +267,49 @@ def test_two_augment_stage_runs_at_once_both_commit_without_duplicates(tmp_path:
     # Same input, same stage: both versions hold the same rows; the second replaced the first, no appends.
     assert sorted(first["sample_id"]) == sorted(second["sample_id"])
     assert len(DeltaTable(str(table_path)).to_pandas()) == len(second)
+
+
+@pytest.mark.slow
+def test_materialization_after_a_killed_write_of_the_augmented_set_succeeds(tmp_path: Path) -> None:
+    """Dagster's view: a writer dies mid-write on `augmented_training_set`; the next materialization succeeds."""
+    import dagster as dg
+    import yaml
+
+    from assets.data_assets import augmented_training_set, normalized_samples, raw_training_data
+    from assets.resources import ArtifactsResource, LakeResource, ParamsResource
+    from tests.reliability._support import FIXTURES, REPO_ROOT
+
+    raw_dir, lake_root = tmp_path / "raw", tmp_path / "lake"
+    raw_dir.mkdir()
+    (raw_dir / "gold.jsonl").write_bytes((FIXTURES / "sop_examples.jsonl").read_bytes())
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["data"]["raw_dir"] = str(raw_dir)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
+    resources = {
+        "lake": LakeResource(root=str(lake_root)),
+        "artifacts": ArtifactsResource(root=str(tmp_path / "artifacts")),
+        "params": ParamsResource(path=str(tmp_path / "params.yaml")),
+    }
+    assets = [raw_training_data, normalized_samples, augmented_training_set]
+    assert dg.materialize(assets, resources=resources).success
+    augmented_path = lake.table_path(lake_root, lake.AUGMENTED_TABLE)
+    version_before = DeltaTable(str(augmented_path)).version()
+    rows_before = _rows(augmented_path)
+
+    signal_file = tmp_path / "mid_write"
+    writer = subprocess.Popen(worker_command("interrupted_delta_write", augmented_path, signal_file), env=subprocess_env())
+    try:
+        deadline = time.monotonic() + 120
+        while not signal_file.exists():
+            assert writer.poll() is None and time.monotonic() < deadline, "writer never reached the middle of its write"
+            time.sleep(0.05)
+        writer.send_signal(signal.SIGKILL)
+    finally:
+        writer.wait(timeout=30)
+    assert DeltaTable(str(augmented_path)).version() == version_before
+    assert _rows(augmented_path) == rows_before
+
+    result = dg.materialize([augmented_training_set], resources=resources, selection=[augmented_training_set])
+    assert result.success
+    assert DeltaTable(str(augmented_path)).version() == version_before + 1
+    assert _rows(augmented_path) == rows_before, "same inputs, same rows: nothing lost, nothing duplicated"

@@ -88,8 +88,8 @@ def test_decoding_schema_ties_list_lengths_to_channels():
             assert params[name]["minItems"] == params[name]["maxItems"] == count
     delay = next(a for a in alternatives if a["properties"]["func_name"]["const"] == "Delay")
     assert delay["properties"]["func_parameters"]["properties"]["seconds"]["maximum"] == DecodingLimits().max_number
-    labware = aspirates[0]["properties"]["func_parameters"]["properties"]["labware"]
-    assert labware["pattern"].startswith('^[^\\s"')
+    assert aspirates[0]["properties"]["func_parameters"]["properties"]["labware"] == {"$ref": "#/$defs/label"}
+    assert schema["$defs"]["label"]["pattern"].startswith('^[^\\s"')
 
 
 def test_compiled_grammars_are_cached_per_tokenizer(tiny):

@@ -228,3 +228,12 @@ def test_settings_per_profile_and_gate():
     assert gate_thresholds(sections, "smoke").failures({"json_valid_rate": 1.0, "catalog_valid_rate": 0.0, "exact_match": 0.0}) == []
     with pytest.raises(ValueError, match="unknown keys"):
         eval_settings({"eval": {"batchsize": 3}}, "default")
+
+
+def test_results_frame_never_renders_a_rejected_plan():
+    case = EvalCase("eval:y", "y", (tips([1], "10ul"),), "eval")
+    raw = as_json([tips([1], "10ul"), aspirate([20])])  # parses, breaks tip capacity
+    frame = results_frame([evaluate_case(case, raw, 0.1, 5, True)], constrained=True)
+    assert frame.loc[0, "json_valid"] and not frame.loc[0, "catalog_valid"]
+    assert frame["predicted_json"].isna().all()
+    assert frame.loc[0, "raw_output"] == raw and "tip_capacity" in frame.loc[0, "error"]

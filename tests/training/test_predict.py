@@ -96,19 +96,20 @@ def test_single_refuses_a_plan_that_breaks_the_catalog(taught_model):
 
 
 def test_batch_keeps_one_line_per_input_in_order(taught_model):
-    lines = [VALID_DESCRIPTION, BAD_DESCRIPTION, "", VALID_DESCRIPTION + "\r", "\xff\xfe"]
-    stdin = b"\n".join(line.encode("utf-8") if isinstance(line, str) else line for line in lines[:-1]) + b"\n\xff\xfe\n"
+    lines = [VALID_DESCRIPTION, BAD_DESCRIPTION, "", VALID_DESCRIPTION + "\r", "x" * 5000]
+    stdin = "\n".join(lines).encode("utf-8") + b"\n\xff\xfe\n"  # the last line is not UTF-8
     code, out, err = predict(taught_model, None, stdin=stdin, batch_size=2)
     records = [json.loads(line) for line in out.split("\n")[:-1]]
-    assert out.endswith("\n") and len(records) == 5
+    assert out.endswith("\n") and len(records) == 6
     assert records[0] == json.loads(render_json_commands(VALID_PLAN))
     assert records[3] == records[0]
     assert records[1]["error"]["issues"][0]["rule"] == "tip_capacity"
     assert records[1]["error"]["issues"][0]["field"] == "vols"
     assert records[1]["error"]["raw_output"] == render_json_commands(BAD_PLAN)  # kept verbatim, catalog key order
     assert records[2]["error"]["issues"][0]["rule"] == "invalid_input"
-    assert "UTF-8" in records[4]["error"]["message"]
-    assert code == 1 and "3 of 5" in err
+    assert "limit of 4000" in records[4]["error"]["message"]
+    assert "UTF-8" in records[5]["error"]["message"]
+    assert code == 1 and "4 of 6" in err
 
 
 def test_batch_all_valid_exits_zero(taught_model):
@@ -182,3 +183,19 @@ def test_gate_passes_valid_plans_in_canonical_form():
     raw = '{"commands": [{"func_name": "Delay", "func_parameters": {"seconds": 300.0}}]}'
     assert check_plan(raw).output_line() == render_json_commands(VALID_PLAN)
     assert check_commands(VALID_PLAN).output_record() == json.loads(render_json_commands(VALID_PLAN))
+
+
+def test_module_entry_point_end_to_end(taught_model):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    command = [sys.executable, "-m", "pipelines", "predict", "--model", str(taught_model), "--max-new-tokens", "160"]
+    done = subprocess.run(command, input="\n".join([VALID_DESCRIPTION, BAD_DESCRIPTION]) + "\n", capture_output=True,
+                          text=True, cwd=REPO_ROOT, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines = done.stdout.splitlines()
+    assert done.returncode == 1 and len(lines) == 2
+    assert lines[0] == render_json_commands(VALID_PLAN)
+    assert json.loads(lines[1])["error"]["issues"][0]["rule"] == "tip_capacity"

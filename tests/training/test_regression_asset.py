@@ -75,7 +75,16 @@ def merged_model_root(tmp_path_factory) -> Path:
     torch.set_num_threads(threads)
 
 
-def materialize(tmp_path: Path, artifacts: Path, mismatched: Path, params_path: Path = PARAMS_PATH):
+def smoke_params(tmp_path: Path, **eval_overrides) -> Path:
+    """params.yaml with the smoke profile's eval settings changed (tests need failures appended)."""
+    params = yaml.safe_load(PARAMS_PATH.read_text(encoding="utf-8"))
+    params["eval"]["profiles"]["smoke"].update(eval_overrides)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def materialize(tmp_path: Path, artifacts: Path, mismatched: Path, params_path: Path):
     import dagster as dg
 
     from assets.evaluation_assets import regression_gate, regression_metrics
@@ -112,7 +121,8 @@ def test_regression_metrics_writes_results_appends_failures_and_gates(tmp_path, 
         encoding="utf-8",
     )
 
-    result = materialize(tmp_path, merged_model_root, mismatched)
+    params_path = smoke_params(tmp_path, append_failures=True)
+    result = materialize(tmp_path, merged_model_root, mismatched, params_path)
     assert result.success
     frame = read_table(table_path(tmp_path / "lake", "regression_results"))
     RegressionResultTable.validate(frame, lazy=True)
@@ -139,7 +149,7 @@ def test_regression_metrics_writes_results_appends_failures_and_gates(tmp_path, 
 
     # Second run: the failures are in the file already, so nothing is added and the file is unchanged.
     text = mismatched.read_text(encoding="utf-8")
-    again = materialize(tmp_path, merged_model_root, mismatched)
+    again = materialize(tmp_path, merged_model_root, mismatched, params_path)
     assert again.success
     assert again.asset_materializations_for_node("regression_metrics")[0].metadata["new_mismatched_cases"].value == 0
     assert mismatched.read_text(encoding="utf-8") == text
@@ -162,6 +172,7 @@ def test_gate_blocks_when_thresholds_are_missed(tmp_path, merged_model_root):
     assert not evaluation.passed
     assert "exact_match 0.0000 < 0.5" in evaluation.description
     assert not result.success  # blocking: the run fails
+    assert not mismatched.exists()  # smoke profile: failures are not kept
 
 
 def test_definitions_include_the_evaluation_graph():

@@ -91,6 +91,8 @@ def test_manifest_and_metrics(trained_run):
     assert manifest["data"] == {"delta_version": 3}
     assert manifest["training_config"]["lora_alpha"] == 16
     assert manifest["adapter_sha256"] == sha256_weights(result.adapter_dir)
+    assert len(manifest["data_used"]["train_sample_ids"]) == 7
+    assert manifest["data_used"]["eval_source_index"] == ["src007", "src008", "src009"]
     metrics = result.metrics
     assert metrics["device"] == "cpu" and metrics["tokens_seen"] > 0 and metrics["tokens_per_s"] > 0
     assert metrics["global_step"] == 4  # 7 train rows, batch 4, 2 epochs
