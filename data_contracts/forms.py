@@ -272,6 +272,10 @@ def commands_from_document(document: Any) -> list[Command]:
             raise CommandParseError(f'command {index}: "func_name" must be a non-empty string of valid text')
         if not isinstance(params, dict):
             raise CommandParseError(f'command {index} ({name}): "func_parameters" must be an object')
+        # Names the text form cannot spell would break the round trip between the two forms.
+        for label in (name, *params):
+            if not label.isidentifier() or keyword.iskeyword(label):
+                raise CommandParseError(f"command {index} ({name}): {label!r} is not a valid command or parameter name")
         for key, value in params.items():
             if type(value) is int or (type(value) is str and value.isascii()) or _is_plain_list(value):
                 continue  # the common case, checked without building the error context

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ MISSING_PARAMETER = "missing_parameter"
 TYPE = "type"
 EMPTY_LIST = "empty_list"
 EMPTY_STRING = "empty_string"
+INVALID_LABEL = "invalid_label"
 CHANNEL_RANGE = "channel_range"
 DUPLICATE_CHANNEL = "duplicate_channel"
 INVALID_WELL = "invalid_well"
@@ -172,11 +174,28 @@ def _make_tip_type_checker(tip_types: Mapping[str, int]) -> Checker:
     return check
 
 
+_LABEL_FORBIDDEN = frozenset("'\"`\\")
+# Control, format, surrogate, private-use and unassigned characters, and line/paragraph separators.
+_LABEL_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def _is_plain_label(value: str) -> bool:
+    if any(char in _LABEL_FORBIDDEN for char in value):
+        return False
+    # isprintable() is the fast answer; it also rejects non-ASCII spaces (U+3000), which labels may hold.
+    return value.isprintable() or not any(
+        unicodedata.category(char) in _LABEL_FORBIDDEN_CATEGORIES for char in value
+    )
+
+
 def _check_label(value: Any, field: str, report: _Reporter) -> None:
     if type(value) is not str:
         report.value(field, value, TYPE, "must be a string")
     elif not value.strip():
         report.value(field, value, EMPTY_STRING, "must not be empty")
+    elif not _is_plain_label(value):
+        # A line break, control character or quote in a label is never lab text; it breaks robot scripts.
+        report.value(field, value, INVALID_LABEL, "must be plain text without line breaks, control characters or quotes")
 
 
 def _make_int_range_checker(low: int, high: int | None, unit: str) -> Checker:

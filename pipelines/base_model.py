@@ -146,7 +146,11 @@ def add_eoc_token(model: Any, tokenizer: Any, eoc_token: str = EOC_TOKEN) -> int
         tokenizer.add_special_tokens({"additional_special_tokens": [eoc_token]}, replace_extra_special_tokens=False)
     eoc_id = int(tokenizer.convert_tokens_to_ids(eoc_token))
     if model.get_input_embeddings().weight.shape[0] <= eoc_id:
-        # mean_resizing starts the new row at the mean embedding, a neutral point the adapter moves from.
+        import torch
+
+        # mean_resizing samples the new row near the mean embedding, a neutral point the adapter moves from;
+        # seeded so that converting the same source twice gives the same weights hash.
+        torch.manual_seed(0)
         model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
     return eoc_id
 

@@ -168,12 +168,45 @@ def plan_logits_processor(
     eoc_token_id: int,
     limits: DecodingLimits | None = None,
 ) -> Any:
-    """A fresh logits processor for one `generate` call (xgrammar's processor is single use)."""
-    from xgrammar.contrib.hf import LogitsProcessor
-
+    """A fresh logits processor for one greedy `generate` call (xgrammar's processor is single use)."""
     schema = _cached_decoding_schema(limits or DecodingLimits())
     compiled = _CACHE.compiled_grammar(tokenizer, model_vocab_size(model), [eoc_token_id], schema)
-    return LogitsProcessor(compiled)
+    return _greedy_processor_class()(compiled)
+
+
+@functools.lru_cache(maxsize=1)
+def _greedy_processor_class() -> type:
+    import torch
+    import xgrammar as xgr
+    from xgrammar.contrib.hf import LogitsProcessor
+
+    class GreedyPlanLogitsProcessor(LogitsProcessor):
+        """xgrammar's HF processor for greedy decoding: masks only the rows whose argmax the grammar forbids.
+
+        Greedy decoding keeps the argmax; when a row's argmax is allowed it is also the argmax of the masked
+        row (the first maximum among allowed tokens), so that row needs no mask. On CPU, applying the
+        49k-wide mask to every row is most of the grammar's cost per step (bench/inference_throughput.py);
+        filling the mask (to know what is allowed) stays, and is cheap.
+        """
+
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            if not self.matchers:  # first call: the parent allocates matchers and the bitmask
+                return super().__call__(input_ids, scores)
+            for i, matcher in enumerate(self.matchers):
+                if not matcher.is_terminated():
+                    if not matcher.accept_token(int(input_ids[i, -1])):
+                        raise RuntimeError(f"row {i}: the grammar rejected token {int(input_ids[i, -1])}")
+            for i, matcher in enumerate(self.matchers):
+                if not matcher.is_terminated():
+                    matcher.fill_next_token_bitmask(self.token_bitmask, i)
+            best = scores.argmax(dim=-1).cpu()
+            words = self.token_bitmask[torch.arange(best.numel()), best // 32]
+            forbidden = (((words >> (best % 32)) & 1) == 0).nonzero().flatten().tolist()
+            if forbidden:
+                xgr.apply_token_bitmask_inplace(scores, self.token_bitmask.to(scores.device), indices=forbidden)
+            return scores
+
+    return GreedyPlanLogitsProcessor
 
 
 @functools.lru_cache(maxsize=8)

@@ -147,8 +147,13 @@ def safe_write_table(
     else:
         ensure_schema_matches(path, arrow)
     # A write id in the commit lets us find our own version and never commit the same data twice.
+    # deltalake's own commit retries are off: it rebases a lost overwrite onto the winner's version
+    # without removing the winner's files (two first writes of a table end up holding both row sets),
+    # whereas re-running the whole write reads the new snapshot and replaces it properly.
     write_id = uuid.uuid4().hex
-    write_kwargs["commit_properties"] = CommitProperties(custom_metadata={WRITE_ID_KEY: write_id})
+    write_kwargs["commit_properties"] = CommitProperties(
+        custom_metadata={WRITE_ID_KEY: write_id}, max_commit_retries=0
+    )
     last_error: Exception | None = None
     for attempt in range(config.max_attempts):
         try:

@@ -102,9 +102,13 @@ def _decode(data: bytes) -> str:
         raise Rejected("invalid_utf8", f"not UTF-8: {error.reason} at byte {error.start}") from None
 
 
+def _reject_constant(name: str) -> Any:
+    raise Rejected("invalid_json", f"{name} is not valid JSON")
+
+
 def _load_json(text: str) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_reject_constant)
     except RecursionError:
         raise Rejected("invalid_json", "JSON nested too deeply") from None
     except json.JSONDecodeError as error:

@@ -228,7 +228,8 @@ def completion_token_losses(
     if prefix > 0:
         from transformers import DynamicCache
 
-        cache = DynamicCache(config=model.config)
+        # Under torchrun the Trainer wraps the model in DistributedDataParallel, which has no `config`.
+        cache = DynamicCache(config=getattr(model, "module", model).config)
         model(input_ids=input_ids[:1, :prefix], past_key_values=cache, use_cache=True, logits_to_keep=1)
         cache.batch_repeat_interleave(input_ids.size(0))
         positions = torch.arange(prefix, input_ids.size(1), device=input_ids.device)[None].expand(input_ids.size(0), -1)

@@ -34,7 +34,8 @@ def test_two_training_runs_never_overlap(tmp_path: Path) -> None:
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    # The instance's run launcher (assets.run_monitoring) must import where the project is not pip-installed.
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO_ROOT)}
     for _ in range(2):
         _launch(env)
 
@@ -46,7 +47,7 @@ def test_two_training_runs_never_overlap(tmp_path: Path) -> None:
 
     daemon_log = tmp_path / "daemon.log"
     most_active = 0
-    with background([str(VENV_BIN / "dagster-daemon"), "run", "-f", str(STANDIN)], daemon_log, env={"DAGSTER_HOME": str(home)}):
+    with background([str(VENV_BIN / "dagster-daemon"), "run", "-f", str(STANDIN)], daemon_log, env={"DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO_ROOT)}):
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             statuses = [run.status for run in instance.get_runs()]

@@ -122,12 +122,19 @@ def test_concurrent_overwrites_commit_in_order_or_conflict_then_retry(tmp_path: 
     assert sorted(outcome["version"] for outcome in outcomes.values()) == [1, 2]
 
 
-def test_lost_commit_race_is_retried_and_commits_exactly_once(tmp_path: Path, monkeypatch) -> None:
-    """Deterministic race: another process commits while our write is streaming its files."""
+@pytest.mark.parametrize("table_exists", [True, False], ids=["existing_table", "first_write"])
+def test_lost_commit_race_is_retried_and_commits_exactly_once(tmp_path: Path, monkeypatch, table_exists: bool) -> None:
+    """Deterministic race: another process commits while our write is streaming its files.
+
+    first_write: both writers create the table; deltalake's own retry would rebase our overwrite onto
+    theirs and keep both row sets (90 rows), which is exactly what must not happen.
+    """
     import deltalake
 
     table_path = tmp_path / "augmented_training_set"
-    safe_write_table(_augmented_frame("seed", 3), table_path)
+    if table_exists:
+        safe_write_table(_augmented_frame("seed", 3), table_path)
+    base = 1 if table_exists else 0
     ours = _augmented_frame("ours", 50)
     theirs_script = (
         "import sys; from tests.reliability.test_delta_faults import _augmented_frame; "
@@ -159,12 +166,13 @@ def test_lost_commit_race_is_retried_and_commits_exactly_once(tmp_path: Path, mo
     version = safe_write_table(ours, table_path, config=SafeWriteConfig(backoff_seconds=0.01))
 
     assert calls == ["write", "write"], "the first attempt should have lost the race and been retried once"
-    assert version == 2
+    assert version == base + 1
     history = DeltaTable(str(table_path)).history()
-    assert sorted(entry["version"] for entry in history) == [0, 1, 2]
+    assert sorted(entry["version"] for entry in history) == list(range(base + 2))
     write_ids = [entry.get(delta_safety.WRITE_ID_KEY) for entry in history]
     assert len(write_ids) == len(set(write_ids)), "one write committed twice"
-    assert set(DeltaTable(str(table_path), version=1).to_pandas()["sample_id"]) == {f"theirs-{i}" for i in range(40)}
+    theirs = DeltaTable(str(table_path), version=base).to_pandas()
+    assert sorted(theirs["sample_id"]) == sorted(f"theirs-{i}" for i in range(40))
     final = DeltaTable(str(table_path)).to_pandas()
     assert len(final) == 50 and set(final["sample_id"]) == set(ours["sample_id"])
 
