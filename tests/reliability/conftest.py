@@ -11,6 +11,6 @@ from tests.reliability._support import FIXTURES
 
 @pytest.fixture(scope="session")
 def gold_examples() -> list[dict]:
-    """The 20 public gold cases (copied into tests/reliability/fixtures; never read from /work/shared)."""
+    """The 20 public gold cases (the copy in tests/fixtures; never read from ../shared)."""
     lines = (FIXTURES / "sop_examples.jsonl").read_text(encoding="utf-8").splitlines()
     return [json.loads(line) for line in lines if line.strip()]
