@@ -41,10 +41,13 @@ _SYSTEM_PROMPT_TEMPLATE = (
 def serving_user_message(description: str) -> str:
     """The user message evaluation and `predict` send for a bare description.
 
-    Training rows carry their own templated prompt; the `direct` templates are the description
-    itself, so serving uses the description verbatim (stripped of surrounding whitespace).
+    Training rows carry their own templated prompt built from the normalized description (NFKC, step
+    prefixes stripped); the `direct` templates of the `without_prefix` variant are exactly that text.
+    Serving normalizes the same way, so "行1：通道１-４…" from a user reaches the model as it was trained on.
     """
-    return description.strip()
+    from pipelines.normalize import normalize_text
+
+    return normalize_text(description)
 
 
 def build_messages(user_message: str) -> list[dict[str, str]]:

@@ -81,3 +81,10 @@ def test_training_evaluation_and_predict_build_identical_prompt_ids(tiny_base_di
     from pipelines.decode import prompt_ids_for
 
     assert prompt_ids_for(tokenizer, [description]) == [serving_ids]
+
+
+def test_serving_message_is_the_normalized_description_training_rows_are_built_from():
+    from pipelines.normalize import normalize_text
+
+    raw = "行1：用通道１-４从样品板A1-D1各吸取20µl  "
+    assert serving_user_message(raw) == normalize_text(raw) == "用通道1-4从样品板A1-D1各吸取20μl"

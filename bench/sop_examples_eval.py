@@ -1,0 +1,61 @@
+"""Predict the 20 public SOP examples with a trained model and report exact match per case.
+
+    .venv/bin/python bench/sop_examples_eval.py --model artifacts/merged_model [--no-constrained]
+
+Reads the project's copy of the examples (tests/fixtures/sop_examples.jsonl) and prints a markdown
+table (id, exact match, prediction or the rule it broke) followed by the headline metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from data_contracts import parse_text_commands, render_json_commands
+from pipelines.decode import DecodingConfig
+from pipelines.evaluate import EvalCase, compute_metrics, run_evaluation
+from pipelines.model_io import load_model_and_tokenizer
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "sop_examples.jsonl"
+
+
+def load_cases(path: Path) -> list[EvalCase]:
+    cases = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        turn = record["conversation"][0]
+        gold = tuple(parse_text_commands(turn["output"]))
+        cases.append(EvalCase(case_id=record["id"], description=turn["input"], gold=gold, split_source="examples"))
+    return cases
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, type=Path)
+    parser.add_argument("--examples", type=Path, default=EXAMPLES)
+    parser.add_argument("--no-constrained", dest="constrained", action="store_false")
+    parser.add_argument("--max-new-tokens", type=int, default=384)
+    args = parser.parse_args()
+
+    model, tokenizer = load_model_and_tokenizer(args.model)
+    cases = load_cases(args.examples)
+    config = DecodingConfig(max_new_tokens=args.max_new_tokens, constrained=args.constrained)
+    results, wall_s = run_evaluation(model, tokenizer, cases, config)
+
+    print(f"| id | exact | prediction (constrained={args.constrained}) |")
+    print("| --- | --- | --- |")
+    for result in results:
+        checked = result.checked
+        shown = render_json_commands(checked.commands) if checked.catalog_valid else "REJECTED: " + checked.error_message()
+        shown = shown.replace("|", "\\|").replace("\n", " ")
+        print(f"| {result.case.case_id} | {'yes' if result.exact_match else 'no'} | `{shown[:400]}` |")
+    headline = compute_metrics(results, wall_s).headline()
+    print()
+    print(json.dumps({key: round(value, 4) for key, value in headline.items()}))
+
+
+if __name__ == "__main__":
+    main()
