@@ -32,7 +32,8 @@ def tiny(tmp_path_factory):
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a 2-core shared machine: one thread is several times faster for a tiny model
-    model_dir = build_tiny_model(tmp_path_factory.mktemp("tiny_decode"), seed=0)
+    # seed 3: its constrained outputs differ between these prompts, which the parity test relies on.
+    model_dir = build_tiny_model(tmp_path_factory.mktemp("tiny_decode"), seed=3)
     yield load_model_and_tokenizer(model_dir)
     torch.set_num_threads(threads)
 
