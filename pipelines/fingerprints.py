@@ -12,15 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 RAW_GLOB = "*.jsonl"
-_CHUNK = 1 << 20
 
 
 def file_md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
+    """md5 of the file's bytes: what DVC 3 records in .dvc files and dvc.lock for a single file."""
     with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
 
 
 def corpus_fingerprint(raw_dir: Path) -> dict[str, str]:

@@ -18,25 +18,15 @@ from typing import Any
 
 import pandas as pd
 
+from pipelines.fingerprints import file_md5
+
 MANIFEST_NAME = "lineage.json"
 _LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "tokenizers", "safetensors", "deltalake")
 
 
-def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+def sha256_file(path: Path) -> str:
     with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def dvc_md5(path: Path, chunk_size: int = 1 << 20) -> str:
-    """md5 of the file's bytes: what DVC 3 records in .dvc files and dvc.lock for a single file."""
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def sha256_weights(model_dir: Path) -> str:
@@ -64,7 +54,7 @@ def raw_file_md5s(raw_dir: Path) -> dict[str, str]:
     if not raw_dir.is_dir():
         return {}
     return {
-        str(path.relative_to(raw_dir)): dvc_md5(path)
+        str(path.relative_to(raw_dir)): file_md5(path)
         for path in sorted(raw_dir.rglob("*"))
         if path.is_file() and not path.name.endswith(".dvc") and not path.name.startswith(".")
     }
