@@ -1,9 +1,12 @@
 """The data half of the graph: raw JSONL -> raw_training_data -> normalized_samples -> augmented_training_set.
 
 Each asset runs one `pipelines.data_stages` stage (the same code DVC runs), which writes a new
-Delta version, and reports versions, row counts and pictures as metadata.
+Delta version, and reports versions, row counts and pictures as metadata. A stage whose inputs have not
+changed since its tables were written reuses them (metadata `reused`; no new version) unless the run
+config sets `force: true`.
 """
 
+# No `from __future__ import annotations`: Dagster resolves the `config: DataStageConfig` annotation at runtime.
 import dagster as dg
 import pandas as pd
 
@@ -23,6 +26,12 @@ DATA_GROUP = "data"
 PREVIEW_ROWS = 20
 
 
+class DataStageConfig(dg.Config):
+    """Run config of a data asset."""
+
+    force: bool = False  # recompute and write a new Delta version even when nothing changed
+
+
 def _markdown_preview(frame: pd.DataFrame, columns: list[str], rows: int = PREVIEW_ROWS) -> str:
     if frame.empty:
         return "_none_"
@@ -40,16 +49,18 @@ def _markdown_preview(frame: pd.DataFrame, columns: list[str], rows: int = PREVI
     description="Every line of every raw *.jsonl as a validated record, or a quarantine row with its reason.",
 )
 def raw_training_data(
-    context: dg.AssetExecutionContext, lake: LakeResource, params: ParamsResource
+    context: dg.AssetExecutionContext, config: DataStageConfig, lake: LakeResource, params: ParamsResource
 ) -> dg.MaterializeResult:
     settings = params.load()
-    stage = run_raw_stage(settings.data.raw_dir, lake.path(), settings.data)
+    stage = run_raw_stage(settings.data.raw_dir, lake.path(), settings.data, force=config.force)
     result = stage.ingest
     context.log.info(
         f"{result.n_lines} lines: {result.n_records} records, {result.n_quarantined} quarantined {result.reasons}"
+        + (" (unchanged: tables reused)" if stage.reused else "")
     )
     return dg.MaterializeResult(
         metadata={
+            "reused": stage.reused,
             "dagster/row_count": result.n_records,
             "n_lines": result.n_lines,
             "n_records": result.n_records,
@@ -74,17 +85,21 @@ def raw_training_data(
     deps=[raw_training_data],
     description="NFKC-normalized descriptions with canonical JSON commands and a stable content id (source_index).",
 )
-def normalized_samples(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    stage = run_normalize_stage(lake.path())
+def normalized_samples(
+    context: dg.AssetExecutionContext, config: DataStageConfig, lake: LakeResource
+) -> dg.MaterializeResult:
+    stage = run_normalize_stage(lake.path(), force=config.force)
     samples = stage.result.samples
     per_command = (
         samples["command_names"].explode().value_counts().rename_axis("command").reset_index(name="samples")
         if len(samples)
         else pd.DataFrame(columns=["command", "samples"])
     )
-    context.log.info(f"{len(samples)} samples, {len(stage.result.quarantine)} duplicates removed")
+    context.log.info(f"{len(samples)} samples, {len(stage.result.quarantine)} duplicates removed"
+                     + (" (unchanged: tables reused)" if stage.reused else ""))
     return dg.MaterializeResult(
         metadata={
+            "reused": stage.reused,
             "dagster/row_count": len(samples),
             "n_samples": len(samples),
             "n_duplicates_removed": len(stage.result.quarantine),
@@ -110,20 +125,24 @@ def normalized_samples(context: dg.AssetExecutionContext, lake: LakeResource) ->
 )
 def augmented_training_set(
     context: dg.AssetExecutionContext,
+    config: DataStageConfig,
     lake: LakeResource,
     artifacts: ArtifactsResource,
     params: ParamsResource,
 ) -> dg.MaterializeResult:
-    stage = run_augment_stage(lake.path(), params.load().augment)
+    stage = run_augment_stage(lake.path(), params.load().augment, force=config.force)
     table = stage.result.table
     distribution = stage.result.distribution
-    chart = distribution_chart(
-        distribution, artifacts.path() / "charts" / f"command_exposure_v{stage.augmented_version}.png"
-    )
+    chart = artifacts.path() / "charts" / f"command_exposure_v{stage.augmented_version}.png"
+    # A reused version's chart was drawn when the version was written; drawing costs a matplotlib import.
+    if not (stage.reused and chart.is_file()):
+        distribution_chart(distribution, chart)
     sources = table.drop_duplicates("source_index")["split"].value_counts().sort_index().to_dict()
-    context.log.info(f"{len(table)} rows from {sum(sources.values())} sources {sources}")
+    context.log.info(f"{len(table)} rows from {sum(sources.values())} sources {sources}"
+                     + (" (unchanged: table reused)" if stage.reused else ""))
     return dg.MaterializeResult(
         metadata={
+            "reused": stage.reused,
             "dagster/row_count": len(table),
             "rows_per_split": dg.MetadataValue.json(table["split"].value_counts().sort_index().to_dict()),
             "sources_per_split": dg.MetadataValue.json(sources),

@@ -13,7 +13,8 @@ Greedy outputs of the seed loop and the batched loop must be token-for-token ide
 exits with status 1 naming the differing cases otherwise. The grammar is compiled before timing (once per
 process, reported separately) because a server compiles it once, not per request.
 
-    .venv/bin/python bench/inference_throughput.py --cases 16 --repeats 3 --out bench/results/inference_throughput.json
+    .venv/bin/python bench/inference_throughput.py --cases 32 --batch-size 32 --max-new-tokens 256 --repeats 3 \
+        --out bench/results/inference_throughput.json
 """
 
 from __future__ import annotations
@@ -76,11 +77,14 @@ def regression_descriptions(lake: Path, limit: int, seed: int) -> list[str]:
     return [case.description for case in cases]
 
 
-def run_loop(name: str, model: Any, tokenizer: Any, descriptions: list[str], config: Any) -> dict[str, Any]:
+def run_loop(
+    name: str, model: Any, tokenizer: Any, descriptions: list[str], config: Any, constrained: bool | None = None
+) -> dict[str, Any]:
+    """One loop over `descriptions`; `constrained` defaults to what the loop's name says."""
     from pipelines.decode import generate_batched, generate_one_at_a_time
 
-    generate = generate_one_at_a_time if name == "seed_one_at_a_time" else generate_batched
-    loop_config = replace(config, constrained=name == "batched_constrained")
+    generate = generate_one_at_a_time if name.startswith("seed_one_at_a_time") else generate_batched
+    loop_config = replace(config, constrained=name == "batched_constrained" if constrained is None else constrained)
     load_before = load_average()
     with Stopwatch() as watch:
         generations = generate(model, tokenizer, descriptions, loop_config)
@@ -148,7 +152,7 @@ def benchmark(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
         ],
     }
     if args.check_constrained_loop:
-        one_at_a_time = run_loop("seed_one_at_a_time", model, tokenizer, descriptions, replace(config, constrained=True))
+        one_at_a_time = run_loop("seed_one_at_a_time_constrained", model, tokenizer, descriptions, config, constrained=True)
         identity["constrained_batched_vs_one_at_a_time"] = differing_cases(
             one_at_a_time["_token_ids"], runs["batched_constrained"][0]["_token_ids"], descriptions
         )
@@ -197,8 +201,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None,
                         help="'merged' (default when present), a base model source (smollm2-gguf, tiny) or a directory")
-    parser.add_argument("--cases", type=int, default=16, help="cases drawn from the regression set (0 = all)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--cases", type=int, default=32, help="cases drawn from the regression set (0 = all)")
+    parser.add_argument("--batch-size", type=int, default=32, help="rows per batch (params.yaml eval.batch_size: 32)")
     parser.add_argument("--max-new-tokens", type=int, default=384)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--check-constrained-loop", action="store_true",

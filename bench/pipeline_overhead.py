@@ -8,7 +8,12 @@ then again `--repeats` times with nothing changed (same raw files, same params, 
   `execute_in_process` on a temporary instance; per-step times come from the instance's step stats, so
   the Dagster overhead of an asset is its step time minus the direct call of the same stage function;
 - dagster CLI: `dagster job execute -m assets.definitions -j data_job` in a fresh process with a temporary
-  DAGSTER_HOME, which is what a user or a schedule pays (process start, imports, the job's executor).
+  DAGSTER_HOME, which is what a user or a schedule pays (process start, imports, the job's executor);
+- with `--whole-graph`: the `full_graph` job in-process with the smoke profile (tiny random model), first run
+  and no-op repeats, every step's time.
+
+Each data stage reuses its tables when its inputs are unchanged (`pipelines.stage_cache`), so a no-op run
+writes no Delta version; the direct path measures the same functions.
 
     .venv/bin/python bench/pipeline_overhead.py --repeats 3 --out bench/results/pipeline_overhead.json
 """
@@ -63,11 +68,15 @@ def direct_run(params_path: Path, lake: Path) -> dict[str, float]:
     return timings
 
 
-def dagster_in_process_run(instance: Any) -> dict[str, float]:
-    """Wall seconds of the whole data_job run and of each step (from the instance's step stats)."""
+def dagster_in_process_run(instance: Any, job_name: str = "data_job") -> dict[str, float]:
+    """Wall seconds of a whole in-process run of `job_name` and of each step (from the instance's step stats).
+
+    Asset steps are reported by name; for data_job the check steps are summed into `checks`, for other jobs
+    every step is reported by its key.
+    """
     from assets.definitions import defs
 
-    job = defs.resolve_job_def("data_job")
+    job = defs.resolve_job_def(job_name)
     with Stopwatch() as watch:
         result = job.execute_in_process(instance=instance, raise_on_error=True)
     stats = instance.get_run_step_stats(result.run_id)
@@ -77,12 +86,39 @@ def dagster_in_process_run(instance: Any) -> dict[str, float]:
         if stat.start_time is None or stat.end_time is None:
             continue
         duration = stat.end_time - stat.start_time
-        if stat.step_key in ASSET_STEPS:
+        if stat.step_key in ASSET_STEPS or job_name != "data_job":
             timings[stat.step_key] = duration
         else:
             checks += duration
-    timings["checks"] = checks
+    if job_name == "data_job":
+        timings["checks"] = checks
     return timings
+
+
+def whole_graph(work: Path, repeats: int) -> dict[str, Any]:
+    """The `full_graph` job with the smoke profile (tiny random model): a first run, then no-op repeats.
+
+    The training step reuses its adapter when the run fingerprint (data, config, base weights) is unchanged;
+    the merge, its parity check and the regression evaluation run again every time.
+    """
+    import dagster as dg
+
+    previous = {key: os.environ.get(key) for key in ("SOP2CMD_PROFILE", "SOP2CMD_LAKE", "SOP2CMD_ARTIFACTS")}
+    os.environ.update({"SOP2CMD_PROFILE": "smoke", "SOP2CMD_LAKE": str(work / "lake-graph"),
+                       "SOP2CMD_ARTIFACTS": str(work / "artifacts-graph")})
+    home = work / "dagster_home_graph"
+    home.mkdir()
+    try:
+        with dg.DagsterInstance.local_temp(str(home)) as instance:
+            first = dagster_in_process_run(instance, "full_graph")
+            noop = [dagster_in_process_run(instance, "full_graph") for _ in range(repeats)]
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return {"profile": "smoke", "first": first, "noop": {key: summarize([run[key] for run in noop]) for key in noop[0]}}
 
 
 def cli_run(dagster_home: Path, env: dict[str, str]) -> float:
@@ -147,6 +183,9 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             subprocess.run([sys.executable, "-c", "import assets.definitions"], cwd=REPO_ROOT, check=True,
                            env={**os.environ, **cli_env})
         result["import_code_location_s"] = watch.wall_s
+    if args.whole_graph:
+        log("whole graph (smoke profile) in-process: first run, then no-op repeats")
+        result["whole_graph_in_process"] = whole_graph(work, args.repeats)
     result["noop_goal_s"] = 10.0
     noop_figures = [result["dagster_in_process"]["noop"]["total"]["median"]]
     if "dagster_cli" in result:
@@ -165,6 +204,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="no-op re-materializations per path")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--no-cli", action="store_true", help="skip the `dagster job execute` subprocess runs")
+    parser.add_argument("--whole-graph", action="store_true",
+                        help="also re-materialize the full_graph job (smoke profile: tiny model) with nothing changed")
     parser.add_argument("--keep", action="store_true", help="keep the temporary lake and Dagster home")
     parser.add_argument("--out", default=None, help="also write the JSON result here")
     return parser.parse_args(argv)

@@ -1,7 +1,8 @@
 """The three data stages, each read -> transform -> validate -> write a new Delta version.
 
 Dagster assets and DVC stages (`python -m pipelines stage raw|normalize|augment`) call the same
-`run_*_stage` functions, so both paths produce the same tables.
+`run_*_stage` functions, so both paths produce the same tables. A stage whose inputs are those its
+tables were last written from reuses them (`pipelines.stage_cache`) unless `force` is set.
 """
 
 from __future__ import annotations
@@ -18,19 +19,22 @@ import pandas as pd
 from data_contracts.errors import ContractError
 from pipelines.augment import AugmentResult, augment_samples
 from pipelines.config import AugmentParams, DataParams, lake_root, load_params
-from pipelines.ingest import IngestResult, default_workers, ingest
+from pipelines.fingerprints import file_md5
+from pipelines.ingest import IngestResult, default_workers, ingest, raw_files
 from pipelines.lake import (
     AUGMENTED_TABLE,
     NORMALIZE_QUARANTINE_TABLE,
     NORMALIZED_TABLE,
     RAW_QUARANTINE_TABLE,
     RAW_TABLE,
+    read_arrow,
     read_table,
     table_path,
     table_version,
     write_table,
 )
 from pipelines.normalize import NormalizeResult, normalize_records
+from pipelines.stage_cache import commit_identity, commit_metadata, reusable_summary, stage_fingerprint
 
 # Table -> name of its Pandera model in data_contracts.tables.
 CONTRACTS = {
@@ -78,6 +82,7 @@ class RawStageResult:
     ingest: IngestResult
     raw_version: int
     quarantine_version: int
+    reused: bool = False  # nothing changed since the tables were written: no new version
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ class NormalizeStageResult:
     raw_version: int
     normalized_version: int
     quarantine_version: int
+    reused: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,18 +99,42 @@ class AugmentStageResult:
     result: AugmentResult
     normalized_version: int
     augmented_version: int
+    reused: bool = False
+
+
+def raw_stage_fingerprint(raw_dir: str | os.PathLike[str], settings: DataParams) -> str:
+    raw_dir = Path(raw_dir)
+    files = {path.relative_to(raw_dir).as_posix(): file_md5(path) for path in raw_files(raw_dir)}
+    return stage_fingerprint(RAW_TABLE, {"files": files, "max_line_bytes": settings.max_line_bytes})
 
 
 def run_raw_stage(
-    raw_dir: str | os.PathLike[str], lake: str | os.PathLike[str], settings: DataParams = DataParams()
+    raw_dir: str | os.PathLike[str],
+    lake: str | os.PathLike[str],
+    settings: DataParams = DataParams(),
+    force: bool = False,
 ) -> RawStageResult:
+    fingerprint = raw_stage_fingerprint(raw_dir, settings)
+    outputs = [table_path(lake, RAW_TABLE), table_path(lake, RAW_QUARANTINE_TABLE)]
+    summary = None if force else reusable_summary(fingerprint, outputs)
+    if summary is not None:
+        records, raw_version = _read_current(lake, RAW_TABLE)
+        quarantine, quarantine_version = _read_current(lake, RAW_QUARANTINE_TABLE)
+        stored = IngestResult(records=records, quarantine=quarantine, **summary)
+        return RawStageResult(stored, raw_version, quarantine_version, reused=True)
     workers = settings.workers or default_workers()
     result = ingest(raw_dir, max_line_bytes=settings.max_line_bytes, workers=workers)
     validate_frame(result.records, RAW_TABLE)
     validate_frame(result.quarantine, RAW_QUARANTINE_TABLE)
-    raw_version = write_table(result.records, table_path(lake, RAW_TABLE), table=RAW_TABLE)
+    metadata = commit_metadata(fingerprint, {
+        "n_lines": result.n_lines,
+        "lines_per_file": result.lines_per_file,
+        "file_sha256": result.file_sha256,
+        "reasons": result.reasons,
+    })
+    raw_version = write_table(result.records, outputs[0], table=RAW_TABLE, commit_metadata=metadata)
     quarantine_version = write_table(
-        result.quarantine, table_path(lake, RAW_QUARANTINE_TABLE), table=RAW_QUARANTINE_TABLE
+        result.quarantine, outputs[1], table=RAW_QUARANTINE_TABLE, commit_metadata=metadata
     )
     return RawStageResult(ingest=result, raw_version=raw_version, quarantine_version=quarantine_version)
 
@@ -119,6 +149,13 @@ def _read_current(
     return read_table(path, version=version, columns=columns), version
 
 
+def _current_version(lake: str | os.PathLike[str], table: str) -> int:
+    version = table_version(table_path(lake, table))
+    if version is None:
+        raise FileNotFoundError(f"Delta table {table_path(lake, table)} does not exist")
+    return version
+
+
 def _with_raw_lines(quarantine: pd.DataFrame, lake: str | os.PathLike[str], raw_version: int) -> pd.DataFrame:
     """Fill raw_line of normalize-quarantine rows from the raw table version they came from."""
     if quarantine.empty:
@@ -130,7 +167,19 @@ def _with_raw_lines(quarantine: pd.DataFrame, lake: str | os.PathLike[str], raw_
     return quarantine.assign(raw_line=raw.reindex(keys).to_numpy())
 
 
-def run_normalize_stage(lake: str | os.PathLike[str]) -> NormalizeStageResult:
+def run_normalize_stage(lake: str | os.PathLike[str], force: bool = False) -> NormalizeStageResult:
+    fingerprint = stage_fingerprint(NORMALIZED_TABLE, {"raw": commit_identity(table_path(lake, RAW_TABLE))})
+    outputs = [table_path(lake, NORMALIZED_TABLE), table_path(lake, NORMALIZE_QUARANTINE_TABLE)]
+    if not force and reusable_summary(fingerprint, outputs) is not None:
+        samples, normalized_version = _read_current(lake, NORMALIZED_TABLE)
+        quarantine, quarantine_version = _read_current(lake, NORMALIZE_QUARANTINE_TABLE)
+        return NormalizeStageResult(
+            result=NormalizeResult(samples=samples, quarantine=quarantine),
+            raw_version=_current_version(lake, RAW_TABLE),
+            normalized_version=normalized_version,
+            quarantine_version=quarantine_version,
+            reused=True,
+        )
     # raw_line and output_text are most of the raw table's bytes and normalization needs neither.
     columns = ["source_file", "line_number", "input_text", "commands_json"]
     raw, raw_version = _read_current(lake, RAW_TABLE, columns)
@@ -140,9 +189,10 @@ def run_normalize_stage(lake: str | os.PathLike[str]) -> NormalizeStageResult:
     result = NormalizeResult(samples=result.samples, quarantine=_with_raw_lines(result.quarantine, lake, raw_version))
     validate_frame(result.samples, NORMALIZED_TABLE)
     validate_frame(result.quarantine, NORMALIZE_QUARANTINE_TABLE)
-    normalized_version = write_table(result.samples, table_path(lake, NORMALIZED_TABLE), table=NORMALIZED_TABLE)
+    metadata = commit_metadata(fingerprint, {})
+    normalized_version = write_table(result.samples, outputs[0], table=NORMALIZED_TABLE, commit_metadata=metadata)
     quarantine_version = write_table(
-        result.quarantine, table_path(lake, NORMALIZE_QUARANTINE_TABLE), table=NORMALIZE_QUARANTINE_TABLE
+        result.quarantine, outputs[1], table=NORMALIZE_QUARANTINE_TABLE, commit_metadata=metadata
     )
     return NormalizeStageResult(
         result=result,
@@ -152,12 +202,35 @@ def run_normalize_stage(lake: str | os.PathLike[str]) -> NormalizeStageResult:
     )
 
 
-def run_augment_stage(lake: str | os.PathLike[str], params: AugmentParams) -> AugmentStageResult:
+def run_augment_stage(
+    lake: str | os.PathLike[str], params: AugmentParams, force: bool = False
+) -> AugmentStageResult:
+    inputs = {"normalized": commit_identity(table_path(lake, NORMALIZED_TABLE)), "params": params}
+    fingerprint = stage_fingerprint(AUGMENTED_TABLE, inputs)
+    output = table_path(lake, AUGMENTED_TABLE)
+    summary = None if force else reusable_summary(fingerprint, [output])
+    if summary is not None:
+        augmented_version = _current_version(lake, AUGMENTED_TABLE)
+        arrow = read_arrow(output, version=augmented_version)
+        stored = AugmentResult(
+            table=arrow.to_pandas(),
+            arrow=arrow,
+            distribution=pd.DataFrame(summary["distribution"], columns=summary["distribution_columns"]),
+            single_source_commands=summary["single_source_commands"],
+            unstratified_commands=summary["unstratified_commands"],
+        )
+        return AugmentStageResult(stored, _current_version(lake, NORMALIZED_TABLE), augmented_version, reused=True)
     samples, normalized_version = _read_current(lake, NORMALIZED_TABLE)
     samples = samples.sort_values(["source_file", "line_number"], kind="stable").reset_index(drop=True)
     result = augment_samples(samples, params)
     validate_frame(result.table, AUGMENTED_TABLE)
-    augmented_version = write_table(result.arrow, table_path(lake, AUGMENTED_TABLE), table=AUGMENTED_TABLE)
+    metadata = commit_metadata(fingerprint, {
+        "distribution": json.loads(result.distribution.to_json(orient="records")),
+        "distribution_columns": list(result.distribution.columns),
+        "single_source_commands": result.single_source_commands,
+        "unstratified_commands": result.unstratified_commands,
+    })
+    augmented_version = write_table(result.arrow, output, table=AUGMENTED_TABLE, commit_metadata=metadata)
     return AugmentStageResult(result=result, normalized_version=normalized_version, augmented_version=augmented_version)
 
 
@@ -183,6 +256,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--raw-dir", default=None, help="raw JSONL folder for the raw stage (default: params data.raw_dir)"
     )
+    parser.add_argument(
+        "--force", action="store_true", help="recompute and write a new version even when the inputs are unchanged"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -190,8 +266,9 @@ def run(args: argparse.Namespace) -> int:
     lake = Path(args.lake) if args.lake else lake_root()
     try:
         if args.name == "raw":
-            raw = run_raw_stage(args.raw_dir or params.data.raw_dir, lake, params.data)
+            raw = run_raw_stage(args.raw_dir or params.data.raw_dir, lake, params.data, force=args.force)
             summary = {
+                "reused": raw.reused,
                 "n_lines": raw.ingest.n_lines,
                 "n_records": raw.ingest.n_records,
                 "n_quarantined": raw.ingest.n_quarantined,
@@ -200,8 +277,9 @@ def run(args: argparse.Namespace) -> int:
                 "versions": {RAW_TABLE: raw.raw_version, RAW_QUARANTINE_TABLE: raw.quarantine_version},
             }
         elif args.name == "normalize":
-            normalized = run_normalize_stage(lake)
+            normalized = run_normalize_stage(lake, force=args.force)
             summary = {
+                "reused": normalized.reused,
                 "n_samples": len(normalized.result.samples),
                 "n_duplicates_removed": len(normalized.result.quarantine),
                 "versions": {
@@ -211,9 +289,10 @@ def run(args: argparse.Namespace) -> int:
                 },
             }
         else:
-            augmented = run_augment_stage(lake, params.augment)
+            augmented = run_augment_stage(lake, params.augment, force=args.force)
             table = augmented.result.table
             summary = {
+                "reused": augmented.reused,
                 "n_rows": len(table),
                 "rows_per_split": table["split"].value_counts().sort_index().to_dict(),
                 "single_source_commands": augmented.result.single_source_commands,

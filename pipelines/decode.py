@@ -8,6 +8,11 @@ Batches are left-padded with an attention mask: generation appends on the right,
 last prompt token sits in the same column, and transformers derives position ids from the mask, so a
 padded row sees the same positions as the row alone. Descriptions are grouped by prompt length before
 batching (less padding, less wasted compute); results come back in input order.
+
+Every prompt starts with the same chat-template tokens and system prompt (119 of ~160 tokens with
+SmolLM2), so a batch runs that shared prefix once, copies its keys and values into every row of a static
+cache and prefills only the suffixes: the padding then sits between prefix and suffix, where the mask
+hides it and the positions derived from the mask stay those of the row alone.
 """
 
 from __future__ import annotations
@@ -54,27 +59,67 @@ def _stop_ids(tokenizer: Any, eoc_token: str) -> list[int]:
     return stop_token_ids(tokenizer, eoc_token)
 
 
+def shared_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """Leading tokens every row has, leaving each row at least one token of its own to prefill."""
+    shortest = min(len(row) for row in rows)
+    length = 0
+    while length < shortest - 1 and all(row[length] == rows[0][length] for row in rows):
+        length += 1
+    return length
+
+
+def _prefilled_cache(model: Any, prefix: list[int], rows: int, max_length: int) -> Any:
+    """A static KV cache for `rows` rows of up to `max_length` tokens, holding `prefix` (run once) in every row.
+
+    Static rather than dynamic: a dynamic cache concatenates every layer's keys and values at each decoding
+    step, which costs more as the outputs grow (a static one writes in place: ~6% faster at 384 new tokens
+    for a batch of 16, with the same greedy outputs). Call under inference_mode.
+    """
+    import torch
+    from transformers import DynamicCache, StaticCache
+
+    device = next(model.parameters()).device
+    cache = StaticCache(config=model.config, max_cache_len=max_length)
+    if not prefix:
+        return cache
+    prefix_cache = DynamicCache(config=model.config)
+    model(input_ids=torch.tensor([prefix], device=device), past_key_values=prefix_cache, use_cache=True, logits_to_keep=1)
+    positions = torch.arange(len(prefix), device=device)
+    for index, layer in enumerate(prefix_cache.layers):
+        keys = layer.keys.expand(rows, -1, -1, -1).contiguous()
+        values = layer.values.expand(rows, -1, -1, -1).contiguous()
+        cache.update(keys, values, index, {"cache_position": positions})
+    return cache
+
+
 def _generate(model: Any, tokenizer: Any, rows: list[list[int]], config: DecodingConfig) -> list[Generation]:
-    """One `generate` call over `rows` (prompt ids), left-padded into a single batch."""
+    """One `generate` call over `rows` (prompt ids): the shared prefix once, the suffixes left-padded after it."""
     import torch
 
     stop_ids = _stop_ids(tokenizer, config.eoc_token)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[-1]
-    width = max(len(row) for row in rows)
+    prefix = shared_prefix_length(rows) if len(rows) > 1 else 0
+    suffix_width = max(len(row) for row in rows) - prefix
+    width = prefix + suffix_width
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
-        input_ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
-        attention_mask[i, width - len(row) :] = 1
+        input_ids[i, :prefix] = torch.tensor(row[:prefix], dtype=torch.long)
+        input_ids[i, width - (len(row) - prefix) :] = torch.tensor(row[prefix:], dtype=torch.long)
+        attention_mask[i, :prefix] = 1
+        attention_mask[i, width - (len(row) - prefix) :] = 1
     device = next(model.parameters()).device
     processors = []
     if config.constrained:
         processors.append(plan_logits_processor(model, tokenizer, stop_ids[0], config.limits))
     started = time.perf_counter()
     with torch.inference_mode():
+        # One row (the seed's loop) keeps transformers' default cache, exactly what the seed ran.
+        cache = _prefilled_cache(model, rows[0][:prefix], len(rows), width + config.max_new_tokens) if len(rows) > 1 else None
         output = model.generate(
             input_ids=input_ids.to(device),
             attention_mask=attention_mask.to(device),
+            past_key_values=cache,
             max_new_tokens=config.max_new_tokens,
             do_sample=False,
             num_beams=1,

@@ -130,12 +130,13 @@ def safe_write_table(
     path: str | Path,
     mode: str = "overwrite",
     config: SafeWriteConfig = SafeWriteConfig(),
+    commit_metadata: dict[str, str] | None = None,
     **write_kwargs: Any,
 ) -> int:
     """Write `data` to the Delta table at `path` and return the version it committed.
 
     Schema drift is rejected before any file is written; a lost commit race is retried with the
-    same data, so a retried write commits exactly once.
+    same data, so a retried write commits exactly once. `commit_metadata` is stored in the commit.
     """
     from deltalake import CommitProperties, write_deltalake
     from deltalake.exceptions import CommitFailedError
@@ -152,7 +153,7 @@ def safe_write_table(
     # whereas re-running the whole write reads the new snapshot and replaces it properly.
     write_id = uuid.uuid4().hex
     write_kwargs["commit_properties"] = CommitProperties(
-        custom_metadata={WRITE_ID_KEY: write_id}, max_commit_retries=0
+        custom_metadata={**(commit_metadata or {}), WRITE_ID_KEY: write_id}, max_commit_retries=0
     )
     last_error: Exception | None = None
     for attempt in range(config.max_attempts):

@@ -106,11 +106,13 @@ def write_table(
     path: str | os.PathLike[str],
     mode: str = "overwrite",
     table: str | None = None,
+    commit_metadata: dict[str, str] | None = None,
 ) -> int:
     """Write `df` as a new Delta version at `path` and return the version this write committed.
 
     `table` names a known table (see SCHEMAS) whose schema the data is cast to; without it the
-    schema is inferred, which fails for all-null columns of an empty frame.
+    schema is inferred, which fails for all-null columns of an empty frame. `commit_metadata` is
+    stored in the commit (string values).
     """
     path = Path(path)
     if isinstance(df, pd.DataFrame):
@@ -119,7 +121,7 @@ def write_table(
         data = df.cast(SCHEMAS[table]) if table else df
     path.parent.mkdir(parents=True, exist_ok=True)
     # Schema drift is refused naming the column; a commit that loses a race is retried, never committed twice.
-    return safe_write_table(data, path, mode=mode)
+    return safe_write_table(data, path, mode=mode, commit_metadata=commit_metadata)
 
 
 def read_table(

@@ -84,10 +84,25 @@ def test_materialize_writes_versions_row_counts_and_passes_checks(
     assert Path(augmented["command_exposure_chart_path"]).read_bytes().startswith(b"\x89PNG")
     assert "weighted train exposure" in augmented["command_distribution"]
 
+    # Nothing changed: every stage reuses its tables and reports what they hold, no new version.
     again = dg.materialize(DATA_ASSETS, resources=resources)
     assert again.success
-    assert _metadata(again, "raw_training_data")["delta_version"] == 1
-    assert _metadata(again, "augmented_training_set")["delta_version"] == 1
+    for asset in ("raw_training_data", "normalized_samples", "augmented_training_set"):
+        assert _metadata(again, asset)["reused"] is True
+        assert _metadata(again, asset)["delta_version"] == 0
+    assert _metadata(again, "raw_training_data")["quarantine_reasons"] == raw["quarantine_reasons"]
+    assert _metadata(again, "augmented_training_set")["command_distribution"] == augmented["command_distribution"]
+    assert table_version(table_path(lake, AUGMENTED_TABLE)) == 0
+
+    # force: true recomputes and writes new versions.
+    forced = dg.materialize(
+        DATA_ASSETS,
+        resources=resources,
+        run_config={"ops": {asset.key.path[-1]: {"config": {"force": True}} for asset in DATA_ASSETS}},
+    )
+    assert forced.success
+    assert _metadata(forced, "raw_training_data")["reused"] is False
+    assert _metadata(forced, "augmented_training_set")["delta_version"] == 1
     assert table_version(table_path(lake, AUGMENTED_TABLE)) == 1
 
 

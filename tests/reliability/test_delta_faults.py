@@ -256,8 +256,9 @@ def test_two_augment_stage_runs_at_once_both_commit_without_duplicates(tmp_path:
     run_raw_stage(raw_dir, lake_root)
     run_normalize_stage(lake_root)
 
+    # --force: both must write even if one sees the other's commit first (it would otherwise reuse it).
     command = [sys.executable, "-m", "pipelines", "stage", "augment", "--lake", str(lake_root),
-               "--params", str(REPO_ROOT / "params.yaml")]
+               "--params", str(REPO_ROOT / "params.yaml"), "--force"]
     runs = [subprocess.Popen(command, cwd=REPO_ROOT, env=subprocess_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [run.communicate(timeout=300) for run in runs]

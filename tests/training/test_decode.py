@@ -7,7 +7,7 @@ import pytest
 from data_contracts.forms import render_json_commands
 
 from pipelines.constrained import DecodingLimits, GrammarCache, decoding_schema, model_vocab_size
-from pipelines.decode import DecodingConfig, generate_batched, generate_one_at_a_time
+from pipelines.decode import DecodingConfig, generate_batched, generate_one_at_a_time, shared_prefix_length
 from pipelines.plan_output import check_plan
 
 # Varied lengths so that batches really are left-padded.
@@ -48,6 +48,13 @@ def test_batched_equals_one_at_a_time(tiny, constrained):
     assert [g.text for g in batched] == [g.text for g in single]
     if constrained:  # free outputs of this random model all repeat one token; constrained ones differ per prompt
         assert len({g.token_ids for g in batched}) > 1  # so the order of results is really checked
+
+
+def test_shared_prefix_leaves_every_row_a_token_of_its_own():
+    assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 3, 5, 6]]) == 3
+    assert shared_prefix_length([[1, 2, 3], [1, 2, 3, 4]]) == 2  # the shorter row keeps its last token
+    assert shared_prefix_length([[1, 2], [1, 2]]) == 1
+    assert shared_prefix_length([[7, 2], [1, 2]]) == 0
 
 
 def test_constrained_random_model_gives_parseable_plans(tiny):
