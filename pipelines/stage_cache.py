@@ -1,7 +1,7 @@
 """Skip a data stage whose inputs have not changed since it last wrote its tables.
 
 Every Delta commit a stage makes carries the fingerprint of what it was computed from (the raw files'
-sha256, the params it reads, the upstream table's commit, and the source code of the data half) and a
+md5, the params it reads, the upstream table's commit, and the source code of the data half) and a
 small JSON summary of what it produced. When a stage is asked to run again and the current commit of
 each of its output tables carries the fingerprint it would compute now, the tables already hold its
 output: it writes nothing (no new Delta version) and reports the stored summary instead.

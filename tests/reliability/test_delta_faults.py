@@ -318,7 +318,20 @@ def test_materialization_after_a_killed_write_of_the_augmented_set_succeeds(tmp_
     assert DeltaTable(str(augmented_path)).version() == version_before
     assert _rows(augmented_path) == rows_before
 
+    # Nothing committed by the killed writer, so the last commit still matches the inputs: reused as it is.
     result = dg.materialize([augmented_training_set], resources=resources, selection=[augmented_training_set])
     assert result.success
+    reused = result.asset_materializations_for_node("augmented_training_set")[0].metadata["reused"].value
+    assert reused is True
+    assert DeltaTable(str(augmented_path)).version() == version_before
+
+    # A forced rewrite over the debris of the killed write commits once, with the same rows.
+    forced = dg.materialize(
+        [augmented_training_set],
+        resources=resources,
+        selection=[augmented_training_set],
+        run_config={"ops": {"augmented_training_set": {"config": {"force": True}}}},
+    )
+    assert forced.success
     assert DeltaTable(str(augmented_path)).version() == version_before + 1
     assert _rows(augmented_path) == rows_before, "same inputs, same rows: nothing lost, nothing duplicated"
