@@ -41,7 +41,9 @@ from bench.common import (  # noqa: E402
     write_json,
 )
 
-LOOPS = ("seed_one_at_a_time", "batched", "batched_constrained")
+# loop -> (one description per generate call, constrained decoding)
+LOOP_MODES = {"seed_one_at_a_time": (True, False), "batched": (False, False), "batched_constrained": (False, True)}
+LOOPS = tuple(LOOP_MODES)
 
 
 def resolve_model_dir(choice: str | None) -> tuple[Path, str]:
@@ -78,13 +80,13 @@ def regression_descriptions(lake: Path, limit: int, seed: int) -> list[str]:
 
 
 def run_loop(
-    name: str, model: Any, tokenizer: Any, descriptions: list[str], config: Any, constrained: bool | None = None
+    name: str, model: Any, tokenizer: Any, descriptions: list[str], config: Any, one_at_a_time: bool, constrained: bool
 ) -> dict[str, Any]:
-    """One loop over `descriptions`; `constrained` defaults to what the loop's name says."""
+    """One loop over `descriptions`: the seed's one-at-a-time loop or batched generation, free or constrained."""
     from pipelines.decode import generate_batched, generate_one_at_a_time
 
-    generate = generate_one_at_a_time if name.startswith("seed_one_at_a_time") else generate_batched
-    loop_config = replace(config, constrained=name == "batched_constrained" if constrained is None else constrained)
+    generate = generate_one_at_a_time if one_at_a_time else generate_batched
+    loop_config = replace(config, constrained=constrained)
     load_before = load_average()
     with Stopwatch() as watch:
         generations = generate(model, tokenizer, descriptions, loop_config)
@@ -137,7 +139,7 @@ def benchmark(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     for repeat in range(args.repeats):
         order = LOOPS[repeat % len(LOOPS):] + LOOPS[: repeat % len(LOOPS)]  # rotate: drift hits every loop
         for name in order:
-            result = run_loop(name, model, tokenizer, descriptions, config)
+            result = run_loop(name, model, tokenizer, descriptions, config, *LOOP_MODES[name])
             log(f"repeat {repeat + 1}/{args.repeats} {name}: {result['cases_per_s']:.3f} cases/s, "
                 f"p50 {result['p50_latency_s']:.2f}s, p95 {result['p95_latency_s']:.2f}s (load {result['load_before']})")
             runs[name].append(result)
@@ -152,7 +154,8 @@ def benchmark(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
         ],
     }
     if args.check_constrained_loop:
-        one_at_a_time = run_loop("seed_one_at_a_time_constrained", model, tokenizer, descriptions, config, constrained=True)
+        one_at_a_time = run_loop("seed_one_at_a_time_constrained", model, tokenizer, descriptions, config,
+                                 one_at_a_time=True, constrained=True)
         identity["constrained_batched_vs_one_at_a_time"] = differing_cases(
             one_at_a_time["_token_ids"], runs["batched_constrained"][0]["_token_ids"], descriptions
         )

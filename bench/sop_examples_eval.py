@@ -12,24 +12,13 @@ import argparse
 import json
 from pathlib import Path
 
-from data_contracts import parse_text_commands, render_json_commands
+from data_contracts import render_json_commands
 from pipelines.decode import DecodingConfig
-from pipelines.evaluate import EvalCase, compute_metrics, run_evaluation
+from pipelines.evaluate import compute_metrics, read_cases, run_evaluation
 from pipelines.model_io import load_model_and_tokenizer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "sop_examples.jsonl"
-
-
-def load_cases(path: Path) -> list[EvalCase]:
-    cases = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        record = json.loads(line)
-        turn = record["conversation"][0]
-        gold = tuple(parse_text_commands(turn["output"]))
-        cases.append(EvalCase(case_id=record["id"], description=turn["input"], gold=gold, split_source="examples"))
-    return cases
+SOURCE = "examples"
 
 
 def main() -> None:
@@ -39,9 +28,11 @@ def main() -> None:
     parser.add_argument("--no-constrained", dest="constrained", action="store_false")
     parser.add_argument("--max-new-tokens", type=int, default=384)
     args = parser.parse_args()
+    if not args.examples.is_file():
+        parser.error(f"no examples file at {args.examples}")
 
     model, tokenizer = load_model_and_tokenizer(args.model)
-    cases = load_cases(args.examples)
+    cases = read_cases(args.examples, SOURCE)
     config = DecodingConfig(max_new_tokens=args.max_new_tokens, constrained=args.constrained)
     results, wall_s = run_evaluation(model, tokenizer, cases, config)
 
@@ -51,7 +42,7 @@ def main() -> None:
         checked = result.checked
         shown = render_json_commands(checked.commands) if checked.catalog_valid else "REJECTED: " + checked.error_message()
         shown = shown.replace("|", "\\|").replace("\n", " ")
-        print(f"| {result.case.case_id} | {'yes' if result.exact_match else 'no'} | `{shown[:400]}` |")
+        print(f"| {result.case.case_id.removeprefix(SOURCE + ':')} | {'yes' if result.exact_match else 'no'} | `{shown[:400]}` |")
     headline = compute_metrics(results, wall_s).headline()
     print()
     print(json.dumps({key: round(value, 4) for key, value in headline.items()}))

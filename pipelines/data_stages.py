@@ -142,17 +142,15 @@ def run_raw_stage(
 def _read_current(
     lake: str | os.PathLike[str], table: str, columns: list[str] | None = None
 ) -> tuple[pd.DataFrame, int]:
+    version = _current_version(lake, table)
+    return read_table(table_path(lake, table), version=version, columns=columns), version
+
+
+def _current_version(lake: str | os.PathLike[str], table: str) -> int:
     path = table_path(lake, table)
     version = table_version(path)
     if version is None:
         raise FileNotFoundError(f"Delta table {path} does not exist; materialize its upstream stage first")
-    return read_table(path, version=version, columns=columns), version
-
-
-def _current_version(lake: str | os.PathLike[str], table: str) -> int:
-    version = table_version(table_path(lake, table))
-    if version is None:
-        raise FileNotFoundError(f"Delta table {table_path(lake, table)} does not exist")
     return version
 
 

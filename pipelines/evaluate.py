@@ -360,6 +360,11 @@ def _case_key(description: str, gold: Sequence[Command]) -> tuple[str, str]:
 
 def read_mismatched_cases(path: Any) -> list[EvalCase]:
     """Cases of the mismatched file (raw corpus format with an `id`); a bad line is an error naming it."""
+    return read_cases(path, MISMATCHED_SOURCE)
+
+
+def read_cases(path: Any, source: str) -> list[EvalCase]:
+    """Cases of a file in the raw corpus format with an `id` each, ids prefixed `<source>:`; [] if no file."""
     import json
     from pathlib import Path
 
@@ -383,10 +388,10 @@ def read_mismatched_cases(path: Any) -> list[EvalCase]:
             raise ValueError(f"{path}:{line_number}: not a regression case ({type(error).__name__}: {error})") from error
         cases.append(
             EvalCase(
-                case_id=f"{MISMATCHED_SOURCE}:{case_id}",
+                case_id=f"{source}:{case_id}",
                 description=description,
                 gold=gold,
-                split_source=MISMATCHED_SOURCE,
+                split_source=source,
                 source_index=source_index(description, render_json_commands(gold)),
             )
         )

@@ -48,11 +48,9 @@ def stage_fingerprint(stage: str, inputs: dict[str, Any]) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """JSON form of the params dataclasses and paths a fingerprint may hold."""
+    """JSON form of the params dataclasses a fingerprint may hold."""
     if is_dataclass(value) and not isinstance(value, type):
         return asdict(value)
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
     raise TypeError(f"{type(value).__name__} cannot be part of a stage fingerprint")
 
 

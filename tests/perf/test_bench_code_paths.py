@@ -50,3 +50,32 @@ def test_gpu_code_path_runs_on_cpu_with_the_tiny_architecture():
     assert result["mode"] == "gpu" and result["arch"] == "tiny"
     assert result["real_tokens"] > 0 and result["padded_tokens"] >= result["real_tokens"]
     assert 0 < result["mfu"] < 1 and math.isfinite(result["last_loss"])
+
+
+def test_inference_loops_decode_the_way_they_are_named(tmp_path):
+    """Each loop of bench/inference_throughput.py really runs its mode; a constrained loop ends every plan with <eoc>."""
+    import torch
+
+    from bench.inference_throughput import LOOP_MODES, run_loop
+    from pipelines.constrained import DecodingLimits
+    from pipelines.decode import DecodingConfig
+    from pipelines.model_io import load_model_and_tokenizer
+    from pipelines.tiny_model import build_tiny_model
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, tokenizer = load_model_and_tokenizer(build_tiny_model(tmp_path / "tiny", seed=3))
+        descriptions = ["Wait 2 minutes", "程序暂停3分钟"]
+        config = DecodingConfig(max_new_tokens=600, batch_size=2,
+                                limits=DecodingLimits(max_commands=2, max_string_chars=8, max_number=1000))
+        runs = {name: run_loop(name, model, tokenizer, descriptions, config, *modes) for name, modes in LOOP_MODES.items()}
+        constrained_one_at_a_time = run_loop("check", model, tokenizer, descriptions, config,
+                                             one_at_a_time=True, constrained=True)
+    finally:
+        torch.set_num_threads(threads)
+    # The random tiny model never emits <eoc> on its own; under the grammar every plan ends with it.
+    assert runs["seed_one_at_a_time"]["stopped"] == runs["batched"]["stopped"] == 0
+    assert runs["batched_constrained"]["stopped"] == constrained_one_at_a_time["stopped"] == len(descriptions)
+    assert runs["seed_one_at_a_time"]["_token_ids"] == runs["batched"]["_token_ids"]
+    assert constrained_one_at_a_time["_token_ids"] == runs["batched_constrained"]["_token_ids"]
