@@ -6,8 +6,10 @@ stops on `<eoc>`) with a lineage manifest, so serving needs neither peft nor the
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,32 @@ PARITY_DESCRIPTIONS: tuple[str, ...] = (
     "Pick up 50ul tips on channels 1-2, then drop them.",
     "摇板：反应板A，700转每分钟，持续4分钟",
 )
-PARITY_TOLERANCE = 1e-4
+FP32_EPS = 2.0**-23
+# For logits near zero, where a tolerance relative to the largest logit would shrink to nothing.
+PARITY_ATOL = 1e-5
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """How far the merged model's logits are from base+adapter's on the fixed prompts (fp32)."""
+
+    max_abs_diff: float
+    max_abs_logit: float  # of the reference (base+adapter)
+    tolerance: float  # PARITY_ATOL + rtol * max_abs_logit
+    positions: int
+    decisive_positions: int  # positions whose greedy token no diff within tolerance can change
+    argmax_agreements: int  # decisive positions where both models pick the same greedy token
+
+    @property
+    def within_tolerance(self) -> bool:
+        return self.max_abs_diff <= self.tolerance
+
+    @property
+    def passed(self) -> bool:
+        # At a decisive position the greedy token can only change if a logit moves by more than the
+        # tolerance, so agreement follows from the bound today; it is required anyway so that no future
+        # loosening of the tolerance can let through a merge that changes what the model generates.
+        return self.within_tolerance and self.argmax_agreements == self.decisive_positions
 
 
 @dataclass
@@ -63,7 +90,8 @@ def merge_adapter(base_model_dir: Path, adapter_dir: Path, out_dir: Path,
     return MergeResult(out_dir, adapter_sha, weights_sha, full_manifest)
 
 
-def _prompt_logits(model: Any, tokenizer: Any, descriptions: tuple[str, ...]) -> list[Any]:
+def _prompt_logits(model: Any, tokenizer: Any, descriptions: Sequence[str]) -> list[Any]:
+    """Logits at every position of each description's serving prompt, [prompt length, vocab] each, fp32."""
     import torch
 
     logits = []
@@ -74,9 +102,41 @@ def _prompt_logits(model: Any, tokenizer: Any, descriptions: tuple[str, ...]) ->
     return logits
 
 
+def parity_rtol(config: Any) -> float:
+    """Logit tolerance of a correct merge, relative to the largest logit, for a model of this shape.
+
+    Merging reorders fp32 sums in every adapted projection (W x + s B(A x) becomes (W + s BA) x); a
+    reordered sum of K terms moves by about sqrt(K) roundings (FP32_EPS) of its size, and the residual
+    stream adds those moves up layer after layer, so the logits move by about layers * sqrt(K) * FP32_EPS
+    of their magnitude, K the widest projection input. A wrong merge moves them by the adapter's effect.
+    """
+    width = max(config.hidden_size, getattr(config, "intermediate_size", None) or config.hidden_size)
+    return config.num_hidden_layers * math.sqrt(width) * FP32_EPS
+
+
+def compare_logits(
+    expected: Sequence[Any], actual: Sequence[Any], rtol: float, atol: float = PARITY_ATOL
+) -> ParityReport:
+    """Compare per-prompt logits ([positions, vocab] each): largest difference and greedy-token agreement."""
+    max_abs_logit = max(float(e.abs().max()) for e in expected)
+    tolerance = atol + rtol * max_abs_logit
+    max_abs_diff = max(float((a - e).abs().max()) for a, e in zip(actual, expected, strict=True))
+    positions = decisive = agreements = 0
+    for a, e in zip(actual, expected, strict=True):
+        top_two = e.topk(2, dim=-1).values
+        # Two logits that each move by up to the tolerance can swap when they are less than twice it
+        # apart: there (an exact tie included) the greedy token is float noise, not the merge's doing.
+        is_decisive = (top_two[:, 0] - top_two[:, 1]) > 2 * tolerance
+        same_token = a.argmax(dim=-1) == e.argmax(dim=-1)
+        positions += e.shape[0]
+        decisive += int(is_decisive.sum())
+        agreements += int((is_decisive & same_token).sum())
+    return ParityReport(max_abs_diff, max_abs_logit, tolerance, positions, decisive, agreements)
+
+
 def merge_parity(base_model_dir: Path, adapter_dir: Path, merged_dir: Path,
-                 descriptions: tuple[str, ...] = PARITY_DESCRIPTIONS) -> float:
-    """Largest absolute logit difference between merged and base+adapter on fixed prompts (fp32)."""
+                 descriptions: Sequence[str] = PARITY_DESCRIPTIONS) -> ParityReport:
+    """Merged model vs base+adapter on fixed prompts (fp32): logit difference and greedy-token agreement."""
     import torch
 
     tokenizer = load_tokenizer(merged_dir)
@@ -85,4 +145,4 @@ def merge_parity(base_model_dir: Path, adapter_dir: Path, merged_dir: Path,
     del reference
     merged = load_causal_lm(merged_dir, dtype=torch.float32)
     actual = _prompt_logits(merged, tokenizer, descriptions)
-    return max(float((a - e).abs().max()) for a, e in zip(actual, expected))
+    return compare_logits(expected, actual, parity_rtol(merged.config))

@@ -1,8 +1,9 @@
 """The predict CLI and the output gate it shares with every output path.
 
-A tiny model is first taught (a few seconds of full fine-tuning on CPU) two fixed plans: a valid one and
-one that parses but breaks tip capacity, so both the printing path and the refusing path run on real
-generation. Hand-written bad plans then go through the gate directly, one per catalog rule.
+A tiny model whose greedy output is set by its weights (`build_scripted_model`) writes a valid plan for
+one description and a plan that parses but breaks tip capacity for another, so both the printing path
+and the refusing path run on real generation, and give the same output on every CPU. Hand-written bad
+plans then go through the gate directly, one per catalog rule.
 """
 
 from __future__ import annotations
@@ -20,55 +21,26 @@ from pipelines.plan_output import PlanRejected, check_commands, check_plan
 
 VALID_DESCRIPTION = "Wait 5 minutes"
 VALID_PLAN = [Command(func_name="Delay", func_parameters={"seconds": 300})]
-BAD_DESCRIPTION = "行1:用通道1吸取50微升，超出10ul枪头"
+# The labware and well are written in the description, so the plan breaks one rule only: tip capacity.
+BAD_DESCRIPTION = "行1:用通道1从P1的A1吸取50微升，超出10ul枪头"
 BAD_PLAN = [  # 50 ul into a 10 ul tip: parses, and the grammar allows it; only the validator catches it
     Command(func_name="GetDiti", func_parameters={"ditiType": "10ul", "channels": [1]}),
     Command(func_name="Aspirate", func_parameters={"channels": [1], "labware": "P1", "wells": ["A1"], "vols": [50]}),
 ]
 
 
-def teach(model_dir: Path, examples: list[tuple[str, list[Command]]], steps: int = 150) -> None:
-    """Overfit the tiny model on `examples` (completion-only loss) and save it back (safetensors)."""
-    import torch
-
-    from pipelines.model_io import load_model_and_tokenizer
-    from pipelines.prompts import build_completion_ids, build_prompt_ids, serving_user_message
-
-    model, tokenizer = load_model_and_tokenizer(model_dir)
-    rows = []
-    for description, plan in examples:
-        prompt = build_prompt_ids(tokenizer, serving_user_message(description))
-        completion = build_completion_ids(tokenizer, render_json_commands(plan) + "<eoc>")
-        rows.append((prompt + completion, [-100] * len(prompt) + completion))
-    width = max(len(ids) for ids, _ in rows)
-    pad = tokenizer.pad_token_id
-    input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in rows])
-    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in rows])
-    mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows])
-    torch.manual_seed(0)
-    model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for _ in range(steps):
-        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    model.save_pretrained(model_dir, safe_serialization=True)
-
-
 @pytest.fixture(scope="module")
-def taught_model(tmp_path_factory) -> Path:
-    import torch
+def scripted_model(tmp_path_factory) -> Path:
+    """Writes BAD_PLAN for BAD_DESCRIPTION and VALID_PLAN for any other description."""
+    from pipelines.tiny_model import build_scripted_model
 
-    from pipelines.tiny_model import build_tiny_model
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    model_dir = build_tiny_model(tmp_path_factory.mktemp("taught"), seed=0)
-    teach(model_dir, [(VALID_DESCRIPTION, VALID_PLAN), (BAD_DESCRIPTION, BAD_PLAN)])
-    yield model_dir
-    torch.set_num_threads(threads)
+    return build_scripted_model(
+        tmp_path_factory.mktemp("scripted"),
+        default_output=render_json_commands(VALID_PLAN),
+        triggered_output=render_json_commands(BAD_PLAN),
+        trigger_description=BAD_DESCRIPTION,
+        default_description=VALID_DESCRIPTION,
+    )
 
 
 def predict(model_dir: Path, description: str | None, stdin: bytes = b"", **options) -> tuple[int, str, str]:
@@ -81,24 +53,24 @@ def predict(model_dir: Path, description: str | None, stdin: bytes = b"", **opti
     return code, stdout.getvalue(), stderr.getvalue()
 
 
-def test_single_prints_canonical_valid_json(taught_model):
-    code, out, err = predict(taught_model, VALID_DESCRIPTION)
+def test_single_prints_canonical_valid_json(scripted_model):
+    code, out, err = predict(scripted_model, VALID_DESCRIPTION)
     assert code == 0, err
     assert out == render_json_commands(VALID_PLAN) + "\n"
 
 
-def test_single_refuses_a_plan_that_breaks_the_catalog(taught_model):
-    code, out, err = predict(taught_model, BAD_DESCRIPTION)
+def test_single_refuses_a_plan_that_breaks_the_catalog(scripted_model):
+    code, out, err = predict(scripted_model, BAD_DESCRIPTION)
     assert code == 1
     assert out == ""  # nothing that could reach the robot
     assert "rule tip_capacity" in err and "Aspirate" in err and "'vols'" in err
     assert "raw model output" in err and "GetDiti" in err  # the raw output is kept for inspection
 
 
-def test_batch_keeps_one_line_per_input_in_order(taught_model):
+def test_batch_keeps_one_line_per_input_in_order(scripted_model):
     lines = [VALID_DESCRIPTION, BAD_DESCRIPTION, "", VALID_DESCRIPTION + "\r", "x" * 5000]
     stdin = "\n".join(lines).encode("utf-8") + b"\n\xff\xfe\n"  # the last line is not UTF-8
-    code, out, err = predict(taught_model, None, stdin=stdin, batch_size=2)
+    code, out, err = predict(scripted_model, None, stdin=stdin, batch_size=2)
     records = [json.loads(line) for line in out.split("\n")[:-1]]
     assert out.endswith("\n") and len(records) == 6
     assert records[0] == json.loads(render_json_commands(VALID_PLAN))
@@ -112,16 +84,39 @@ def test_batch_keeps_one_line_per_input_in_order(taught_model):
     assert code == 1 and "4 of 6" in err
 
 
-def test_batch_all_valid_exits_zero(taught_model):
-    code, out, _ = predict(taught_model, None, stdin=(VALID_DESCRIPTION + "\n").encode() * 3, batch_size=2)
+def test_batch_all_valid_exits_zero(scripted_model):
+    code, out, _ = predict(scripted_model, None, stdin=(VALID_DESCRIPTION + "\n").encode() * 3, batch_size=2)
     assert code == 0 and out == (render_json_commands(VALID_PLAN) + "\n") * 3
 
 
-def test_cli_entry_point_parses_options(taught_model):
+def test_cli_entry_point_parses_options(scripted_model):
     from pipelines.cli import build_parser
 
-    args = build_parser().parse_args(["predict", "--model", str(taught_model), "--no-constrained", "--max-new-tokens", "7", "x"])
+    args = build_parser().parse_args(["predict", "--model", str(scripted_model), "--no-constrained", "--max-new-tokens", "7", "x"])
     assert (args.constrained, args.max_new_tokens, args.batch_size, args.description) == (False, 7, 16, "x")
+
+
+def test_scripted_model_wins_every_greedy_step_by_a_wide_margin(scripted_model):
+    """The outputs above hold on any CPU only if no greedy step is a near tie: each pick beats the
+    runner-up at least fourfold (logits here are never negative), far beyond what float rounding moves."""
+    import torch
+
+    from pipelines.model_io import eoc_token_id, load_model_and_tokenizer
+    from pipelines.prompts import build_prompt_ids, serving_user_message
+
+    model, tokenizer = load_model_and_tokenizer(scripted_model)
+    eoc = eoc_token_id(tokenizer)
+    for description, plan in ((VALID_DESCRIPTION, VALID_PLAN), (BAD_DESCRIPTION, BAD_PLAN)):
+        ids = build_prompt_ids(tokenizer, serving_user_message(description))
+        generated: list[int] = []
+        with torch.no_grad():
+            while eoc not in generated and len(generated) < 64:
+                top = model(input_ids=torch.tensor([ids + generated])).logits[0, -1].topk(2)
+                best, runner_up = top.values.tolist()
+                assert best > 0 and best >= 4 * runner_up, (description, len(generated), best, runner_up)
+                generated.append(int(top.indices[0]))
+        assert generated[-1] == eoc
+        assert tokenizer.decode(generated[:-1]) == render_json_commands(plan)
 
 
 def test_unsafe_model_dir_is_refused(tmp_path):
@@ -185,14 +180,14 @@ def test_gate_passes_valid_plans_in_canonical_form():
     assert check_commands(VALID_PLAN).output_record() == json.loads(render_json_commands(VALID_PLAN))
 
 
-def test_module_entry_point_end_to_end(taught_model):
+def test_module_entry_point_end_to_end(scripted_model):
     import os
     import subprocess
     import sys
 
     from tests.conftest import REPO_ROOT
 
-    command = [sys.executable, "-m", "pipelines", "predict", "--model", str(taught_model), "--max-new-tokens", "160"]
+    command = [sys.executable, "-m", "pipelines", "predict", "--model", str(scripted_model), "--max-new-tokens", "160"]
     done = subprocess.run(command, input="\n".join([VALID_DESCRIPTION, BAD_DESCRIPTION]) + "\n", capture_output=True,
                           text=True, cwd=REPO_ROOT, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     lines = done.stdout.splitlines()
