@@ -46,9 +46,14 @@ TIP_CAPACITY = "tip_capacity"
 TIP_TYPE = "tip_type"
 RANGE = "range"
 EMPTY_PLAN = "empty_plan"
+UNGROUNDED_STRING = "ungrounded_string"
 # No "no_tip" rule on purpose: a description may be a fragment whose tips were picked up earlier (example E002).
 
 DROP_TIPS_COMMAND = "DropDiti"
+
+# Parameter types whose value the catalog says is copied exactly as written in the description
+# (labware, program, position; the free `str` type is liquidClass, a name the text states).
+GROUNDED_TYPES = frozenset({"labware", "program", "position", "str"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +231,7 @@ class _CommandRules:
     picks_tips: str | None  # the tip-type parameter of a tip pickup
     drops_tips: bool
     volume_param: str | None  # parameter checked against tip capacity
+    grounded: tuple[str, ...]  # label parameters whose value must occur verbatim in the description
 
 
 @dataclass(frozen=True)
@@ -266,6 +272,7 @@ def _build_rules(catalog: Catalog) -> _Rules:
             picks_tips=next((p for p, t in types.items() if t == "tip_type"), None) if has_channels else None,
             drops_tips=name == DROP_TIPS_COMMAND,
             volume_param=volume_params[0] if has_channels and volume_params else None,
+            grounded=tuple(p for p, t in types.items() if t in GROUNDED_TYPES),
         )
     return _Rules(commands=commands, tip_capacity=dict(catalog.tip_types))
 
@@ -283,12 +290,25 @@ def _rules() -> _Rules:
 # --- validation ------------------------------------------------------------------------------
 
 
-def validate_commands(commands: Iterable[Command | Mapping[str, Any]]) -> list[ValidationIssue]:
+def grounded_label_fields() -> tuple[str, ...]:
+    """Every parameter whose value must be copied verbatim from the description, in catalog order."""
+    fields: dict[str, None] = {}
+    for spec in _rules().commands.values():
+        fields.update(dict.fromkeys(spec.grounded))
+    return tuple(fields)
+
+
+def validate_commands(
+    commands: Iterable[Command | Mapping[str, Any]], description: str | None = None
+) -> list[ValidationIssue]:
     """Every catalog violation in one description's commands, in command order; [] means valid.
 
     Accepts Command objects or JSON-form dicts ({"func_name": ..., "func_parameters": {...}}).
     Tip capacity is tracked across the commands: the last GetDiti on a channel sets its capacity,
-    DropDiti clears it.
+    DropDiti clears it. With `description` (the text the plan was made from, as the model saw it:
+    `pipelines.prompts.serving_user_message`), every label (labware, program, position, liquidClass)
+    must also occur in it verbatim: the catalog copies labels "exactly as written", so a label the
+    text does not contain was invented (rule `ungrounded_string`).
     """
     rules = _rules()
     issues: list[ValidationIssue] = []
@@ -314,6 +334,8 @@ def validate_commands(commands: Iterable[Command | Mapping[str, Any]]) -> list[V
             report.add("func_parameters", TYPE, f"parameters {_short(params)} must be a mapping of name to value")
             continue
         _check_command(spec, params, report)
+        if description is not None:
+            _check_grounding(spec, params, description, report)
         _track_tips(spec, params, tips, rules.tip_capacity, report)
     if count == 0:
         issues.append(ValidationIssue(None, None, None, EMPTY_PLAN, "the plan has no commands"))
@@ -361,6 +383,16 @@ def _check_command(spec: _CommandRules, params: Mapping[str, Any], report: _Repo
                     )
 
 
+def _check_grounding(spec: _CommandRules, params: Mapping[str, Any], description: str, report: _Reporter) -> None:
+    for param in spec.grounded:
+        value = params.get(param)
+        # Non-strings and blank labels already have their own issue (type, empty_string).
+        if type(value) is str and value.strip() and value not in description:
+            report.value(
+                param, value, UNGROUNDED_STRING, "does not occur in the description; labels are copied exactly as written"
+            )
+
+
 def _track_tips(
     spec: _CommandRules,
     params: Mapping[str, Any],
@@ -402,8 +434,8 @@ def _track_tips(
             )
 
 
-def ensure_valid(commands: Iterable[Command | Mapping[str, Any]]) -> None:
-    """Raise CatalogViolation listing every issue unless the commands are valid."""
-    issues = validate_commands(commands)
+def ensure_valid(commands: Iterable[Command | Mapping[str, Any]], description: str | None = None) -> None:
+    """Raise CatalogViolation listing every issue unless the commands are valid (grounded in `description` if given)."""
+    issues = validate_commands(commands, description)
     if issues:
         raise CatalogViolation(issues)

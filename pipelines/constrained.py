@@ -16,6 +16,18 @@ channel before liquid handling; those depend on other values or on earlier comma
 
 The grammar's only stop token is `<eoc>`: once the JSON object is complete, `<eoc>` is the one token
 left to generate, so constrained output always ends with the terminator the model was trained on.
+
+Grounding. The catalog copies labels (labware, srcLabware, dstLabware, program, position, liquidClass)
+"exactly as written in the description", which no schema can say: the allowed strings differ per
+description. Rather than compiling a grammar per description (seconds each), the greedy processor
+checks each row's open label itself, on bytes (a CJK character spans several tokens): while a row is
+inside such a value, it picks the highest-scoring token the grammar allows whose bytes keep the value
+a substring of that row's description, or close it (the token holds the closing quote and the value
+is a non-empty substring). The tokens that can continue a partial value are looked up from the
+description's text (tables built once per tokenizer), not found by walking the vocabulary, so the pick
+is exact and each step costs a few dictionary lookups; per description there is nothing to prepare
+but its UTF-8 bytes. Well names can be grounded too (off by default: a range "A1-D1" names wells the
+text never spells out, B1 and C1).
 """
 
 from __future__ import annotations
@@ -24,13 +36,17 @@ import copy
 import functools
 import json
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from data_contracts.catalog import CHANNEL_MAX, catalog_json_schema
+from data_contracts.validation import grounded_label_fields
 
 # Lists that carry one element per channel (see the catalog's rules).
 PER_CHANNEL_LISTS = ("wells", "vols", "srcWells", "dstWells")
+# Lists of well names, whose elements grounded decoding can restrict to the description's text on request.
+WELL_LISTS = ("wells", "srcWells", "dstWells")
 
 
 @dataclass(frozen=True)
@@ -124,8 +140,20 @@ class GrammarCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._compilers: dict[tuple[int, int, tuple[int, ...]], tuple[Any, Any]] = {}
+        # key -> (tokenizer, TokenizerInfo, GrammarCompiler)
+        self._compilers: dict[tuple[int, int, tuple[int, ...]], tuple[Any, Any, Any]] = {}
         self._grammars: dict[tuple[int, int, tuple[int, ...], str], Any] = {}
+        self._grounding_vocabs: dict[tuple[int, int, tuple[int, ...]], GroundingVocab] = {}
+
+    def _compiler_entry(self, tokenizer: Any, vocab_size: int, stop_token_ids: list[int]) -> tuple[Any, Any, Any]:
+        """(tokenizer, TokenizerInfo, GrammarCompiler) for this key; call with the lock held."""
+        import xgrammar as xgr
+
+        key = (id(tokenizer), int(vocab_size), tuple(stop_token_ids))
+        if key not in self._compilers:
+            info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size, stop_token_ids=list(stop_token_ids))
+            self._compilers[key] = (tokenizer, info, xgr.GrammarCompiler(info, max_threads=2))
+        return self._compilers[key]
 
     def compiled_grammar(
         self,
@@ -134,8 +162,6 @@ class GrammarCache:
         stop_token_ids: list[int],
         schema: dict[str, Any],
     ) -> Any:
-        import xgrammar as xgr
-
         compiler_key = (id(tokenizer), int(vocab_size), tuple(stop_token_ids))
         # Key order matters: the grammar emits properties in schema order (the catalog order of canonical JSON).
         schema_text = json.dumps(schema, ensure_ascii=False)
@@ -143,15 +169,21 @@ class GrammarCache:
         with self._lock:
             if grammar_key in self._grammars:
                 return self._grammars[grammar_key]
-            if compiler_key not in self._compilers:
-                info = xgr.TokenizerInfo.from_huggingface(
-                    tokenizer, vocab_size=vocab_size, stop_token_ids=list(stop_token_ids)
-                )
-                self._compilers[compiler_key] = (tokenizer, xgr.GrammarCompiler(info, max_threads=2))
-            compiler = self._compilers[compiler_key][1]
+            compiler = self._compiler_entry(tokenizer, vocab_size, stop_token_ids)[2]
             compiled = compiler.compile_json_schema(schema_text, any_whitespace=False, separators=_SEPARATORS)
             self._grammars[grammar_key] = compiled
             return compiled
+
+    def grounding_vocab(self, tokenizer: Any, vocab_size: int, stop_token_ids: list[int]) -> GroundingVocab:
+        """The token tables grounded decoding looks continuations up in, built once per tokenizer."""
+        key = (id(tokenizer), int(vocab_size), tuple(stop_token_ids))
+        with self._lock:
+            if key not in self._grounding_vocabs:
+                info = self._compiler_entry(tokenizer, vocab_size, stop_token_ids)[1]
+                # Special tokens (<eoc>, chat markers) decode to their names, not to text a label can copy.
+                special = {*getattr(tokenizer, "all_special_ids", ()), *info.special_token_ids, *stop_token_ids}
+                self._grounding_vocabs[key] = GroundingVocab.build(info.decoded_vocab, special)
+            return self._grounding_vocabs[key]
 
 
 _CACHE = GrammarCache()
@@ -167,11 +199,25 @@ def plan_logits_processor(
     tokenizer: Any,
     eoc_token_id: int,
     limits: DecodingLimits | None = None,
+    grounding_texts: Sequence[str] | None = None,
+    grounded_wells: bool = False,
 ) -> Any:
-    """A fresh logits processor for one greedy `generate` call (xgrammar's processor is single use)."""
+    """A fresh logits processor for one greedy `generate` call (xgrammar's processor is single use).
+
+    `grounding_texts` (one per batch row, in row order: the text each row's labels may copy from) turns
+    grounding on; `grounded_wells` extends it to the elements of wells, srcWells and dstWells.
+    """
     schema = _cached_decoding_schema(limits or DecodingLimits())
-    compiled = _CACHE.compiled_grammar(tokenizer, model_vocab_size(model), [eoc_token_id], schema)
-    return _greedy_processor_class()(compiled)
+    vocab_size = model_vocab_size(model)
+    compiled = _CACHE.compiled_grammar(tokenizer, vocab_size, [eoc_token_id], schema)
+    # Built (once per tokenizer) even when this call does not ground, so that a warm-up call, like the
+    # benchmark's compile step, prepares grounded decoding too.
+    vocab = _CACHE.grounding_vocab(tokenizer, vocab_size, [eoc_token_id])
+    rows = None
+    if grounding_texts is not None:
+        fields = GroundedFields.for_catalog(grounded_wells)
+        rows = [GroundedRow(text.encode("utf-8"), vocab, fields) for text in grounding_texts]
+    return _greedy_processor_class()(compiled, rows)
 
 
 @functools.lru_cache(maxsize=1)
@@ -187,28 +233,252 @@ def _greedy_processor_class() -> type:
         row (the first maximum among allowed tokens), so that row needs no mask. On CPU, applying the
         49k-wide mask to every row is most of the grammar's cost per step (bench/inference_throughput.py);
         filling the mask (to know what is allowed) stays, and is cheap.
+
+        With `grounded_rows` (one `GroundedRow` per batch row), a row whose pick would put text the
+        description lacks into a label gets the best token that is both allowed and grounded instead
+        (every other score set to -inf, so greedy takes it); see the module docstring.
         """
 
+        def __init__(self, compiled_grammar: Any, grounded_rows: list[GroundedRow] | None = None) -> None:
+            super().__init__(compiled_grammar)
+            self.grounded_rows = grounded_rows
+
+        def _start(self, batch_size: int) -> None:
+            if self.grounded_rows is not None and len(self.grounded_rows) != batch_size:
+                raise ValueError(f"{len(self.grounded_rows)} grounding texts for a batch of {batch_size} rows")
+            self.batch_size = batch_size
+            self.compiled_grammars = self.compiled_grammars * batch_size
+            self.matchers = [xgr.GrammarMatcher(grammar) for grammar in self.compiled_grammars]
+            self.token_bitmask = xgr.allocate_token_bitmask(batch_size, self.full_vocab_size)
+
         def __call__(self, input_ids: Any, scores: Any) -> Any:
-            if not self.matchers:  # first call: the parent allocates matchers and the bitmask
-                return super().__call__(input_ids, scores)
-            for i, matcher in enumerate(self.matchers):
-                if not matcher.is_terminated():
-                    if not matcher.accept_token(int(input_ids[i, -1])):
-                        raise RuntimeError(f"row {i}: the grammar rejected token {int(input_ids[i, -1])}")
-            for i, matcher in enumerate(self.matchers):
-                if not matcher.is_terminated():
-                    matcher.fill_next_token_bitmask(self.token_bitmask, i)
+            if not self.matchers:  # first call: nothing generated yet
+                self._start(input_ids.shape[0])
+            else:
+                for i, matcher in enumerate(self.matchers):
+                    if not matcher.is_terminated():
+                        token = int(input_ids[i, -1])
+                        if not matcher.accept_token(token):
+                            raise RuntimeError(f"row {i}: the grammar rejected token {token}")
+                        if self.grounded_rows is not None:
+                            self.grounded_rows[i].accept(token)
+            active = [i for i, matcher in enumerate(self.matchers) if not matcher.is_terminated()]
+            for i in active:
+                self.matchers[i].fill_next_token_bitmask(self.token_bitmask, i)
             best = scores.argmax(dim=-1).cpu()
             words = self.token_bitmask[torch.arange(best.numel()), best // 32]
             forbidden = (((words >> (best % 32)) & 1) == 0).nonzero().flatten().tolist()
             if forbidden:
-                xgr.apply_token_bitmask_inplace(scores, self.token_bitmask.to(scores.device), indices=forbidden)
+                self._mask_rows(scores, forbidden)
+            if self.grounded_rows is None:
+                return scores
+            if forbidden:
+                best[forbidden] = scores[forbidden].argmax(dim=-1).cpu()
+            for i in active:  # every row's pick is allowed by the grammar now
+                self._pick_grounded(i, int(best[i]), scores)
             return scores
 
+        def _mask_rows(self, scores: Any, rows: list[int]) -> None:
+            xgr.apply_token_bitmask_inplace(scores, self.token_bitmask.to(scores.device), indices=rows)
+
+        def _pick_grounded(self, i: int, best: int, scores: Any) -> None:
+            """Replace the row's pick `best` (which the grammar allows) by the best grounded one, if it is not."""
+            row = self.grounded_rows[i]
+            if row.keeps_grounding(best):  # outside a value, only a token holding a quote can fail
+                return
+            if row.partial is None:  # a token that opens a value and carries ungrounded bytes: rare
+                candidates = self._allowed_ids(i)
+            else:
+                candidates = row.continuations()
+                candidates = candidates[_bits_set(self.token_bitmask[i], candidates)]
+            chosen = self._first_grounded(row, candidates, scores[i])
+            # None: nothing grounded is allowed (e.g. a blank description), so the grammar alone decides.
+            if chosen is not None and chosen != best:
+                kept = scores[i, chosen].clone()
+                scores[i].fill_(float("-inf"))
+                scores[i, chosen] = kept
+
+        def _allowed_ids(self, i: int) -> Any:
+            shifts = torch.arange(32, dtype=torch.int32)
+            bits = ((self.token_bitmask[i].unsqueeze(1) >> shifts) & 1).flatten()[: self.full_vocab_size]
+            return bits.nonzero().flatten()
+
+        @staticmethod
+        def _first_grounded(row: GroundedRow, candidates: Any, row_scores: Any) -> int | None:
+            """The highest-scoring candidate that keeps the row grounded (ties: the lower id, as argmax)."""
+            if candidates.numel() == 0:
+                return None
+            candidate_scores = row_scores[candidates.to(row_scores.device)].float().cpu()
+            order = torch.sort(candidate_scores, descending=True, stable=True).indices[:GROUNDING_SEARCH_LIMIT]
+            for token in candidates[order].tolist():
+                if row.keeps_grounding(token):
+                    return token
+            return None
+
     return GreedyPlanLogitsProcessor
+
+
+def _bits_set(row_bitmask: Any, token_ids: Any) -> Any:
+    """Which of `token_ids` the row's bitmask allows (bit i%32 of word i//32)."""
+    return ((row_bitmask[token_ids // 32] >> (token_ids % 32)) & 1).bool()
 
 
 @functools.lru_cache(maxsize=8)
 def _cached_decoding_schema(limits: DecodingLimits) -> dict[str, Any]:
     return decoding_schema(limits=limits)
+
+
+# --- grounding ---------------------------------------------------------------------------------
+
+# Candidates checked per step before giving up on grounding for that step (the grammar alone then
+# decides). Lookups from the description give a few dozen; this bounds a pathological walk.
+GROUNDING_SEARCH_LIMIT = 4096
+_QUOTE = b'"'
+
+
+@dataclass(frozen=True)
+class GroundedFields:
+    """Where grounded values open in canonical JSON: `"labware": "` for a label, `["` / `", "` in a well list."""
+
+    label_openers: tuple[bytes, ...]  # `"labware": "` and the like: the value starts right after
+    list_keys: tuple[bytes, ...]  # `"wells": ` and the like: every element of the list that follows is grounded
+
+    @classmethod
+    def for_catalog(cls, grounded_wells: bool = False) -> GroundedFields:
+        labels = tuple(f'"{name}": "'.encode() for name in grounded_label_fields())
+        lists = tuple(f'"{name}": '.encode() for name in WELL_LISTS) if grounded_wells else ()
+        return cls(label_openers=labels, list_keys=lists)
+
+
+@dataclass(frozen=True)
+class GroundingVocab:
+    """A tokenizer's tokens as bytes, indexed for looking up the tokens that continue a string."""
+
+    token_bytes: tuple[bytes, ...]
+    plain_ids: dict[bytes, tuple[int, ...]]  # tokens without a quote, by their bytes
+    quoted_ids: dict[bytes, tuple[int, ...]]  # tokens with a quote, by the bytes before their first quote
+    prefixes: frozenset[bytes]  # every non-empty prefix of those keys: a lookup stops at the first miss
+    longest_key: int  # no key is longer: the most description bytes one lookup needs
+
+    @classmethod
+    def build(cls, decoded_vocab: Sequence[bytes], excluded_ids: Iterable[int] = ()) -> GroundingVocab:
+        excluded = set(excluded_ids)
+        plain: dict[bytes, list[int]] = {}
+        quoted: dict[bytes, list[int]] = {}
+        for token_id, token in enumerate(decoded_vocab):
+            if not token or token_id in excluded:
+                continue
+            quote_at = token.find(_QUOTE)
+            if quote_at < 0:
+                plain.setdefault(token, []).append(token_id)
+            else:
+                quoted.setdefault(token[:quote_at], []).append(token_id)
+        prefixes = {key[:end] for key in (*plain, *quoted) for end in range(1, len(key) + 1)}
+        return cls(
+            token_bytes=tuple(decoded_vocab),
+            plain_ids={key: tuple(ids) for key, ids in plain.items()},
+            quoted_ids={key: tuple(ids) for key, ids in quoted.items()},
+            prefixes=frozenset(prefixes),
+            longest_key=max((len(key) for key in (*plain, *quoted)), default=0),
+        )
+
+
+class GroundedRow:
+    """One batch row's grounding: its description's bytes, the bytes generated so far, the value open now.
+
+    `partial` is the open grounded value's bytes (b"" right after its opening quote), None outside one.
+    The description is searched as bytes: a valid UTF-8 string that is a byte substring of valid UTF-8 is
+    also a character substring, and the grammar only lets valid UTF-8 close a string.
+    """
+
+    __slots__ = ("description", "vocab", "fields", "generated", "partial", "_continuations")
+
+    def __init__(self, description: bytes, vocab: GroundingVocab, fields: GroundedFields) -> None:
+        self.description = description
+        self.vocab = vocab
+        self.fields = fields
+        self.generated = bytearray()
+        self.partial: bytes | None = None
+        self._continuations: dict[bytes, Any] = {}  # partial value -> candidate token ids
+
+    def _bytes_of(self, token_id: int) -> bytes:
+        return self.vocab.token_bytes[token_id] if token_id < len(self.vocab.token_bytes) else b""
+
+    def accept(self, token_id: int) -> None:
+        self.accept_bytes(self._bytes_of(token_id))
+
+    def keeps_grounding(self, token_id: int) -> bool:
+        return self.token_keeps_grounding(self._bytes_of(token_id))
+
+    def accept_bytes(self, token: bytes) -> None:
+        """Follow a generated token: the open value grows, closes, or one opens at its last quote."""
+        self.generated += token
+        if _QUOTE in token:
+            quote_at = self.generated.rfind(_QUOTE)
+            self.partial = bytes(self.generated[quote_at + 1 :]) if self._opens_value(self.generated, quote_at) else None
+        elif self.partial is not None:
+            self.partial += token
+
+    def _opens_value(self, text: bytes | bytearray, quote_at: int) -> bool:
+        """Whether the quote at `quote_at` opens a grounded value (labels and well names hold no quotes)."""
+        end = quote_at + 1
+        if text.endswith(self.fields.label_openers, 0, end):
+            return True
+        if not self.fields.list_keys or not (text.endswith(b'["', 0, end) or text.endswith(b'", "', 0, end)):
+            return False
+        bracket = text.rfind(b"[", 0, quote_at)
+        return bracket >= 0 and text.find(b"]", bracket, quote_at) < 0 and text.endswith(self.fields.list_keys, 0, bracket)
+
+    def token_keeps_grounding(self, token: bytes) -> bool:
+        """Whether appending the token leaves every grounded value it touches a substring of the description.
+
+        A closed value must also be non-empty; a token can close the open value and open (and even
+        close) further ones, so each quote in it is followed.
+        """
+        pieces = token.split(_QUOTE)
+        if self.partial is not None:
+            value = self.partial + pieces[0]
+            if len(pieces) == 1:
+                return value in self.description
+            if not value or value not in self.description:
+                return False
+        elif len(pieces) == 1:
+            return True
+        text = self.generated + token
+        quote_at = len(self.generated) + len(pieces[0])
+        for index, content in enumerate(pieces[1:], start=1):
+            closed = index < len(pieces) - 1
+            if self._opens_value(text, quote_at) and ((closed and not content) or content not in self.description):
+                return False
+            quote_at += 1 + len(content)
+        return True
+
+    def continuations(self) -> Any:
+        """Ids of the tokens that keep the open value grounded, ascending: the bytes that follow `partial`
+        at each place it occurs in the description, cut at token lengths, plus the tokens that close the
+        value there. Cached per partial value: a row often writes the same label more than once."""
+        import torch
+
+        partial = self.partial or b""
+        cached = self._continuations.get(partial)
+        if cached is not None:
+            return cached
+        vocab, description = self.vocab, self.description
+        ids: set[int] = set()
+        follows: set[bytes] = set()
+        start = description.find(partial)
+        while start >= 0:
+            follows.add(description[start + len(partial) : start + len(partial) + vocab.longest_key])
+            start = description.find(partial, start + 1)
+        if partial and follows:  # a non-empty grounded value may close right here
+            ids.update(vocab.quoted_ids.get(b"", ()))
+        for rest in follows:
+            for end in range(1, len(rest) + 1):
+                head = rest[:end]
+                if head not in vocab.prefixes:
+                    break
+                ids.update(vocab.plain_ids.get(head, ()))
+                ids.update(vocab.quoted_ids.get(head, ()))
+        candidates = torch.tensor(sorted(ids), dtype=torch.long)
+        self._continuations[partial] = candidates
+        return candidates

@@ -13,6 +13,10 @@ Every prompt starts with the same chat-template tokens and system prompt (119 of
 SmolLM2), so a batch runs that shared prefix once, copies its keys and values into every row of a static
 cache and prefills only the suffixes: the padding then sits between prefix and suffix, where the mask
 hides it and the positions derived from the mask stay those of the row alone.
+
+Constrained decoding is grounded by default: labels may only copy text from the row's own user message
+(the normalized description, `serving_user_message`), see `pipelines.constrained`. Both loops hand the
+processor the same per-row texts, so grounding keeps them token-for-token equal.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ class DecodingConfig:
     max_new_tokens: int = 384
     batch_size: int = 16
     constrained: bool = True
+    # Labels (labware, program, position, liquidClass) only copy text from the description; needs constrained.
+    grounded: bool = True
+    # Ground well names too. Off: a range ("A1-D1" on 4 channels) names wells the text never spells out (B1, C1).
+    grounded_wells: bool = False
     limits: DecodingLimits = field(default_factory=DecodingLimits)
     eoc_token: str = "<eoc>"
 
@@ -49,8 +57,19 @@ class Generation:
         return len(self.token_ids)
 
 
+@dataclass(frozen=True)
+class _Prompt:
+    user_message: str  # what the model reads, and the only text grounded labels may copy
+    ids: list[int]
+
+
+def _prompts_for(tokenizer: Any, descriptions: Sequence[str]) -> list[_Prompt]:
+    messages = [serving_user_message(description) for description in descriptions]
+    return [_Prompt(message, build_prompt_ids(tokenizer, message)) for message in messages]
+
+
 def prompt_ids_for(tokenizer: Any, descriptions: Sequence[str]) -> list[list[int]]:
-    return [build_prompt_ids(tokenizer, serving_user_message(description)) for description in descriptions]
+    return [prompt.ids for prompt in _prompts_for(tokenizer, descriptions)]
 
 
 def _stop_ids(tokenizer: Any, eoc_token: str) -> list[int]:
@@ -92,10 +111,11 @@ def _prefilled_cache(model: Any, prefix: list[int], rows: int, max_length: int) 
     return cache
 
 
-def _generate(model: Any, tokenizer: Any, rows: list[list[int]], config: DecodingConfig) -> list[Generation]:
-    """One `generate` call over `rows` (prompt ids): the shared prefix once, the suffixes left-padded after it."""
+def _generate(model: Any, tokenizer: Any, prompts: list[_Prompt], config: DecodingConfig) -> list[Generation]:
+    """One `generate` call over `prompts`: the shared prefix once, the suffixes left-padded after it."""
     import torch
 
+    rows = [prompt.ids for prompt in prompts]
     stop_ids = _stop_ids(tokenizer, config.eoc_token)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[-1]
     prefix = shared_prefix_length(rows) if len(rows) > 1 else 0
@@ -111,7 +131,13 @@ def _generate(model: Any, tokenizer: Any, rows: list[list[int]], config: Decodin
     device = next(model.parameters()).device
     processors = []
     if config.constrained:
-        processors.append(plan_logits_processor(model, tokenizer, stop_ids[0], config.limits))
+        grounding_texts = [prompt.user_message for prompt in prompts] if config.grounded else None
+        processors.append(
+            plan_logits_processor(
+                model, tokenizer, stop_ids[0], config.limits,
+                grounding_texts=grounding_texts, grounded_wells=config.grounded_wells,
+            )
+        )
     started = time.perf_counter()
     with torch.inference_mode():
         # One row (the seed's loop) keeps transformers' default cache, exactly what the seed ran.
@@ -149,8 +175,8 @@ def generate_batched(
     config = config or DecodingConfig()
     if config.batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {config.batch_size}")
-    prompts = prompt_ids_for(tokenizer, descriptions)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    prompts = _prompts_for(tokenizer, descriptions)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i].ids))
     results: list[Generation | None] = [None] * len(prompts)
     for start in range(0, len(order), config.batch_size):
         chunk = order[start : start + config.batch_size]
@@ -164,4 +190,4 @@ def generate_one_at_a_time(
 ) -> list[Generation]:
     """The seed's loop: one `model.generate(do_sample=False)` per description (the benchmark's baseline)."""
     config = config or DecodingConfig()
-    return [_generate(model, tokenizer, [prompt], config)[0] for prompt in prompt_ids_for(tokenizer, descriptions)]
+    return [_generate(model, tokenizer, [prompt], config)[0] for prompt in _prompts_for(tokenizer, descriptions)]

@@ -5,6 +5,9 @@ and prints only what `CheckedPlan.output_record()` / `CheckedPlan.canonical_json
 re-validate the commands right before rendering, so a plan that breaks the catalog can never be
 rendered as commands, whatever the caller did in between. A rejected plan keeps the raw model output
 for inspection, and its error names the command index, command, field and rule of each problem.
+
+Given the description the plan was made from (the normalized text the model saw), the gate also
+rejects labels that do not occur in it (rule `ungrounded_string`), and keeps checking that on render.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class CheckedPlan:
     raw_output: str
     commands: tuple[Command, ...] | None
     issues: tuple[ValidationIssue, ...]
+    description: str | None = None  # the text labels were checked against; None: not checked
 
     @property
     def json_valid(self) -> bool:
@@ -57,7 +61,7 @@ class CheckedPlan:
 
     def canonical_json(self) -> str:
         """The plan as canonical JSON; raises PlanRejected unless every command passes the catalog now."""
-        if self.commands is None or self.issues or validate_commands(self.commands):
+        if self.commands is None or self.issues or validate_commands(self.commands, self.description):
             raise PlanRejected(self)
         return render_json_commands(self.commands)
 
@@ -87,19 +91,20 @@ def describe_issue(issue: ValidationIssue) -> str:
     return f"rule {issue.rule}: {issue.message}"
 
 
-def check_commands(commands: Sequence[Command], raw_output: str = "") -> CheckedPlan:
-    """The gate for commands that are already parsed (e.g. hand-made plans)."""
+def check_commands(commands: Sequence[Command], raw_output: str = "", description: str | None = None) -> CheckedPlan:
+    """The gate for commands that are already parsed (e.g. hand-made plans); labels grounded in `description` if given."""
     commands = tuple(commands)
-    return CheckedPlan(raw_output=raw_output, commands=commands, issues=tuple(validate_commands(commands)))
+    issues = tuple(validate_commands(commands, description))
+    return CheckedPlan(raw_output=raw_output, commands=commands, issues=issues, description=description)
 
 
-def check_plan(raw_output: str) -> CheckedPlan:
-    """Parse the model's raw JSON text, then validate it against the full catalog."""
+def check_plan(raw_output: str, description: str | None = None) -> CheckedPlan:
+    """Parse the model's raw JSON text, then validate it against the full catalog (and `description`, if given)."""
     try:
         commands = parse_json_commands(raw_output.strip())
     except CommandParseError as error:
         issue = ValidationIssue(
             command_index=None, command=None, field=None, rule=PARSE_RULE, message=f"not a command plan: {error}"
         )
-        return CheckedPlan(raw_output=raw_output, commands=None, issues=(issue,))
-    return check_commands(commands, raw_output)
+        return CheckedPlan(raw_output=raw_output, commands=None, issues=(issue,), description=description)
+    return check_commands(commands, raw_output, description)

@@ -4,7 +4,8 @@ Single mode (`predict --model DIR "行1:..."`) prints the plan as canonical JSON
 rule (command, field, rule) on stderr and exits 1. Batch mode (no description) reads one description per
 stdin line and writes exactly one JSON Lines record per input line, in order: the plan, or
 `{"error": {"message", "issues", "raw_output"}}`; it exits 1 if any line failed. Every record goes
-through `pipelines.plan_output`, which validates against the full catalog right before rendering.
+through `pipelines.plan_output`, which validates against the full catalog right before rendering,
+labels included: each must occur in the (normalized) description it was generated from.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-constrained", dest="constrained", action="store_false",
         help="free generation instead of decoding constrained to the catalog's JSON schema",
     )
+    parser.add_argument(
+        "--no-grounded", dest="grounded", action="store_false",
+        help="let constrained decoding write labels the description does not contain (the gate still rejects them)",
+    )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
 
 
@@ -44,6 +49,7 @@ def predict_lines(model: Any, tokenizer: Any, descriptions: Sequence[str], confi
     """A CheckedPlan per description; blank or oversized descriptions are rejected without generating."""
     from pipelines.decode import generate_batched
     from pipelines.plan_output import check_plan
+    from pipelines.prompts import serving_user_message
 
     checked: list[Any] = [None] * len(descriptions)
     todo = []
@@ -58,7 +64,8 @@ def predict_lines(model: Any, tokenizer: Any, descriptions: Sequence[str], confi
             todo.append(index)
     generations = generate_batched(model, tokenizer, [descriptions[i] for i in todo], config)
     for index, generation in zip(todo, generations, strict=True):
-        checked[index] = check_plan(generation.text)
+        # Labels are checked against the text the model saw, the same text grounded decoding copies from.
+        checked[index] = check_plan(generation.text, description=serving_user_message(descriptions[index]))
     return checked
 
 
@@ -77,7 +84,11 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | 
     except (FileNotFoundError, OSError, UnsafeModelArtifactError, ValueError) as error:
         print(f"error: cannot load the model from {args.model}: {error}", file=stderr)
         return EXIT_USAGE
-    config = DecodingConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, constrained=args.constrained)
+    # Namespaces built by hand (callers, tests) that predate --no-grounded keep the default: grounded.
+    grounded = getattr(args, "grounded", True)
+    config = DecodingConfig(
+        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, constrained=args.constrained, grounded=grounded
+    )
 
     if args.description is not None:
         plan = predict_lines(model, tokenizer, [args.description], config)[0]

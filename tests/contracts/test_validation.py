@@ -265,3 +265,61 @@ def test_catalog_violation_survives_pickling() -> None:
     copy = pickle.loads(pickle.dumps(error))
     assert copy.issues == error.issues
     assert str(copy) == str(error)
+
+
+# --- labels copied from the description (rule ungrounded_string) ----------------------------------
+
+GROUNDING_DESCRIPTION = "行1:用通道1-2从样品板A1-B1吸取，转移到PCR_Plate，运行程序 PCR35，移到Heater，液体Water"
+# Every label field of the catalog, each in a command that has it, with a value the description holds.
+GROUNDED_COMMANDS = {
+    "labware": asp(labware="样品板"),
+    "liquidClass": asp(labware="样品板", liquidClass="Water"),
+    "srcLabware": transfer(srcLabware="样品板", dstLabware="PCR_Plate"),
+    "dstLabware": transfer(srcLabware="样品板", dstLabware="PCR_Plate"),
+    "program": cmd("PCR", labware="PCR_Plate", program="PCR35"),
+    "position": cmd("MoveLabware", labware="PCR_Plate", position="Heater"),
+}
+
+
+def test_grounded_fields_are_the_catalogs_labels() -> None:
+    from data_contracts.validation import grounded_label_fields
+
+    assert set(grounded_label_fields()) == set(GROUNDED_COMMANDS)
+
+
+@pytest.mark.parametrize("field", list(GROUNDED_COMMANDS))
+def test_a_label_the_description_does_not_contain_is_ungrounded(field: str) -> None:
+    grounded = GROUNDED_COMMANDS[field]
+    assert validate_commands([grounded], GROUNDING_DESCRIPTION) == []
+    invented = cmd(grounded.func_name, **{**grounded.func_parameters, field: "反应板"})
+    issues = validate_commands([cmd("Delay", seconds=1), invented], GROUNDING_DESCRIPTION)
+    assert [(i.command_index, i.command, i.field, i.rule) for i in issues] == [
+        (1, grounded.func_name, field, "ungrounded_string")
+    ]
+    assert issues[0].message == (
+        f"command 1 ({grounded.func_name}): field '{field}'='反应板' does not occur in the description; "
+        "labels are copied exactly as written"
+    )
+    assert validate_commands([invented]) == []  # without a description there is nothing to ground against
+
+
+def test_grounding_is_exact_substring_matching() -> None:
+    # a piece of a label, or a label running into the next word, still occurs verbatim ("样品板A1")
+    for label in ("样品", "样品板A"):
+        assert validate_commands([asp(labware=label)], GROUNDING_DESCRIPTION) == [], label
+    # another case, an added space, a different script: not written in the description
+    for label in ("pcr_plate", "PCR_Plate ", "ＰＣＲ35"):
+        assert [i.rule for i in validate_commands([asp(labware=label)], GROUNDING_DESCRIPTION)] == ["ungrounded_string"], label
+
+
+def test_labels_with_other_issues_are_not_also_ungrounded() -> None:
+    issues = validate_commands([asp(labware=""), cmd("PCR", labware=["P"], program="PCR35")], GROUNDING_DESCRIPTION)
+    assert [(i.field, i.rule) for i in issues] == [("labware", "empty_string"), ("labware", "type")]
+
+
+def test_ensure_valid_checks_grounding_when_given_the_description() -> None:
+    plan = [asp(labware="Plate9")]
+    ensure_valid(plan)
+    with pytest.raises(CatalogViolation) as caught:
+        ensure_valid(plan, description=GROUNDING_DESCRIPTION)
+    assert [(i.field, i.rule) for i in caught.value.issues] == [("labware", "ungrounded_string")]

@@ -78,6 +78,7 @@ class BadPlan:
     rule: str
     command_index: int | None
     field: str | None
+    description: str | None = None  # the text the plan was made from, for rules that read it
 
 
 def _bad_plans() -> list[BadPlan]:
@@ -186,6 +187,22 @@ LABEL_PLANS = [
     BadPlan("label_quote", _plan(_with("MoveLabware", position="Heater'; DROP")), "invalid_label", 0, "position"),
     BadPlan("label_nul", _plan(_with("PCR", program="PCR\u000035")), "invalid_label", 0, "program"),
 ]
+def _ungrounded_plans() -> list[BadPlan]:
+    """Every label field, invented: the description holds every other label of the plan, but not this one."""
+    from data_contracts.validation import grounded_label_fields
+
+    plans = []
+    for name, params in VALID_PARAMS.items():
+        labels = [param for param in params if param in grounded_label_fields()]
+        description = "Run: " + ", ".join(str(params[param]) for param in labels)
+        for param in labels:
+            plan = _plan(_with(name, **{param: "Invented"}))
+            plans.append(BadPlan(f"ungrounded_{name}_{param}", plan, "ungrounded_string", 0, param, description))
+    return plans
+
+
+# Labels the description does not contain (the catalog copies labels "exactly as written").
+UNGROUNDED_PLANS = _ungrounded_plans()
 UNPARSEABLE = [
     "",
     "GetDiti(ditiType='50ul', channels=[1])",
@@ -204,7 +221,7 @@ def test_every_catalog_rule_has_a_bad_plan() -> None:
     from data_contracts import validation
 
     rules = {value for name, value in vars(validation).items() if name.isupper() and isinstance(value, str) and name != "DROP_TIPS_COMMAND"}
-    covered = {plan.rule for plan in BAD_PLANS + LABEL_PLANS}
+    covered = {plan.rule for plan in BAD_PLANS + LABEL_PLANS + UNGROUNDED_PLANS}
     assert rules <= covered, f"rules without a hand-written bad plan: {sorted(rules - covered)}"
 
 
@@ -241,6 +258,26 @@ def test_gate_rejects_labels_with_line_breaks_or_quotes(plan: BadPlan) -> None:
     _assert_rejected(plan, check_plan(plan.raw))
 
 
+@pytest.mark.parametrize("plan", UNGROUNDED_PLANS, ids=[p.name for p in UNGROUNDED_PLANS])
+def test_gate_rejects_labels_the_description_does_not_contain(plan: BadPlan) -> None:
+    _assert_rejected(plan, check_plan(plan.raw, description=plan.description))
+    assert check_plan(plan.raw).catalog_valid  # only the description makes it wrong
+    command = json.loads(plan.raw)["commands"][0]["func_name"]
+    grounded = check_plan(_plan(_with(command)), description=plan.description)
+    assert grounded.catalog_valid, grounded.error_message()
+    assert grounded.canonical_json() == _plan(_with(command))
+
+
+def test_render_rechecks_grounding() -> None:
+    """A plan whose issues were dropped after the gate still cannot be rendered with an invented label."""
+    from dataclasses import replace
+
+    plan = UNGROUNDED_PLANS[0]
+    checked = check_plan(plan.raw, description=plan.description)
+    with pytest.raises(PlanRejected):
+        replace(checked, issues=()).canonical_json()
+
+
 @pytest.mark.parametrize("raw", UNPARSEABLE, ids=range(len(UNPARSEABLE)))
 def test_gate_rejects_output_that_is_not_a_plan_and_keeps_it(raw: str) -> None:
     checked = check_plan(raw)
@@ -256,9 +293,17 @@ def _gold_plans() -> list[str]:
     return [render_json_commands(parse_text_commands(json.loads(line)["conversation"][0]["output"])) for line in lines]
 
 
+def _gold_descriptions() -> list[str]:
+    lines = (FIXTURES / "sop_examples.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line)["conversation"][0]["input"] for line in lines]
+
+
 def test_gate_passes_every_gold_plan_unchanged() -> None:
-    for raw in _gold_plans():
-        checked = check_plan(raw)
+    from pipelines.prompts import serving_user_message
+
+    for raw, description in zip(_gold_plans(), _gold_descriptions(), strict=True):
+        # grounded in the text the model reads: labels survive normalization verbatim
+        checked = check_plan(raw, description=serving_user_message(description))
         assert checked.catalog_valid, checked.error_message()
         assert checked.canonical_json() == raw
 
@@ -299,8 +344,13 @@ def test_predict_cli_batch_never_prints_a_bad_plan_as_commands(tiny_model_dir: P
     from pipelines import predict
 
     good = _gold_plans()[0]
-    plans = [BadPlan("good", good, "", None, None), *BAD_PLANS, *LABEL_PLANS]
-    outputs = {f"description {i}": plan.raw for i, plan in enumerate(plans)}
+    plans = [BadPlan("good", good, "", None, None, _gold_descriptions()[0]), *BAD_PLANS, *LABEL_PLANS, *UNGROUNDED_PLANS]
+    # predict checks labels against each description: the good plan gets its own, an ungrounded plan one
+    # holding every label but the invented one, the rest a placeholder (only their own rule is asserted)
+    descriptions = [plans[0].description] + [
+        f"{plan.description or 'description'} (case {i})" for i, plan in enumerate(plans[1:], start=1)
+    ]
+    outputs = dict(zip(descriptions, (plan.raw for plan in plans), strict=True))
     _scripted_generation(monkeypatch, outputs)
     stdin = io.StringIO("\n".join(outputs) + "\n")
     stdout, stderr = io.StringIO(), io.StringIO()

@@ -38,10 +38,14 @@ def tiny(tmp_path_factory):
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("constrained", [False, True], ids=["free", "constrained"])
-def test_batched_equals_one_at_a_time(tiny, constrained):
+@pytest.mark.parametrize(
+    ("constrained", "grounded"), [(False, False), (True, False), (True, True)], ids=["free", "constrained", "grounded"]
+)
+def test_batched_equals_one_at_a_time(tiny, constrained, grounded):
     model, tokenizer = tiny
-    config = DecodingConfig(max_new_tokens=24 if not constrained else 600, batch_size=3, constrained=constrained, limits=TIGHT)
+    config = DecodingConfig(
+        max_new_tokens=24 if not constrained else 600, batch_size=3, constrained=constrained, grounded=grounded, limits=TIGHT
+    )
     batched = generate_batched(model, tokenizer, DESCRIPTIONS, config)
     single = generate_one_at_a_time(model, tokenizer, DESCRIPTIONS, config)
     assert [g.token_ids for g in batched] == [g.token_ids for g in single]
@@ -61,16 +65,18 @@ def test_constrained_random_model_gives_parseable_plans(tiny):
     """What is asserted: every output ends with <eoc> within the budget, parses as a {"commands": [...]} plan,
     and breaks no catalog rule except the cross-field ones a grammar cannot express (duplicate channels,
     tip capacity across commands). Unknown commands/parameters, missing parameters, types, channel
-    ranges, wells, list lengths, volumes, tip types, ranges and blank labels are impossible by construction."""
+    ranges, wells, list lengths, volumes, tip types, ranges, blank labels and (grounding being on by
+    default) labels the description does not contain are impossible by construction."""
     from pipelines.model_io import eoc_token_id
+    from pipelines.prompts import serving_user_message
 
     model, tokenizer = tiny
     config = DecodingConfig(max_new_tokens=600, batch_size=5, constrained=True, limits=TIGHT)
     generations = generate_batched(model, tokenizer, DESCRIPTIONS, config)
     eoc = eoc_token_id(tokenizer)
-    for generation in generations:
+    for description, generation in zip(DESCRIPTIONS, generations, strict=True):
         assert generation.stopped and generation.token_ids[-1] == eoc
-        checked = check_plan(generation.text)
+        checked = check_plan(generation.text, description=serving_user_message(description))
         assert checked.json_valid, generation.text
         assert {issue.rule for issue in checked.issues} <= RULES_OUTSIDE_THE_GRAMMAR, checked.error_message()
         # canonical form: json.dumps layout and parameters in catalog order, as in the training targets
