@@ -21,8 +21,19 @@ ARTIFACTS_ENV = "SOP2CMD_ARTIFACTS"
 @dataclass(frozen=True)
 class CorpusParams:
     seed: int = 20261122
-    n_records: int = 480
+    n_records: int = 4000
     output: str = "data/raw/training_data.jsonl"
+    # Cases written only with the held-out phrasing families (raw corpus format with an "id").
+    heldout_records: int = 300
+    heldout_output: str = "data/heldout/phrasing_families.jsonl"
+    # Raw-corpus file whose inputs no generated text may copy or nearly copy (the public test examples);
+    # None checks nothing.
+    public_examples: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("n_records", "heldout_records"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"corpus.{name} must be a positive integer, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)

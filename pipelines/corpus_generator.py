@@ -1,14 +1,23 @@
 """Generate the bundled seed corpus (data/raw/training_data.jsonl) deterministically from a fixed seed.
 
 Each record is planned as catalog commands first and only then written as lab text, so the text and
-its gold commands always agree. The plan keeps the seed corpus's long tail: tip handling and pipetting
-in most records, Mix and Transfer in some, and PCR, Delay, Incubate, Shake and MoveLabware in a few
-percent each (an exact quota per rare command, so the shares do not drift with the seed).
+its gold commands always agree. The plan keeps a long tail with a floor: tip handling and pipetting in
+most records, Mix and Transfer in fewer, and PCR, Delay, Incubate, Shake and MoveLabware in an exact
+quota of records each (RARE_SHARE, so the shares do not drift with the seed). An exact quota of
+single-command records (SINGLE_SHARE) is spread evenly over all 11 commands, so each command is also
+seen alone.
+
+Every step is written from one template, a phrasing family (corpus_phrasings). About a tenth of the
+families are held out: the training corpus never uses them, and a second file of records written only
+with them (data/heldout/phrasing_families.jsonl) measures whether a model generalizes to phrasings it
+has never seen. No generated text copies or nearly copies an input of the public test examples.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
 import hashlib
 import json
 import math
@@ -17,7 +26,9 @@ import random
 import re
 import sys
 import tempfile
-from collections.abc import Sequence
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -27,42 +38,81 @@ from data_contracts.catalog import load_catalog
 from data_contracts.commands import Command
 from data_contracts.forms import render_text_commands
 from pipelines import corpus_phrasings as P
-from pipelines.config import load_params
+from pipelines.config import CorpusParams, load_params
 
 RARE_COMMANDS = ("PCR", "Delay", "Incubate", "Shake", "MoveLabware")
-RARE_SHARE = 0.035  # records containing each rare command, as a share of all records
+RARE_SHARE = 0.08  # records containing each rare command, as a share of all records
+SINGLE_SHARE = 0.25  # records holding exactly one command, spread evenly over the catalog's commands
 ZH_SHARE = 0.65
 MAX_COMMANDS = 6
-STEP_PREFIX = re.compile(r"^(?:行\d+[:：]|步骤\d+[:：]|Line \d+:|Step \d+[.:])\s*")
+# Held-out phrasing families: this share of each group of templates (one command, language and kind),
+# at least one, in every group with at least MIN_FAMILIES_TO_HOLD_OUT templates (smaller groups would
+# leave too few phrasings to train on).
+HELD_OUT_FAMILY_SHARE = 0.1
+MIN_FAMILIES_TO_HOLD_OUT = 4
+# A text is a near copy of a protected text when difflib's similarity ratio reaches NEAR_COPY_RATIO, or
+# when they share a run of LONG_SHARED_RUN characters (or SHORT_TEXT_SHARE of a shorter protected text).
+NEAR_COPY_RATIO = 0.9
+LONG_SHARED_RUN = 30
+SHORT_TEXT_SHARE = 0.75
+# Framings of a record's text, as shares of the records that can take them.
+INHERIT_SHARE = 0.65  # a step with the previous step's channels leaves them unstated
+MULTI_LINE_SHARE = 0.07  # multi-command records written one numbered step per line
+CHANNEL_HEADER_SHARE = 0.07  # "加样（通道1-4）：" states the channels once for the steps after it
+PLAIN_HEADER_SHARE = 0.05  # "Prep:" before the steps
+PREFIX_SHARE = 0.5  # a step prefix such as "行3：" or "Step 3:"
+QUOTE_SHARE = 0.07  # a labware, program or position name in quotes
+PER_CHANNEL_VOLUME_SHARE = 0.2  # two to four channels drawing different volumes
+LIQUID_CLASS_SHARE = 0.07
+HALF_WIDTH_SHARE = 0.25  # Chinese records typed with half-width punctuation
+# Retries for a record whose text repeats an earlier one or nears a protected text; far more than a
+# corpus needs (about one record in fifteen needs one at 100k records), so reaching it means the
+# phrasings of some kind of record are used up.
+MAX_ATTEMPTS_PER_RECORD = 1000
 
-# Pipetting plans (operation sequences) for the records without rare commands, with their weights.
-# get = GetDiti, asp = Aspirate, disp = Dispense, drop = DropDiti, split = two Dispenses of half each.
+# Step markers a record may start with (or each line of a numbered multi-line record), exactly what
+# pipelines.normalize strips: a bare number needs its punctuation and never swallows a decimal ("1.5 ml")
+# or a list of channels ("3、5号通道").
+STEP_PREFIX = re.compile(
+    r"^(?:行\d+[:：]|步骤\d+[:：]|第\d+步[:：]|Line \d+:|Step \d+[.:]|\d+(?:\.(?!\d)|、(?!\s*\d)|\))|[(（]\d+[)）])\s*"
+)
+
+# Pipetting plans (operation sequences) with their weights: get = GetDiti, asp = Aspirate,
+# disp = Dispense, drop = DropDiti, split = two Dispenses of half each. Single operations go with a rare
+# command (single-command records have their own quota); the rest make the multi-command pipetting records.
 PIPETTING_PLANS: tuple[tuple[tuple[str, ...], float], ...] = (
-    (("get",), 6),
-    (("asp",), 5),
-    (("disp",), 5),
+    (("get",), 4),
+    (("asp",), 3),
+    (("disp",), 3),
     (("drop",), 4),
-    (("mix",), 4),
-    (("transfer",), 4),
+    (("mix",), 3),
+    (("transfer",), 3),
     (("get", "asp"), 7),
     (("asp", "disp"), 5),
     (("disp", "drop"), 2),
     (("drop", "get"), 2),
+    (("disp", "mix"), 3),
     (("get", "asp", "disp"), 6),
     (("asp", "disp", "drop"), 4),
     (("get", "transfer"), 3),
-    (("get", "mix", "drop"), 3),
-    (("get", "transfer", "drop"), 6),
-    (("get", "asp", "disp", "drop"), 18),
-    (("get", "transfer", "mix", "drop"), 3),
+    (("get", "mix", "drop"), 4),
+    (("get", "transfer", "drop"), 7),
+    (("asp", "disp", "mix"), 3),
+    (("get", "asp", "disp", "drop"), 16),
+    (("get", "transfer", "mix", "drop"), 4),
     (("get", "asp", "disp", "mix", "drop"), 7),
     (("get", "asp", "split", "drop"), 4),
     (("get", "asp", "disp", "drop", "get", "asp"), 3),
 )
-# Verb and noun endings that agree with an English channel subject ("channel 4 draws", "channels 1-4 draw").
-SINGULAR_SUBJECT = {"s": "s", "es": "es", "ies": "ies", "tips": "tip"}
-PLURAL_SUBJECT = {"s": "", "es": "", "ies": "y", "tips": "tips"}
+MULTI_PLANS = tuple((ops, weight) for ops, weight in PIPETTING_PLANS if len(ops) > 1)
+OPERATION_OF = {
+    "GetDiti": "get", "DropDiti": "drop", "Aspirate": "asp", "Dispense": "disp", "Mix": "mix", "Transfer": "transfer",
+}
+# Verb endings that agree with an English channel subject ("channel 4 draws", "channels 1-4 draw").
+SINGULAR_SUBJECT = {"s": "s", "es": "es", "ies": "ies"}
+PLURAL_SUBJECT = {"s": "", "es": "", "ies": "y"}
 TIP_WEIGHTS = {"10ul": 0.15, "50ul": 0.25, "200ul": 0.4, "1000ul": 0.2}
+TEMPLATE_TABLES = {"ch": P.WITH_CHANNELS, "inh": P.INHERITED}
 
 
 @dataclass(frozen=True)
@@ -72,10 +122,70 @@ class GeneratedRecord:
     lang: str  # "zh" | "en"
     text: str
     commands: tuple[Command, ...]
-    templates: tuple[str, ...]  # one template id per command, e.g. "Aspirate.zh.ch.3"
+    templates: tuple[str, ...]  # one phrasing family (template id) per command, e.g. "Aspirate.zh.ch.3"
+    channel_header: bool = False  # a header states the first step's channels ("加样（通道1-4）：")
 
     def to_raw(self) -> dict[str, Any]:
-        return {"conversation": [{"input": self.text, "output": render_text_commands(self.commands)}]}
+        """The raw corpus line; ingestion reads only `conversation`, `phrasing` records the families."""
+        turn = {"input": self.text, "output": render_text_commands(self.commands)}
+        return {"conversation": [turn], "phrasing": list(self.templates)}
+
+    def to_case(self, case_id: str) -> dict[str, Any]:
+        """A held-out case: the raw corpus line with an `id`, as pipelines.evaluate.read_cases reads it."""
+        raw = self.to_raw()
+        return {"conversation": raw["conversation"], "id": case_id, "phrasing": raw["phrasing"]}
+
+
+# --- phrasing families ------------------------------------------------------------------------
+
+
+def template_families() -> dict[str, str]:
+    """Every phrasing family id ("<command>.<lang>.<ch|inh>.<index>") with its template."""
+    return {
+        f"{name}.{lang}.{kind}.{index}": template
+        for kind, table in TEMPLATE_TABLES.items()
+        for name, by_lang in table.items()
+        for lang, templates in by_lang.items()
+        for index, template in enumerate(templates)
+    }
+
+
+def held_out_families(seed: int) -> frozenset[str]:
+    """The families the training corpus never uses, chosen by the seed alone.
+
+    Within each group a family's rank is a hash of the seed and its id, so the choice does not depend on
+    Python's hash seed, and appending a template to a group moves no other family in or out.
+    """
+    held: set[str] = set()
+    for kind, table in TEMPLATE_TABLES.items():
+        for name, by_lang in table.items():
+            for lang, templates in by_lang.items():
+                if len(templates) < MIN_FAMILIES_TO_HOLD_OUT:
+                    continue
+                ids = [f"{name}.{lang}.{kind}.{index}" for index in range(len(templates))]
+                ids.sort(key=lambda family: hashlib.sha256(f"{seed}:{family}".encode()).hexdigest())
+                held.update(ids[: max(1, round(HELD_OUT_FAMILY_SHARE * len(ids)))])
+    return frozenset(held)
+
+
+# A well, count or duration right after a well or a label would run into it ("A1-D15次", "Plate130分钟").
+_GLUED_FIELDS = re.compile(r"\{(?:src|dst|loc)\}\{(?:v|n|t)\}|\{lw\}\{(?:t|temp|rpm)\}")
+
+
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def _check_templates() -> None:
+    for family, template in template_families().items():
+        if _GLUED_FIELDS.search(template):
+            raise ValueError(f"phrasing family {family} glues two numbers together: {template!r}")
+        # Every field but the channel phrase ("通道1-4") may come out Latin ("Plate1 A1", "20ul", "Quick_25x").
+        literal = re.sub(r"\{[a-z]+\}", "", template.replace("{ch}", "通道"))
+        if ".zh." in family and not _CJK.search(literal):
+            raise ValueError(f"phrasing family {family} may write a Chinese record without Chinese: {template!r}")
+
+
+_check_templates()
 
 
 # --- planning commands ------------------------------------------------------------------------
@@ -127,7 +237,7 @@ def _pick_tip(rng: random.Random) -> str:
 
 def _pick_vols(rng: random.Random, tip: str, n: int, max_vol: float | None = None) -> list[int | float]:
     choices = [v for v in P.VOLUMES_BY_TIP[tip] if max_vol is None or v <= max_vol]
-    if n > 1 and n <= 4 and rng.random() < 0.15:
+    if 1 < n <= 4 and rng.random() < PER_CHANNEL_VOLUME_SHARE:
         return [rng.choice(choices) for _ in range(n)]
     return [rng.choice(choices)] * n
 
@@ -138,7 +248,7 @@ def _pick_labware(rng: random.Random, lang: str, avoid: Sequence[str] = ()) -> s
 
 
 def _liquid_class(rng: random.Random) -> dict[str, str]:
-    return {"liquidClass": rng.choice(P.LIQUID_CLASSES)} if rng.random() < 0.07 else {}
+    return {"liquidClass": rng.choice(P.LIQUID_CLASSES)} if rng.random() < LIQUID_CLASS_SHARE else {}
 
 
 def _plan_pipetting(rng: random.Random, lang: str, ops: Sequence[str]) -> list[Command]:
@@ -216,12 +326,12 @@ def _plan_rare(rng: random.Random, lang: str, name: str, labware: str | None) ->
     if name == "PCR":
         return Command(func_name="PCR", func_parameters={"labware": lw, "program": rng.choice(P.PCR_PROGRAMS)})
     if name == "Delay":
-        return Command(func_name="Delay", func_parameters={"seconds": rng.choice(P.SHORT_SECONDS + P.LONG_SECONDS[:6])})
+        return Command(func_name="Delay", func_parameters={"seconds": rng.choice(P.SHORT_SECONDS + P.LONG_SECONDS[:8])})
     if name == "Incubate":
         params = {"labware": lw, "temperature": rng.choice(P.TEMPERATURES), "seconds": rng.choice(P.LONG_SECONDS)}
         return Command(func_name="Incubate", func_parameters=params)
     if name == "Shake":
-        params = {"labware": lw, "rpm": rng.choice(P.RPMS), "seconds": rng.choice(P.SHORT_SECONDS[2:] + (900, 1200))}
+        params = {"labware": lw, "rpm": rng.choice(P.RPMS), "seconds": rng.choice(P.SHORT_SECONDS[3:] + (900, 1200))}
         return Command(func_name="Shake", func_parameters=params)
     if name == "MoveLabware":
         return Command(func_name="MoveLabware", func_parameters={"labware": lw, "position": rng.choice(P.POSITIONS)})
@@ -229,9 +339,13 @@ def _plan_rare(rng: random.Random, lang: str, name: str, labware: str | None) ->
 
 
 def _plan_rare_record(rng: random.Random, lang: str, rares: Sequence[str]) -> list[Command]:
-    """Rare commands alone, or around a short pipetting plan whose plate they then act on."""
+    """Rare commands around a short pipetting plan whose plate they then act on, or (two or more) alone.
+
+    A lone rare command always has pipetting company: alone it would be a single-command record, and
+    those come from their own quota.
+    """
     base: list[Command] = []
-    if rng.random() < 0.5:
+    if len(rares) == 1 or rng.random() < 0.5:
         room = MAX_COMMANDS - len(rares)
         plans = [ops for ops, _ in PIPETTING_PLANS if _n_commands(ops) <= room]
         base = _plan_pipetting(rng, lang, rng.choice(plans))
@@ -246,10 +360,26 @@ def _plan_rare_record(rng: random.Random, lang: str, rares: Sequence[str]) -> li
     return base + rare_commands if rng.random() < 0.8 else rare_commands + base
 
 
-def _rare_groups(rng: random.Random, n_records: int) -> list[tuple[str, ...]]:
-    """Exactly round(RARE_SHARE * n) records per rare command, some holding two different ones."""
-    per_command = max(1, round(RARE_SHARE * n_records))
-    tokens = [name for name in RARE_COMMANDS for _ in range(per_command)]
+def _plan_single(rng: random.Random, lang: str, name: str) -> list[Command]:
+    if name in OPERATION_OF:
+        return _plan_pipetting(rng, lang, (OPERATION_OF[name],))
+    return [_plan_rare(rng, lang, name, None)]
+
+
+# --- which records to write -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """What one record will hold: one command alone, rare commands with company, or pipetting only."""
+
+    lang: str
+    single: str | None = None
+    rares: tuple[str, ...] = ()
+
+
+def _pair_up(rng: random.Random, tokens: list[str]) -> list[tuple[str, ...]]:
+    """Rare-command tokens grouped into records, about a third of them pairs of two different commands."""
     rng.shuffle(tokens)
     groups: list[tuple[str, ...]] = []
     while tokens:
@@ -262,30 +392,53 @@ def _rare_groups(rng: random.Random, n_records: int) -> list[tuple[str, ...]]:
     return groups
 
 
-def _language_slots(rng: random.Random, n_records: int) -> list[tuple[str, tuple[str, ...] | None]]:
-    """(language, rare commands or None) per record, in a shuffled order.
+def _english_count(n: int) -> int:
+    return math.floor(n * (1 - ZH_SHARE))
 
-    Each rare command's records get their own share of English, so its few records still show
-    English phrasings; the remaining records make up the corpus-wide share.
+
+def _plan_slots(rng: random.Random, n_records: int) -> list[_Slot]:
+    """One slot per record, shuffled: exact quotas of single-command and rare-command records.
+
+    Each single-command group and each rare command gets its own share of English, so their few
+    records still show English phrasings; the pipetting records make up the corpus-wide share.
     """
-    n_en_total = n_records - math.ceil(ZH_SHARE * n_records)
-    groups = sorted(_rare_groups(rng, n_records)[:n_records])
-    rare_slots: list[tuple[str, tuple[str, ...] | None]] = []
-    seen: dict[str, int] = dict.fromkeys(RARE_COMMANDS, 0)
-    english: dict[str, int] = dict.fromkeys(RARE_COMMANDS, 0)
-    for group in groups:
-        is_en = n_en_total > 0 and any(math.floor((seen[m] + 1) * (1 - ZH_SHARE)) > english[m] for m in group)
+    names = list(load_catalog().commands)
+    n_single = round(SINGLE_SHARE * n_records)
+    singles = dict.fromkeys(names, n_single // len(names))
+    for name in rng.sample(names, n_single % len(names)):
+        singles[name] += 1
+    slots: list[_Slot] = []
+    for name in names:
+        n_en = _english_count(singles[name])
+        slots += [_Slot("en", single=name)] * n_en + [_Slot("zh", single=name)] * (singles[name] - n_en)
+
+    rare_target = round(RARE_SHARE * n_records)
+    tokens = [name for name in RARE_COMMANDS for _ in range(max(0, rare_target - singles[name]))]
+    seen = dict.fromkeys(RARE_COMMANDS, 0)
+    english = dict.fromkeys(RARE_COMMANDS, 0)
+    for group in sorted(_pair_up(rng, tokens)):
+        is_en = any(_english_count(seen[m] + 1) > english[m] for m in group)
         for member in group:
             seen[member] += 1
             english[member] += is_en
-        rare_slots.append(("en" if is_en else "zh", group))
-    n_en_rest = max(0, n_en_total - sum(lang == "en" for lang, _ in rare_slots))
-    n_rest = n_records - len(rare_slots)
-    rest_slots: list[tuple[str, tuple[str, ...] | None]] = [("en", None)] * min(n_en_rest, n_rest)
-    rest_slots += [("zh", None)] * (n_rest - len(rest_slots))
-    slots = rare_slots + rest_slots
+        slots.append(_Slot("en" if is_en else "zh", rares=group))
+
+    slots = slots[:n_records]
+    n_en_total = n_records - math.ceil(ZH_SHARE * n_records)
+    n_rest = n_records - len(slots)
+    n_en_rest = min(n_rest, max(0, n_en_total - sum(slot.lang == "en" for slot in slots)))
+    slots += [_Slot("en")] * n_en_rest + [_Slot("zh")] * (n_rest - n_en_rest)
     rng.shuffle(slots)
     return slots
+
+
+def _plan_slot(rng: random.Random, slot: _Slot) -> list[Command]:
+    if slot.single:
+        return _plan_single(rng, slot.lang, slot.single)
+    if slot.rares:
+        return _plan_rare_record(rng, slot.lang, slot.rares)
+    plans = [ops for ops, _ in MULTI_PLANS]
+    return _plan_pipetting(rng, slot.lang, rng.choices(plans, weights=[w for _, w in MULTI_PLANS])[0])
 
 
 # --- writing text -----------------------------------------------------------------------------
@@ -299,7 +452,99 @@ def _number(value: int | float | Decimal) -> str:
     return str(value)
 
 
-def _channel_phrase(rng: random.Random, channels: list[int], lang: str) -> str:
+def _english_units(phrase: str) -> str:
+    """'1 hours' reads wrong: singular units after a lone 1."""
+    return re.sub(r"(?<![\d.])1 (hour|minute|second|min|sec)s\b", r"1 \1", phrase)
+
+
+def _time_phrase(rng: random.Random, seconds: int, lang: str) -> str:
+    """One of the ways people write a duration; every one reads back to exactly `seconds`."""
+    zh = lang == "zh"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(seconds, 60)
+    options: list[str] = []
+    if seconds % 3600 == 0:
+        options += [p.format(x=hours) for p in (P.HOURS_ZH if zh else P.HOURS_EN)]
+        if zh and hours in P.ZH_NUMERALS:
+            options += [f"{P.ZH_NUMERALS[hours]}小时", f"{P.ZH_NUMERALS[hours]}个小时"]
+    elif seconds % 1800 == 0:
+        fraction = _number(Decimal(seconds) / 3600)
+        options += [f"{fraction}小时", f"{fraction} h"] if zh else [f"{fraction} h", f"{fraction} hours"]
+        if seconds == 1800:
+            options.append("半小时" if zh else "half an hour")
+        elif zh and hours in P.ZH_NUMERALS:
+            options.append(f"{P.ZH_NUMERALS[hours]}个半小时")  # 5400 s: "一个半小时"
+    if hours and rest and rest % 60 == 0:
+        options += [p.format(h=hours, m=rest // 60) for p in (P.HOUR_MIN_ZH if zh else P.HOUR_MIN_EN)]
+    if seconds % 60 == 0 and seconds < 10800:
+        options += [p.format(x=minutes) for p in (P.MINUTES_ZH if zh else P.MINUTES_EN)]
+        if zh and minutes in P.ZH_NUMERALS:
+            options.append(f"{P.ZH_NUMERALS[minutes]}分钟")
+    if seconds > 60 and secs:
+        options += [p.format(m=minutes, s=secs) for p in (P.MIN_SEC_ZH if zh else P.MIN_SEC_EN)]
+        if secs == 30:
+            options.append(f"{minutes}.5分钟" if zh else f"{minutes}.5 min")
+    if seconds == 30 and zh:
+        options.append("半分钟")
+    if seconds <= 300 or not options:
+        options += [p.format(x=seconds) for p in (P.SECONDS_ZH if zh else P.SECONDS_EN)]
+        if zh and seconds in P.ZH_NUMERALS and seconds >= 10:
+            options.append(f"{P.ZH_NUMERALS[seconds]}秒")
+    phrase = rng.choice(options)
+    return phrase if zh else _english_units(phrase)
+
+
+def _tip_phrase(rng: random.Random, tip: str, lang: str, single: bool) -> str:
+    capacity = load_catalog().tip_types[tip]
+    zh = lang == "zh"
+    unit = rng.choice(P.UL_UNITS_ZH if zh else P.UL_UNITS_EN)
+    size = f"{capacity}{'' if unit in P.GLUED_UNITS or rng.random() < 0.5 else ' '}{unit}"
+    if capacity >= 1000 and rng.random() < 0.3:
+        ml = rng.choice(P.ML_UNITS_ZH if zh else P.ML_UNITS_EN)
+        size = f"{_number(Decimal(capacity) / 1000)}{'' if ml in P.GLUED_UNITS else rng.choice(['', ' '])}{ml}"
+    word = rng.choice(P.TIP_WORDS_ZH if zh else P.TIP_WORD_EN_SINGLE if single else P.TIP_WORDS_EN)
+    # "200 ultip头" would read as a unit "ultip"; Latin words never touch the unit.
+    glued = zh and not word[0].isascii()
+    return f"{size}{word}" if glued else f"{size} {word}"
+
+
+def _volume_phrases(rng: random.Random, vols: list[int | float], lang: str) -> tuple[str, str]:
+    """(each, volume): the distributive word (Chinese only) and the volume phrase."""
+    zh = lang == "zh"
+    uniform = len(set(vols)) == 1
+    # Millilitres for larger volumes written once; lists of different volumes stay in microlitres.
+    if uniform and vols[0] >= 50 and rng.random() < (0.35 if vols[0] >= 100 else 0.15):
+        unit = rng.choice(P.ML_UNITS_ZH if zh else P.ML_UNITS_EN)
+        numbers = [_number(Decimal(str(v)) / 1000) for v in vols]
+    else:
+        unit = rng.choice(P.UL_UNITS_ZH if zh else P.UL_UNITS_EN)
+        numbers = [_number(v) for v in vols]
+    space = "" if unit in P.GLUED_UNITS or rng.random() < 0.55 else " "
+    with_unit = [f"{x}{space}{unit}" for x in numbers]
+    if len(vols) == 1:
+        return "", with_unit[0]
+    if uniform:
+        if zh:
+            return rng.choice(P.EACH_ZH), with_unit[0]
+        return "", with_unit[0] + rng.choice(P.EACH_EN)
+    # One volume per channel, in channel order.
+    style = rng.randrange(4)
+    if zh:
+        listed = ["、".join(with_unit), "、".join(numbers) + space + unit, "/".join(numbers) + space + unit][style % 3]
+        return rng.choice(P.PER_CHANNEL_ZH), listed
+    if style == 0:
+        listed = ", ".join(with_unit[:-1]) + " and " + with_unit[-1] + " respectively"
+    elif style == 1:
+        listed = ", ".join(numbers[:-1]) + " and " + numbers[-1] + f"{space}{unit} respectively"
+    elif style == 2:
+        listed = "/".join(numbers) + f"{space}{unit} respectively"
+    else:
+        listed = ", ".join(with_unit[:-1]) + " and " + with_unit[-1] + ", respectively"
+    return "", listed
+
+
+def _channel_phrase(rng: random.Random, channels: list[int], lang: str) -> tuple[str, bool]:
+    """(phrase, singular): the channels as text, and whether an English verb after it takes -s."""
     zh = lang == "zh"
     first, last, n = channels[0], channels[-1], len(channels)
     contiguous = channels == list(range(first, last + 1))
@@ -311,62 +556,19 @@ def _channel_phrase(rng: random.Random, channels: list[int], lang: str) -> str:
         pattern = rng.choice(P.CH_FIRST_ZH if zh else P.CH_FIRST_EN)
     elif contiguous:
         pattern = rng.choice(P.CH_SPAN_ZH if zh else P.CH_SPAN_EN)
+    elif n == 2 and rng.random() < 0.4:
+        pattern = rng.choice(P.CH_PAIR_ZH if zh else P.CH_PAIR_EN)
     else:
         pattern = rng.choice(P.CH_LIST_ZH if zh else P.CH_LIST_EN)
     numbers = [str(c) for c in channels]
     if zh:
         listed = rng.choice(["、", ",", "，"]).join(numbers)
-        if n == 2 and rng.random() < 0.3:
-            return rng.choice([f"通道{first}与通道{last}", f"通道{first}和{last}"])
     else:
         listed = rng.choice([", ".join(numbers), ", ".join(numbers[:-1]) + " and " + numbers[-1], "/".join(numbers)])
-    return pattern.format(n=n, a=first, b=last, c=first, lst=listed)
-
-
-def _tip_phrase(rng: random.Random, tip: str, lang: str, single: bool) -> str:
-    capacity = load_catalog().tip_types[tip]
-    zh = lang == "zh"
-    units = P.UL_UNITS_ZH if zh else P.UL_UNITS_EN
-    unit = rng.choice(units)
-    size = f"{capacity}{'' if unit in ('微升',) or rng.random() < 0.5 else ' '}{unit}"
-    if capacity >= 1000 and rng.random() < 0.3:
-        ml = rng.choice(P.ML_UNITS_ZH if zh else P.ML_UNITS_EN)
-        size = f"{_number(Decimal(capacity) / 1000)}{'' if ml == '毫升' else rng.choice(['', ' '])}{ml}"
-    word = rng.choice(P.TIP_WORDS_ZH if zh else P.TIP_WORD_EN_SINGLE if single else P.TIP_WORDS_EN)
-    # "200 ultip头" would read as a unit "ultip"; Latin words never touch the unit.
-    glued = zh and not word[0].isascii()
-    return f"{size}{word}" if glued else f"{size} {word}"
-
-
-def _volume_phrases(rng: random.Random, vols: list[int | float], lang: str) -> tuple[str, str]:
-    """(each, volume): the distributive word (Chinese only) and the volume phrase."""
-    zh = lang == "zh"
-    use_ml = min(vols) >= 100 and all(Decimal(str(v)) % 10 == 0 for v in vols) and rng.random() < 0.3
-    if use_ml:
-        unit = rng.choice(P.ML_UNITS_ZH if zh else P.ML_UNITS_EN)
-        numbers = [_number(Decimal(str(v)) / 1000) for v in vols]
-    else:
-        unit = rng.choice(P.UL_UNITS_ZH if zh else P.UL_UNITS_EN)
-        numbers = [_number(v) for v in vols]
-    space = "" if unit in ("微升", "毫升") or rng.random() < 0.55 else " "
-    with_unit = [f"{x}{space}{unit}" for x in numbers]
-    uniform = len(set(vols)) == 1
-    if zh:
-        if len(vols) == 1:
-            return "", with_unit[0]
-        if uniform:
-            return rng.choice(["各", "每孔", "每通道", "各", "每个孔"]), with_unit[0]
-        if rng.random() < 0.5:
-            return "分别", "、".join(with_unit)
-        return "分别", "、".join(numbers) + f"{space}{unit}"
-    if len(vols) == 1:
-        return "", with_unit[0]
-    if uniform:
-        return "", with_unit[0] + rng.choice([" each", " per well", " per channel", " each"])
-    joined = ", ".join(with_unit[:-1]) + " and " + with_unit[-1]
-    if rng.random() < 0.5:
-        joined = ", ".join(numbers[:-1]) + " and " + numbers[-1] + f"{space}{unit}"
-    return "", joined + " respectively"
+    phrase = pattern.format(
+        n=n, nz=P.ZH_NUMERALS.get(n, str(n)), nw=P.EN_NUMERALS.get(n, str(n)), a=first, b=last, c=first, lst=listed
+    )
+    return phrase, n == 1 or phrase.startswith("every ")
 
 
 def _wells_phrase(rng: random.Random, wells: list[str], lang: str) -> str:
@@ -376,56 +578,48 @@ def _wells_phrase(rng: random.Random, wells: list[str], lang: str) -> str:
     row_numbers = [rows.index(w[0]) for w in wells]
     consecutive = all(b - a == 1 for a, b in zip(row_numbers, row_numbers[1:]))
     if consecutive and not (len(wells) <= 3 and rng.random() < 0.3):
-        separator = rng.choice(["-", "到", "至", "~", "-"] if lang == "zh" else ["-", " to ", " through ", "-"])
+        separator = rng.choice(P.RANGE_SEPARATORS_ZH if lang == "zh" else P.RANGE_SEPARATORS_EN)
         return f"{wells[0]}{separator}{wells[-1]}"
     if lang == "zh":
         return rng.choice(["、", ",", "，"]).join(wells)
     return ", ".join(wells[:-1]) + rng.choice([", ", " and "]) + wells[-1]
 
 
+def _name(rng: random.Random, name: str, lang: str) -> str:
+    """A labware, program or position name, sometimes in quotes; the name itself is always verbatim."""
+    if rng.random() < QUOTE_SHARE:
+        return rng.choice(P.QUOTES_ZH if lang == "zh" else P.QUOTES_EN).format(name)
+    return name
+
+
 def _location_phrase(rng: random.Random, labware: str, wells: list[str], lang: str) -> str:
     well_text = _wells_phrase(rng, wells, lang)
+    shown = _name(rng, labware, lang)
     if lang == "zh":
         # A Latin label glued to a well name ("Plate1A1") would be unreadable, so it keeps a space.
-        if labware.isascii():
-            return rng.choice([f"{labware} {well_text}", f"{labware}的{well_text}孔", f"{labware}的{well_text}"])
+        if shown[-1].isascii():
+            return rng.choice(
+                [f"{shown} {well_text}", f"{shown}的{well_text}孔", f"{shown}的{well_text}", f"{shown}上的{well_text}孔"]
+            )
         return rng.choice(
-            [f"{labware}{well_text}", f"{labware}的{well_text}孔", f"{labware}{well_text}孔", f"{labware}{well_text}"]
+            [
+                f"{shown}{well_text}",
+                f"{shown}的{well_text}孔",
+                f"{shown}{well_text}孔",
+                f"{shown}{well_text}",
+                f"{shown}中{well_text}",
+            ]
         )
     noun = "well" if len(wells) == 1 else "wells"
     return rng.choice(
         [
-            f"{labware} {well_text}",
-            f"{labware} {noun} {well_text}",
-            f"{noun} {well_text} of {labware}",
-            f"{labware} {well_text}",
+            f"{shown} {well_text}",
+            f"{shown} {noun} {well_text}",
+            f"{noun} {well_text} of {shown}",
+            f"{shown} {well_text}",
+            f"{shown} ({well_text})",
         ]
     )
-
-
-def _time_phrase(rng: random.Random, seconds: int, lang: str) -> str:
-    zh = lang == "zh"
-    options: list[str] = []
-    if seconds % 3600 == 0:
-        hours = seconds // 3600
-        options += [p.format(x=hours) for p in (P.HOURS_ZH if zh else P.HOURS_EN)]
-    elif seconds % 1800 == 0 and seconds > 1800:
-        options.append(f"{seconds / 3600}小时" if zh else f"{seconds / 3600} h")
-    if seconds == 1800:
-        options.append("半小时" if zh else "half an hour")
-    if seconds % 60 == 0 and seconds < 7200:
-        options += [p.format(x=seconds // 60) for p in (P.MINUTES_ZH if zh else P.MINUTES_EN)]
-    if seconds == 90:
-        options.append("1.5分钟" if zh else "1.5 min")
-    if seconds <= 300 or not options:
-        options += [p.format(x=seconds) for p in (P.SECONDS_ZH if zh else P.SECONDS_EN)]
-    phrase = rng.choice(options)
-    if not zh:
-        # "1 hours" reads wrong; singular for one.
-        for plural in ("hours", "minutes", "seconds", "mins"):
-            if phrase == f"1 {plural}":
-                phrase = f"1 {plural.rstrip('s')}"
-    return phrase
 
 
 def _fields(rng: random.Random, command: Command, lang: str) -> dict[str, str]:
@@ -433,9 +627,9 @@ def _fields(rng: random.Random, command: Command, lang: str) -> dict[str, str]:
     zh = lang == "zh"
     fields: dict[str, str] = {}
     if "channels" in params:
-        fields["ch"] = _channel_phrase(rng, params["channels"], lang)
-        single = len(params["channels"]) == 1
-        fields |= SINGULAR_SUBJECT if single else PLURAL_SUBJECT
+        fields["ch"], singular = _channel_phrase(rng, params["channels"], lang)
+        fields |= SINGULAR_SUBJECT if singular else PLURAL_SUBJECT
+        fields["tips"] = "tip" if len(params["channels"]) == 1 else "tips"
     if "ditiType" in params:
         fields["tip"] = _tip_phrase(rng, params["ditiType"], lang, single=len(params["channels"]) == 1)
     if "vols" in params:
@@ -447,7 +641,7 @@ def _fields(rng: random.Random, command: Command, lang: str) -> dict[str, str]:
         location = _location_phrase(rng, params["labware"], params["wells"], lang)
         fields["src"] = fields["dst"] = fields["loc"] = location
     elif "labware" in params:
-        fields["lw"] = params["labware"]
+        fields["lw"] = _name(rng, params["labware"], lang)
     if "times" in params:
         fields["n"] = rng.choice(P.TIMES_ZH if zh else P.TIMES_EN).format(x=params["times"])
     if "seconds" in params:
@@ -457,140 +651,305 @@ def _fields(rng: random.Random, command: Command, lang: str) -> dict[str, str]:
     if "rpm" in params:
         fields["rpm"] = rng.choice(P.RPM_ZH if zh else P.RPM_EN).format(x=params["rpm"])
     if "program" in params:
-        fields["prog"] = params["program"]
+        fields["prog"] = _name(rng, params["program"], lang)
     if "position" in params:
-        fields["pos"] = params["position"]
+        fields["pos"] = _name(rng, params["position"], lang)
     return fields
 
 
-def _with_liquid_class(rng: random.Random, text: str, liquid_class: str, lang: str) -> str:
-    if lang == "zh":
-        return rng.choice(
-            [f"液体类型{liquid_class}：{text}", f"使用液体类{liquid_class}，{text}", f"{text}（液体类{liquid_class}）"]
-        )
-    return rng.choice(
-        [
-            f"liquid class {liquid_class}: {text}",
-            f"{text} using liquid class {liquid_class}",
-            f"{text} (liquid class {liquid_class})",
-        ]
-    )
-
-
 class _TemplateDecks:
-    """Deals each command's templates like shuffled cards, so rare commands still show every phrasing."""
+    """Deals each command's allowed templates like shuffled cards, so rare commands still show every phrasing."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, families: frozenset[str]) -> None:
         self._rng = rng
+        self._allowed: dict[tuple[str, str, str], list[int]] = {}
+        for kind, table in TEMPLATE_TABLES.items():
+            for name, by_lang in table.items():
+                for lang, templates in by_lang.items():
+                    indices = [i for i in range(len(templates)) if f"{name}.{lang}.{kind}.{i}" in families]
+                    if indices:
+                        self._allowed[(kind, name, lang)] = indices
         self._decks: dict[tuple[str, str, str], list[int]] = {}
 
-    def draw(self, kind: str, name: str, lang: str, size: int) -> int:
+    def has(self, kind: str, name: str, lang: str) -> bool:
+        return (kind, name, lang) in self._allowed
+
+    def draw(self, kind: str, name: str, lang: str) -> int:
         deck = self._decks.setdefault((kind, name, lang), [])
         if not deck:
-            deck.extend(range(size))
+            deck.extend(self._allowed[(kind, name, lang)])
             self._rng.shuffle(deck)
         return deck.pop()
 
 
-def _step_text(
-    rng: random.Random, decks: _TemplateDecks, command: Command, lang: str, inherit: bool
-) -> tuple[str, str]:
-    """(text, template id) for one command; `inherit` leaves its channels unstated."""
-    name = command.func_name
-    table, kind = (P.INHERITED, "inh") if inherit else (P.WITH_CHANNELS, "ch")
-    templates = table[name][lang]
-    index = decks.draw(kind, name, lang, len(templates))
-    template = templates[index]
-    fields = _fields(rng, command, lang)
-    if "each" in fields and "{each}" not in template:
-        fields["v"] = fields["each"] + fields["v"]
-    if lang == "zh" and fields.get("each") == "" and re.search(r"\{(?:src|dst|loc)\}\{each\}\{v\}", template):
-        # "H4" + "6 μl" would read as "H46 μl"; "H4的6 μl" cannot be misread.
-        fields["each"] = "的"
-    text = template.format(**fields)
-    liquid_class = command.func_parameters.get("liquidClass")
-    if liquid_class:
-        text = _with_liquid_class(rng, text, liquid_class, lang)
-    return text, f"{name}.{lang}.{kind}.{index}"
+class _Writer:
+    """Writes a planned record as lab text with the phrasing families it is allowed to use."""
 
+    def __init__(self, rng: random.Random, families: frozenset[str]) -> None:
+        self._rng = rng
+        self._decks = _TemplateDecks(rng, families)
+        missing = [
+            f"{name}.{lang}"
+            for name in P.WITH_CHANNELS
+            for lang in ("zh", "en")
+            if not self._decks.has("ch", name, lang)
+        ]
+        if missing:
+            raise ValueError(f"no phrasing family left to write {missing} with")
 
-def _write_text(
-    rng: random.Random, decks: _TemplateDecks, commands: Sequence[Command], lang: str
-) -> tuple[str, tuple[str, ...]]:
-    zh = lang == "zh"
-    parts: list[str] = []
-    template_ids: list[str] = []
-    previous_channels = None
-    for index, command in enumerate(commands):
+    def _step_text(self, command: Command, lang: str, inherit: bool) -> tuple[str, str]:
+        """(text, family id) for one command; `inherit` leaves its channels unstated."""
+        rng = self._rng
+        name = command.func_name
+        kind = "inh" if inherit else "ch"
+        index = self._decks.draw(kind, name, lang)
+        template = TEMPLATE_TABLES[kind][name][lang][index]
+        fields = _fields(rng, command, lang)
+        if lang == "zh" and fields.get("each") == "" and re.search(r"\{(?:src|dst|loc)\}\{each\}\{v\}", template):
+            # "H4" + "6 μl" would read as "H46 μl"; "H4的6 μl" cannot be misread.
+            fields["each"] = "的"
+        text = template.format(**fields)
+        liquid_class = command.func_parameters.get("liquidClass")
+        if liquid_class:
+            wrapper = rng.choice(P.LIQUID_CLASS_ZH if lang == "zh" else P.LIQUID_CLASS_EN)
+            text = wrapper.format(lc=liquid_class, text=text)
+        return text, f"{name}.{lang}.{kind}.{index}"
+
+    def _can_inherit(self, command: Command, lang: str, previous_channels: list[int] | None) -> bool:
         channels = command.func_parameters.get("channels")
-        inherit = (
-            channels is not None
-            and channels == previous_channels
-            and command.func_name in P.INHERITED
-            and rng.random() < 0.65
+        same_channels = channels is not None and channels == previous_channels
+        return same_channels and self._decks.has("inh", command.func_name, lang)
+
+    def write(self, commands: Sequence[Command], lang: str) -> tuple[str, tuple[str, ...], bool]:
+        """(text, family ids, whether a header states the first step's channels)."""
+        rng = self._rng
+        zh = lang == "zh"
+        multi_line = len(commands) > 1 and rng.random() < MULTI_LINE_SHARE
+        first_channels = commands[0].func_parameters.get("channels")
+        channel_header = (
+            not multi_line
+            and self._can_inherit(commands[0], lang, first_channels)
+            and rng.random() < CHANNEL_HEADER_SHARE
         )
-        text, template_id = _step_text(rng, decks, command, lang, inherit)
-        template_ids.append(template_id)
-        if index > 0:
-            final = index == len(commands) - 1 >= 2 and rng.random() < 0.25
-            if final:
-                connectives = P.FINAL_CONNECTIVES_ZH if zh else P.FINAL_CONNECTIVES_EN
+        header = ""
+        if channel_header:
+            pattern = rng.choice(P.CHANNEL_HEADERS_ZH if zh else P.CHANNEL_HEADERS_EN)
+            header = pattern.format(ch=_channel_phrase(rng, first_channels, lang)[0])
+        elif not multi_line and rng.random() < PLAIN_HEADER_SHARE:
+            header = rng.choice(P.HEADERS_ZH if zh else P.HEADERS_EN) + ("" if zh else " ")
+
+        steps: list[str] = []
+        family_ids: list[str] = []
+        previous_channels = first_channels if channel_header else None
+        for index, command in enumerate(commands):
+            inherit = self._can_inherit(command, lang, previous_channels) and (
+                (index == 0 and channel_header) or rng.random() < INHERIT_SHARE
+            )
+            text, family_id = self._step_text(command, lang, inherit)
+            family_ids.append(family_id)
+            steps.append(text)
+            previous_channels = command.func_parameters.get("channels")
+
+        if multi_line:
+            text = self._numbered_lines(steps, lang)
+        else:
+            text = header + self._one_sentence(steps, lang)
+            if zh and rng.random() < HALF_WIDTH_SHARE:
+                text = text.translate(P.HALF_WIDTH).replace(" ,", ",").replace("  ", " ").strip()
+            text = self._with_prefix(text, lang)
+        return text, tuple(family_ids), channel_header
+
+    def _one_sentence(self, steps: list[str], lang: str) -> str:
+        rng = self._rng
+        zh = lang == "zh"
+        parts = [steps[0]]
+        for index, step in enumerate(steps[1:], start=1):
+            if index == len(steps) - 1 >= 2 and rng.random() < 0.25:
+                connective = rng.choice(P.FINAL_CONNECTIVES_ZH if zh else P.FINAL_CONNECTIVES_EN)
             else:
-                connectives = P.CONNECTIVES_ZH if zh else P.CONNECTIVES_EN
-            text = rng.choice(connectives) + text
-        parts.append(text)
-        previous_channels = channels
-    body = "".join(parts)
-    if not zh:
-        body = body[0].upper() + body[1:]
-    body += rng.choice(P.ENDINGS_ZH if zh else P.ENDINGS_EN)
-    if zh and rng.random() < 0.25:
-        body = body.translate(P.HALF_WIDTH).replace(" ,", ",").replace("  ", " ")
-    if rng.random() < 0.5:
-        prefix = rng.choice(P.PREFIXES_ZH if zh else P.PREFIXES_EN).format(i=rng.randint(1, 12))
-        separator = (" " if rng.random() < 0.2 else "") if zh else " "
-        body = f"{prefix}{separator}{body}"
-    return body, tuple(template_ids)
+                connective = rng.choice(P.CONNECTIVES_ZH if zh else P.CONNECTIVES_EN)
+            parts.append(connective + step)
+        body = "".join(parts)
+        if not zh:
+            body = body[0].upper() + body[1:]
+        return body + rng.choice(P.ENDINGS_ZH if zh else P.ENDINGS_EN)
+
+    def _numbered_lines(self, steps: list[str], lang: str) -> str:
+        rng = self._rng
+        zh = lang == "zh"
+        pattern = rng.choice(P.LINE_NUMBERS_ZH if zh else P.LINE_NUMBERS_EN)
+        ending = rng.choice(P.ENDINGS_ZH if zh else P.ENDINGS_EN)
+        lines = []
+        for number, step in enumerate(steps, start=1):
+            step = step if zh else step[0].upper() + step[1:]
+            lines.append(f"{pattern.format(i=number)} {step}{ending}")
+        return "\n".join(lines)
+
+    def _with_prefix(self, body: str, lang: str) -> str:
+        rng = self._rng
+        if rng.random() >= PREFIX_SHARE:
+            return body
+        prefixes = P.PREFIXES_ZH if lang == "zh" else P.PREFIXES_EN
+        if body[0].isdigit():
+            # "3、1-4号通道" or "2.8通道" would not read as a step number followed by the text.
+            prefixes = tuple(p for p in prefixes if not p.startswith("{i}"))
+        prefix = rng.choice(prefixes).format(i=rng.randint(1, 12))
+        bare_number = prefix[0].isdigit()
+        separator = " " if lang == "en" or bare_number or rng.random() < 0.2 else ""
+        return f"{prefix}{separator}{body}"
+
+
+# --- near copies ------------------------------------------------------------------------------
+
+
+def _folded(text: str) -> str:
+    """Text reduced to what a near-copy check should compare: no step prefixes, case, spaces or end marks."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    lines = (STEP_PREFIX.sub("", line.strip()) for line in text.splitlines())
+    return "".join("".join(lines).split()).rstrip("。.")
+
+
+class NearCopyGuard:
+    """Recognizes texts that copy or nearly copy a protected text (the public test examples' inputs).
+
+    Similarity is judged on the text as written and as the model sees it (pipelines.normalize.normalize_text),
+    both folded. Shared runs are looked for in the written text only: normalization expands ranges
+    ("A10-H10" -> eight wells), so any two 8-channel steps on column 10 would share a long run there.
+    """
+
+    def __init__(self, protected_texts: Iterable[str]) -> None:
+        from pipelines.normalize import normalize_text  # pandas and deltalake: only when a guard is wanted
+
+        protected_texts = list(protected_texts)
+        self._normalized_view: Callable[[str], str] = lambda text: _folded(normalize_text(text))
+        views = {_folded(text) for text in protected_texts} | {self._normalized_view(text) for text in protected_texts}
+        self._similar_to = [(text, Counter(text)) for text in sorted(views - {""})]
+        written = sorted({_folded(text) for text in protected_texts} - {""})
+        self._runs_of = [(text, _shared_run_limit(text)) for text in written]
+        # Every shared run is at least this long; its first characters find where one could start.
+        self._seed = min((limit for _, limit in self._runs_of), default=1)
+        self._seeds: dict[str, list[tuple[int, int]]] = {}
+        for number, (text, _) in enumerate(self._runs_of):
+            for start in range(len(text) - self._seed + 1):
+                self._seeds.setdefault(text[start : start + self._seed], []).append((number, start))
+
+    def is_near_copy(self, text: str) -> bool:
+        written = _folded(text)
+        if self._shares_a_long_run(written) or self._is_similar(written):
+            return True
+        normalized = self._normalized_view(text)
+        return normalized != written and self._is_similar(normalized)
+
+    def _shares_a_long_run(self, folded: str) -> bool:
+        for start in range(len(folded) - self._seed + 1):
+            for number, protected_start in self._seeds.get(folded[start : start + self._seed], ()):
+                protected, limit = self._runs_of[number]
+                length = self._seed
+                while (
+                    start + length < len(folded)
+                    and protected_start + length < len(protected)
+                    and folded[start + length] == protected[protected_start + length]
+                ):
+                    length += 1
+                if length >= limit:
+                    return True
+        return False
+
+    def _is_similar(self, folded: str) -> bool:
+        counts = Counter(folded)
+        for protected, protected_counts in self._similar_to:
+            total = len(folded) + len(protected)
+            # Upper bounds first (length, then shared characters), as difflib's real_quick_ratio and
+            # quick_ratio do, so the exact ratio runs only for texts that could reach the threshold.
+            if 2 * min(len(folded), len(protected)) < NEAR_COPY_RATIO * total:
+                continue
+            shared = sum(min(n, protected_counts[char]) for char, n in counts.items())
+            if 2 * shared < NEAR_COPY_RATIO * total:
+                continue
+            if difflib.SequenceMatcher(None, folded, protected, autojunk=False).ratio() >= NEAR_COPY_RATIO:
+                return True
+        return False
+
+
+def _shared_run_limit(protected: str) -> int:
+    """A shared run this long makes a near copy: LONG_SHARED_RUN, or most of a short protected text."""
+    return min(LONG_SHARED_RUN, math.ceil(SHORT_TEXT_SHARE * len(protected)))
+
+
+def read_protected_texts(path: str | os.PathLike[str]) -> list[str]:
+    """The inputs of a file in the raw corpus format (the public test examples)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"corpus.public_examples: {path} does not exist (inputs the corpus must never copy)")
+    texts = []
+    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                texts.append(str(json.loads(line)["conversation"][0]["input"]))
+            except (ValueError, KeyError, IndexError, TypeError) as error:
+                raise ValueError(f"{path}:{line_number}: not a raw corpus record ({error})") from error
+    return texts
 
 
 # --- the corpus -------------------------------------------------------------------------------
 
 
 def _dedup_key(text: str) -> str:
-    """The text without its step prefix and end mark, so two records never differ only there."""
-    return STEP_PREFIX.sub("", text).rstrip("。.")
+    """The text without step prefixes and end marks, so two records never differ only there."""
+    return "\n".join(STEP_PREFIX.sub("", line).rstrip("。.") for line in text.splitlines())
 
 
-def generate_records(n_records: int, seed: int) -> list[GeneratedRecord]:
-    """The corpus as planned records: command plans, texts and the templates that wrote them."""
+def _generate(
+    n_records: int, rng: random.Random, families: frozenset[str], guard: NearCopyGuard | None
+) -> list[GeneratedRecord]:
     if n_records < 1:
         raise ValueError(f"n_records must be at least 1, got {n_records}")
-    rng = random.Random(seed)
-    slots = _language_slots(rng, n_records)
-    plans = [ops for ops, _ in PIPETTING_PLANS]
-    weights = [weight for _, weight in PIPETTING_PLANS]
-
-    decks = _TemplateDecks(rng)
+    writer = _Writer(rng, families)
     records: list[GeneratedRecord] = []
     seen: set[str] = set()
-    for lang, rares in slots:
-        while True:
-            if rares:
-                commands = _plan_rare_record(rng, lang, rares)
-            else:
-                commands = _plan_pipetting(rng, lang, rng.choices(plans, weights=weights)[0])
-            text, template_ids = _write_text(rng, decks, commands, lang)
+    for slot in _plan_slots(rng, n_records):
+        for _attempt in range(MAX_ATTEMPTS_PER_RECORD):
+            commands = _plan_slot(rng, slot)
+            text, family_ids, channel_header = writer.write(commands, slot.lang)
             key = _dedup_key(text)
-            if key not in seen:
+            if key not in seen and not (guard and guard.is_near_copy(text)):
                 break
+        else:
+            raise ValueError(
+                f"no new text for a record like {slot} after {MAX_ATTEMPTS_PER_RECORD} attempts: "
+                f"its phrasings are used up; ask for fewer than {n_records} records"
+            )
         seen.add(key)
-        records.append(GeneratedRecord(lang=lang, text=text, commands=tuple(commands), templates=template_ids))
+        records.append(GeneratedRecord(slot.lang, text, tuple(commands), family_ids, channel_header))
     return records
 
 
+def generate_records(
+    n_records: int, seed: int, protected_texts: Sequence[str] = ()
+) -> list[GeneratedRecord]:
+    """The training corpus as planned records, written without the held-out phrasing families."""
+    families = frozenset(template_families()) - held_out_families(seed)
+    guard = NearCopyGuard(protected_texts) if protected_texts else None
+    return _generate(n_records, random.Random(seed), families, guard)
+
+
+def generate_heldout_records(
+    n_records: int, seed: int, protected_texts: Sequence[str] = ()
+) -> list[GeneratedRecord]:
+    """Records written only with the held-out phrasing families (same plans and shares as training)."""
+    guard = NearCopyGuard(protected_texts) if protected_texts else None
+    # A stream of its own: the held-out cases do not change with the size of the training corpus.
+    return _generate(n_records, random.Random(f"heldout:{seed}"), held_out_families(seed), guard)
+
+
 def generate_corpus(n_records: int, seed: int) -> list[dict[str, Any]]:
-    """Raw corpus records `{"conversation": [{"input": ..., "output": ...}]}`, the same for the same seed."""
+    """Raw corpus records `{"conversation": [...], "phrasing": [...]}`, the same for the same seed."""
     return [record.to_raw() for record in generate_records(n_records, seed)]
+
+
+def heldout_cases(records: Sequence[GeneratedRecord]) -> list[dict[str, Any]]:
+    """The held-out file's lines: ids H0001, H0002, ..."""
+    return [record.to_case(f"H{number:04d}") for number, record in enumerate(records, start=1)]
 
 
 def corpus_bytes(records: Sequence[dict[str, Any]]) -> bytes:
@@ -609,6 +968,8 @@ def write_corpus(records: Sequence[dict[str, Any]], path: str | Path) -> str:
     with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
         handle.write(content)
         temporary = Path(handle.name)
+    # NamedTemporaryFile creates the file private (0600); a corpus is data everyone on the machine may read.
+    temporary.chmod(path.stat().st_mode & 0o777 if path.exists() else 0o644)
     os.replace(temporary, path)
     return digest
 
@@ -621,27 +982,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--params", default="params.yaml", help="params file with a corpus: section (default: %(default)s)"
     )
     parser.add_argument("--output", default=None, help="JSONL file to write (default: corpus.output from params)")
+    parser.add_argument(
+        "--heldout-output", default=None, help="held-out phrasing-family cases (default: corpus.heldout_output)"
+    )
     parser.add_argument("--n-records", type=int, default=None, help="number of records (default: corpus.n_records)")
+    parser.add_argument(
+        "--heldout-records", type=int, default=None, help="number of held-out cases (default: corpus.heldout_records)"
+    )
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: corpus.seed)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing file whose content differs")
 
 
-def run(args: argparse.Namespace) -> int:
+def _resolve(args: argparse.Namespace) -> CorpusParams:
     settings = load_params(args.params).corpus
-    output = Path(args.output or settings.output)
-    n_records = args.n_records if args.n_records is not None else settings.n_records
-    seed = args.seed if args.seed is not None else settings.seed
-    records = generate_corpus(n_records, seed)
-    content = corpus_bytes(records)
-    if output.is_file() and output.read_bytes() != content and not args.force:
-        print(
-            f"error: {output} exists with different content (another seed, size or a hand-made corpus); "
-            "pass --force to overwrite it",
-            file=sys.stderr,
-        )
-        return 1
-    unchanged = output.is_file() and output.read_bytes() == content
-    digest = write_corpus(records, output)
-    state = "unchanged" if unchanged else "written"
-    print(f"{output}: {len(records)} records, seed {seed}, sha256 {digest} ({state})")
+    chosen = {
+        "output": args.output,
+        "heldout_output": args.heldout_output,
+        "n_records": args.n_records,
+        "heldout_records": args.heldout_records,
+        "seed": args.seed,
+    }
+    return dataclasses.replace(settings, **{key: value for key, value in chosen.items() if value is not None})
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = _resolve(args)
+    protected = read_protected_texts(settings.public_examples) if settings.public_examples else []
+    training = generate_records(settings.n_records, settings.seed, protected)
+    heldout = generate_heldout_records(settings.heldout_records, settings.seed, protected)
+    outputs = [
+        (Path(settings.output), [record.to_raw() for record in training]),
+        (Path(settings.heldout_output), heldout_cases(heldout)),
+    ]
+    for output, records in outputs:
+        if output.is_file() and output.read_bytes() != corpus_bytes(records) and not args.force:
+            print(
+                f"error: {output} exists with different content (another seed, size or a hand-made corpus); "
+                "pass --force to overwrite it",
+                file=sys.stderr,
+            )
+            return 1
+    for output, records in outputs:
+        unchanged = output.is_file() and output.read_bytes() == corpus_bytes(records)
+        digest = write_corpus(records, output)
+        state = "unchanged" if unchanged else "written"
+        print(f"{output}: {len(records)} records, seed {settings.seed}, sha256 {digest} ({state})")
     return 0

@@ -2,7 +2,7 @@
 
 Templates are `str.format` patterns. The fields a command's templates may use:
 
-- GetDiti: ch, tip                    - DropDiti: ch
+- GetDiti: ch, tip                    - DropDiti: ch, tips
 - Aspirate: ch, src, each, v          - Dispense: ch, dst, each, v
 - Mix: ch, loc, each, v, n            - Transfer: ch, src, dst, each, v
 - PCR: lw, prog                       - Delay: t
@@ -12,9 +12,16 @@ Templates are `str.format` patterns. The fields a command's templates may use:
 `each` is the Chinese distributive adverb ("各", "每孔", "分别", or empty); English volume phrases
 already carry "each"/"per well"/"respectively", so English templates use only `v`. English templates
 whose subject is the channel phrase agree with it through `s`, `es`, `ies` ("channel 4 draws",
-"channels 1-4 draw") and `tips` ("tip" for one channel).
+"channels 1-4 draw", "every channel draws"); `tips` is "tip" for one channel.
 `WITH_CHANNELS` templates state the channels; `INHERITED` ones leave them out, for a step that uses
-the channels of the step before it (the catalog's channel-inheritance rule).
+the channels of the step (or the header) before it: the catalog's channel-inheritance rule.
+
+Each template is a phrasing family, named "<command>.<lang>.<ch|inh>.<index>"; the generator holds some
+families out of the training corpus (see corpus_generator.held_out_families), so an index must keep
+naming the same pattern: append new templates rather than inserting them.
+Chinese templates never put a volume or a count right after a well ("A1-D15次" would be unreadable),
+and say something in Chinese themselves (labware names may be Latin); the generator checks both when it
+loads them.
 """
 
 from __future__ import annotations
@@ -24,38 +31,41 @@ from __future__ import annotations
 ZH_LABWARE = (
     "样品板", "细胞板", "储液槽", "反应板", "检测板", "标曲板", "试剂槽", "深孔板",
     "扩增板", "稀释板", "母板", "子板", "缓冲液槽", "培养板", "酶标板", "质控板",
+    "洗脱板", "裂解液槽", "血清板", "中转板",
 )
 EN_LABWARE = (
     "Plate1", "Plate2", "Plate3", "PCR_Plate", "Src_Plate", "Dest_Plate", "Assay_Plate",
     "Deep_Block", "Buffer_Res", "Reagent_Trough", "Sample_Plate", "Dil_Plate", "Cell_Plate",
-    "Elution_Plate", "QC_Plate", "Master_Mix",
+    "Elution_Plate", "QC_Plate", "Master_Mix", "Lysis_Res", "Wash_Trough", "Std_Plate", "Plate_B2",
 )
 PCR_PROGRAMS = (
     "Standard_35", "qPCR_40", "Touchdown_60", "HotStart_30x", "RT_Step", "Amp_Long",
-    "Colony_PCR", "Gradient_55_65", "Quick_25x", "HRM_Run",
+    "Colony_PCR", "Gradient_55_65", "Quick_25x", "HRM_Run", "LAMP_65", "Denature_95",
 )
 POSITIONS = (
     "Deck_1", "Deck_4", "Deck_9", "P3", "P12", "Hotel_2", "Mag_Station", "Shaker_Pos",
     "Heater_1", "Cycler_Dock", "Waste_Pos", "Carrier_5", "Reader_Slot", "Cooling_Block",
+    "Stacker_3", "Lid_Park",
 )
 LIQUID_CLASSES = (
     "Water_Free", "Serum_Slow", "DMSO_Contact", "Glycerol_Viscous", "Buffer_Jet", "Ethanol_Wet",
+    "Plasma_Surface", "Beads_Mix",
 )
 
 # --- numbers -------------------------------------------------------------------------------
 
 # Volumes (µl) that look like what people pipette, per tip capacity; all fit the tip.
 VOLUMES_BY_TIP: dict[str, tuple[int | float, ...]] = {
-    "10ul": (1, 2, 2.5, 3, 4, 5, 6, 7.5, 8, 10),
-    "50ul": (5, 8, 10, 12, 15, 20, 25, 30, 35, 40, 45, 50),
-    "200ul": (20, 25, 30, 50, 60, 75, 80, 100, 120, 150, 180, 200),
+    "10ul": (0.5, 1, 1.5, 2, 2.5, 3, 4, 5, 6, 7.5, 8, 10),
+    "50ul": (5, 8, 10, 12, 12.5, 15, 20, 25, 30, 35, 40, 45, 50),
+    "200ul": (20, 25, 30, 50, 60, 75, 80, 100, 120, 150, 175, 180, 200),
     "1000ul": (100, 150, 200, 250, 300, 400, 500, 600, 750, 800, 900, 1000),
 }
-MIX_TIMES = (2, 3, 3, 5, 5, 6, 8, 10, 12, 15, 20)
-TEMPERATURES = (4, 16, 25, 30, 37, 37, 37, 42, 50, 56, 60, 65, 72, 95, 37.5)
-RPMS = (300, 400, 500, 600, 750, 800, 900, 1000, 1200, 1500, 1800, 2000)
-SHORT_SECONDS = (5, 10, 15, 20, 30, 45, 60, 90, 120, 300, 600)
-LONG_SECONDS = (60, 120, 180, 300, 600, 900, 1200, 1800, 2700, 3600, 5400, 7200, 10800, 14400)
+MIX_TIMES = (2, 3, 3, 4, 5, 5, 6, 8, 10, 12, 15, 20)
+TEMPERATURES = (4, 16, 25, 30, 37, 37, 37, 42, 50, 55, 56, 60, 65, 68, 72, 95, 37.5)
+RPMS = (250, 300, 400, 500, 600, 650, 750, 800, 900, 1000, 1100, 1200, 1500, 1600, 1800, 2000)
+SHORT_SECONDS = (5, 10, 15, 20, 30, 40, 45, 60, 80, 90, 100, 120, 150, 180, 300, 600)
+LONG_SECONDS = (60, 120, 180, 300, 600, 900, 1200, 1800, 2700, 3600, 4500, 5400, 7200, 9000, 10800, 14400)
 
 # --- unit spellings ------------------------------------------------------------------------
 
@@ -63,28 +73,54 @@ UL_UNITS_ZH = ("ul", "uL", "µl", "μL", "µL", "μl", "微升", "微升")
 UL_UNITS_EN = ("ul", "uL", "µl", "μL", "µL", "μl")
 ML_UNITS_ZH = ("ml", "mL", "毫升", "毫升")
 ML_UNITS_EN = ("ml", "mL")
+# Units written without a space before them.
+GLUED_UNITS = frozenset({"微升", "毫升"})
 
-# --- channel phrases (n = count, a..b = first..last, c = single, lst = list) ---------------
+# Distributive words: the same volume on every channel, or one volume per channel in channel order.
+EACH_ZH = ("各", "每孔", "每通道", "各", "每个孔", "每个通道", "每孔各")
+PER_CHANNEL_ZH = ("分别", "分别", "依次")
+EACH_EN = (" each", " per well", " per channel", " each", " per tip", " apiece")
 
-CH_ALL_ZH = ("8通道", "八个通道", "通道1-8", "1-8号通道", "全部8个通道", "1至8号通道", "8个通道")
-CH_ALL_EN = ("8 channels", "all 8 channels", "channels 1-8", "channels 1 to 8", "all eight channels")
-CH_FIRST_ZH = ("前{n}个通道", "通道1-{n}", "1至{n}号通道", "通道1到{n}", "1-{n}号通道", "前{n}通道")
-CH_FIRST_EN = ("the first {n} channels", "channels 1-{n}", "channels 1 to {n}", "channels 1 through {n}", "ch 1-{n}")
-CH_SPAN_ZH = ("通道{a}-{b}", "{a}至{b}号通道", "{a}-{b}号通道", "通道{a}到通道{b}", "第{a}到第{b}通道")
-CH_SPAN_EN = ("channels {a}-{b}", "channels {a} to {b}", "channels {a} through {b}", "ch {a}-{b}")
-CH_ONE_ZH = ("通道{c}", "{c}号通道", "第{c}通道", "第{c}号通道")
-CH_ONE_EN = ("channel {c}", "ch {c}", "channel #{c}")
+# Number words: Chinese ones for durations ("五分钟", "两小时") and channel counts ("前四个通道"), English
+# ones for channel counts only ("the first four channels").
+ZH_NUMERALS = {1: "一", 2: "两", 3: "三", 4: "四", 5: "五", 6: "六", 7: "七", 10: "十", 15: "十五", 20: "二十", 30: "三十"}
+EN_NUMERALS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven"}
+
+# --- channel phrases (n = count, nz/nw = count in words, a..b = first..last, c = single, lst = list) ----
+
+CH_ALL_ZH = (
+    "8通道", "八个通道", "通道1-8", "1-8号通道", "全部8个通道", "1至8号通道", "8个通道", "所有通道", "全部通道",
+    "通道1~8",
+)
+CH_ALL_EN = (
+    "8 channels", "all 8 channels", "channels 1-8", "channels 1 to 8", "all eight channels", "every channel",
+    "all channels", "channels 1 through 8", "channels 1–8",
+)
+CH_FIRST_ZH = (
+    "前{n}个通道", "通道1-{n}", "1至{n}号通道", "通道1到{n}", "1-{n}号通道", "前{n}通道", "前{nz}个通道", "1~{n}号通道",
+)
+CH_FIRST_EN = (
+    "the first {n} channels", "channels 1-{n}", "channels 1 to {n}", "channels 1 through {n}", "ch 1-{n}",
+    "the first {nw} channels", "channels 1–{n}",
+)
+CH_SPAN_ZH = ("通道{a}-{b}", "{a}至{b}号通道", "{a}-{b}号通道", "通道{a}到通道{b}", "第{a}到第{b}通道", "通道{a}~{b}")
+CH_SPAN_EN = ("channels {a}-{b}", "channels {a} to {b}", "channels {a} through {b}", "ch {a}-{b}", "channels {a}–{b}")
+CH_ONE_ZH = ("通道{c}", "{c}号通道", "第{c}通道", "第{c}号通道", "第{c}个通道")
+CH_ONE_EN = ("channel {c}", "ch {c}", "channel #{c}", "channel no. {c}")
 CH_LIST_ZH = ("通道{lst}", "{lst}号通道")
-CH_LIST_EN = ("channels {lst}",)
+CH_LIST_EN = ("channels {lst}", "ch {lst}")
+# Two channels named one by one: "通道3与通道5", "channel 3 and channel 6".
+CH_PAIR_ZH = ("通道{a}与通道{b}", "通道{a}和{b}", "通道{a}和通道{b}", "{a}号和{b}号通道")
+CH_PAIR_EN = ("channel {a} and channel {b}", "channels {a} & {b}")
 
 # --- tips, times, temperatures, speeds -----------------------------------------------------
 
-TIP_WORDS_ZH = ("吸头", "枪头", "tip头", "吸头")
-TIP_WORDS_EN = ("tips", "DiTis", "tips")
-TIP_WORD_EN_SINGLE = ("tip", "DiTi", "tip")
-TEMP_ZH = ("{x}℃", "{x} °C", "{x}°C", "{x}度", "{x}摄氏度")
-TEMP_EN = ("{x} °C", "{x}°C", "{x} degrees C", "{x} deg C", "{x}℃")
-RPM_ZH = ("{x} rpm", "{x}rpm", "{x}转/分", "{x}转每分钟", "{x} r/min", "转速{x}")
+TIP_WORDS_ZH = ("吸头", "枪头", "tip头", "吸头", "一次性吸头", "Tip")
+TIP_WORDS_EN = ("tips", "DiTis", "tips", "pipette tips", "disposable tips")
+TIP_WORD_EN_SINGLE = ("tip", "DiTi", "tip", "pipette tip")
+TEMP_ZH = ("{x}℃", "{x} °C", "{x}°C", "{x}度", "{x}摄氏度", "{x} ℃")
+TEMP_EN = ("{x} °C", "{x}°C", "{x} degrees C", "{x} deg C", "{x}℃", "{x} degrees Celsius", "{x} °C")
+RPM_ZH = ("{x} rpm", "{x}rpm", "{x}转/分", "{x}转每分钟", "{x} r/min", "转速{x}", "{x}转/分钟")
 RPM_EN = ("{x} rpm", "{x} RPM", "{x} r/min", "{x}rpm")
 HOURS_ZH = ("{x}小时", "{x} h", "{x}个小时")
 HOURS_EN = ("{x} h", "{x} hours", "{x} hr")
@@ -92,22 +128,51 @@ MINUTES_ZH = ("{x}分钟", "{x} min", "{x}分钟", "{x}min")
 MINUTES_EN = ("{x} min", "{x} minutes", "{x} mins", "{x}min")
 SECONDS_ZH = ("{x}秒", "{x} s", "{x}秒钟", "{x} sec")
 SECONDS_EN = ("{x} s", "{x} seconds", "{x} sec", "{x}s")
-TIMES_ZH = ("{x}次", "{x}遍")
-TIMES_EN = ("{x} times", "{x}x", "{x} cycles")
+# Minutes and seconds together ("1分20秒", "2 min 30 s"); hours and minutes together ("1小时15分钟").
+MIN_SEC_ZH = ("{m}分{s}秒", "{m}分钟{s}秒", "{m} min {s} s")
+MIN_SEC_EN = ("{m} min {s} s", "{m} min {s} sec", "{m} minutes {s} seconds", "{m}min {s}s")
+HOUR_MIN_ZH = ("{h}小时{m}分钟", "{h}个小时{m}分钟", "{h} h {m} min")
+HOUR_MIN_EN = ("{h} h {m} min", "{h} hours {m} minutes", "{h}h {m}min")
+TIMES_ZH = ("{x}次", "{x}遍", "{x}次", "{x}个循环")
+TIMES_EN = ("{x} times", "{x}x", "{x} cycles", "{x} times", "{x} strokes")
 
 # --- record framing ------------------------------------------------------------------------
 
-PREFIXES_ZH = ("行{i}:", "行{i}：", "步骤{i}：", "步骤{i}:", "行{i}：")
-PREFIXES_EN = ("Line {i}:", "Step {i}.", "Step {i}:", "Line {i}:")
-CONNECTIVES_ZH = ("，然后", "，再", "，随后", "；", "，之后", "。然后", "，接着", "，", "后，", "，结束后")
+PREFIXES_ZH = ("行{i}:", "行{i}：", "步骤{i}：", "步骤{i}:", "行{i}：", "第{i}步：", "{i}.", "{i}、", "（{i}）")
+PREFIXES_EN = ("Line {i}:", "Step {i}.", "Step {i}:", "Line {i}:", "{i}.", "{i})", "({i})")
+# Numbered lines of a record written one step per line.
+LINE_NUMBERS_ZH = ("{i}.", "{i}、", "步骤{i}：", "（{i}）", "{i})")
+LINE_NUMBERS_EN = ("{i}.", "{i})", "Step {i}:", "({i})")
+# Headers are content, not step markers: normalization keeps them.
+HEADERS_ZH = ("准备：", "预处理：", "操作：", "样品制备：", "实验步骤：")
+HEADERS_EN = ("Prep:", "Setup:", "Procedure:", "Sample prep:", "Pipetting:")
+# Headers that state the channels for the steps after them: "加样（通道1-4）：".
+CHANNEL_HEADERS_ZH = ("加样（{ch}）：", "移液（{ch}）：", "分液（{ch}）：", "样品处理（{ch}）：", "{ch}操作：")
+CHANNEL_HEADERS_EN = ("Pipetting ({ch}): ", "Sample loading ({ch}): ", "Setup ({ch}): ", "With {ch}: ")
+CONNECTIVES_ZH = (
+    "，然后", "，再", "，随后", "；", "，之后", "。然后", "，接着", "，", "后，", "，结束后", "，并", "，完成后",
+    "；然后", "。之后", "，紧接着",
+)
 CONNECTIVES_EN = (
-    "; then ", ", then ", ", and then ", ". Then ", "; ", ", after that ", ". Next, ", "; afterwards ", ", ",
+    "; then ", ", then ", ", and then ", ". Then ", "; ", ", after that ", ". Next, ", "; afterwards ", " then ",
+    " and then ", "; next, ", ", and ",
 )
 # Said only before the last step of a record.
 FINAL_CONNECTIVES_ZH = ("，最后", "，最后再", "。最后")
 FINAL_CONNECTIVES_EN = (", and finally ", "; finally ", ". Finally, ")
 ENDINGS_ZH = ("。", "", "。")
 ENDINGS_EN = (".", "", ".")
+# Labware, program and position names in quotes, as people paste them from a deck layout.
+QUOTES_ZH = ("“{}”", "「{}」", '"{}"', "‘{}’")
+QUOTES_EN = ('"{}"', "'{}'", "“{}”")
+# Well ranges down a column ("A1-D1") and well lists ("A1、C1").
+RANGE_SEPARATORS_ZH = ("-", "到", "至", "~", "-", "～", "–", " - ")
+RANGE_SEPARATORS_EN = ("-", " to ", " through ", "-", "–", "~", " - ")
+LIQUID_CLASS_ZH = ("液体类型{lc}：{text}", "使用液体类{lc}，{text}", "{text}（液体类{lc}）", "{text}，液体类别为{lc}")
+LIQUID_CLASS_EN = (
+    "liquid class {lc}: {text}", "{text} using liquid class {lc}", "{text} (liquid class {lc})",
+    "{text} with liquid class {lc}", "[{lc}] {text}",
+)
 
 # Full-width -> half-width punctuation, applied to some Chinese records as people type both.
 HALF_WIDTH = str.maketrans({"，": ", ", "：": ":", "；": ";", "（": "(", "）": ")"})
@@ -118,144 +183,202 @@ WITH_CHANNELS: dict[str, dict[str, tuple[str, ...]]] = {
     "GetDiti": {
         "zh": (
             "{ch}取{tip}", "{ch}装载{tip}", "{ch}换上{tip}", "给{ch}装上{tip}", "{ch}安装{tip}", "取{tip}（{ch}）",
-            "用{ch}拿取新的{tip}", "{ch}上{tip}",
+            "用{ch}拿取新的{tip}", "{ch}上{tip}", "{ch}各取一个{tip}", "在{ch}上加载{tip}", "{ch}：取{tip}",
+            "为{ch}更换{tip}", "{ch}插上{tip}",
         ),
         "en": (
-            "pick up {tip} on {ch}", "load {tip} onto {ch}", "{ch}: get {tip}", "mount {tip} on {ch}",
+            "pick up {tip} on {ch}", "load {tip} onto {ch}", "{ch}: get {tip}", "{ch}: mount {tip}",
             "{ch} take{s} new {tip}", "fit {ch} with {tip}", "get fresh {tip} for {ch}", "{ch} pick{s} up {tip}",
+            "attach {tip} to {ch}", "grab {tip} with {ch}", "equip {ch} with {tip}", "{ch} load{s} {tip}",
+            "take {tip} on {ch}",
         ),
     },
     "DropDiti": {
-        "zh": ("{ch}弃去枪头", "{ch}卸下吸头", "{ch}退吸头", "丢弃{ch}上的吸头", "{ch}把枪头打掉", "{ch}脱去吸头", "{ch}退掉枪头"),
+        "zh": (
+            "{ch}弃去枪头", "{ch}卸下吸头", "{ch}退吸头", "丢弃{ch}上的吸头", "{ch}把枪头打掉", "{ch}脱去吸头", "{ch}退掉枪头",
+            "{ch}丢弃吸头", "将{ch}的吸头弃入废料槽", "{ch}：退枪头", "{ch}弃tip", "卸掉{ch}的枪头",
+        ),
         "en": (
             "drop the tips on {ch}", "{ch} eject{s} the {tips}", "discard the tips from {ch}", "{ch}: drop tips",
             "eject the tips of {ch} into the waste", "unload tips from {ch}", "{ch} discard{s} the {tips}",
+            "strip the {tips} off {ch}", "release the tips on {ch}", "{ch}: eject tips to waste",
+            "remove the {tips} from {ch}",
         ),
     },
     "Aspirate": {
         "zh": (
-            "用{ch}从{src}{each}吸取{v}", "{ch}在{src}{each}吸{v}", "{ch}：{src}，{each}吸{v}", "{src}{each}吸取{v}（{ch}）",
-            "{ch}自{src}{each}抽取{v}", "{ch}从{src}{each}吸液{v}", "以{ch}吸取{src}{each}{v}",
+            "用{ch}从{src}{each}吸取{v}", "{ch}在{src}{each}吸{v}", "{ch}对准{src}，{each}吸{v}", "{src}{each}吸取{v}（{ch}）",
+            "{ch}自{src}{each}抽取{v}", "{ch}从{src}{each}吸液{v}", "以{ch}吸取{src}{each}{v}", "{ch}于{src}{each}吸入{v}",
+            "吸液：{ch}，{src}，{each}{v}", "从{src}用{ch}{each}吸{v}", "{ch}{each}吸取{v}，来源为{src}",
+            "{ch}由{src}{each}吸{v}",
         ),
         "en": (
             "aspirate {v} from {src} with {ch}", "{ch} aspirate{s} {v} from {src}",
-            "draw {v} out of {src} using {ch}", "{ch}: take up {v} from {src}", "from {src}, aspirate {v} on {ch}",
+            "withdraw {v} from {src} using {ch}", "{ch}: take up {v} from {src}", "from {src}, aspirate {v} on {ch}",
             "pull {v} from {src} ({ch})", "{ch} draw{s} {v} from {src}", "aspirate {v} from {src}, {ch}",
-            "{ch} take{s} up {v} from {src}",
+            "{ch} take{s} up {v} from {src}", "suck up {v} from {src} with {ch}",
+            "using {ch}, aspirate {v} out of {src}", "aspirate from {src}: {v}, {ch}",
         ),
     },
     "Dispense": {
         "zh": (
-            "{ch}向{dst}{each}加入{v}", "用{ch}将{v}分配到{dst}", "{ch}注入{dst}，{each}{v}", "{dst}{each}加{v}（{ch}）",
+            "{ch}向{dst}{each}加入{v}", "用{ch}{each}分配{v}到{dst}", "{ch}注入{dst}，{each}{v}", "{dst}{each}加{v}（{ch}）",
             "{ch}在{dst}{each}排出{v}", "{ch}把液体打入{dst}，{each}{v}", "{ch}往{dst}{each}分液{v}",
+            "{ch}于{dst}{each}加样{v}", "加样：{ch}→{dst}，{each}{v}", "{ch}{each}释放{v}至{dst}",
+            "向{dst}{each}打入{v}，使用{ch}",
         ),
         "en": (
             "dispense {v} into {dst} with {ch}", "{ch} dispense{s} {v} to {dst}", "{ch}: release {v} into {dst}",
             "add {v} to {dst} using {ch}", "deliver {v} into {dst} ({ch})", "{ch} empt{ies} {v} into {dst}",
-            "{ch} release{s} {v} into {dst}",
+            "{ch} deposit{s} {v} in {dst}", "dispense {v} to {dst}, {ch}", "with {ch}, dispense {v} into {dst}",
+            "{ch} add{s} {v} to {dst}", "into {dst}: dispense {v} ({ch})", "push out {v} into {dst} on {ch}",
         ),
     },
     "Mix": {
         "zh": (
-            "{ch}在{loc}{each}用{v}吹打混匀{n}", "{loc}：{ch}上下吹吸{n}，{each}{v}", "用{ch}混匀{loc}，{v}，{n}",
-            "{ch}对{loc}{each}以{v}混合{n}", "{ch}在{loc}吹打{n}混匀（{each}{v}）", "混匀{loc}（{ch}，{v}，{n}）",
+            "{ch}在{loc}{each}用{v}吹打混匀{n}", "{loc}处{ch}反复吹吸{n}，{each}{v}", "用{ch}混匀{loc}，{each}{v}，{n}",
+            "{ch}对{loc}{each}以{v}混合{n}", "{ch}在{loc}吹打{n}混匀（{each}{v}）", "混匀{loc}（{ch}，{each}{v}，{n}）",
+            "{ch}于{loc}{each}用{v}上下吹打{n}", "{ch}将{loc}混匀{n}，{each}{v}", "混匀：{ch}，{loc}，{each}{v}，{n}",
+            "{ch}在{loc}{each}以{v}体积混匀{n}",
         ),
         "en": (
             "mix {loc} {n} with {v} on {ch}", "{ch}: pipette-mix {v} in {loc}, {n}",
             "mix {n} at {v} in {loc} using {ch}", "{ch} mix{es} {loc}, {v}, {n}",
             "pipette up and down {n} in {loc} ({v}, {ch})", "with {ch}, mix {v} in {loc} {n}",
+            "{ch} mix{es} {v} in {loc} {n}", "mix the contents of {loc} ({v}, {n}) with {ch}",
+            "triturate {loc} {n} with {v} on {ch}", "{ch}: mix {loc}, {v}, {n}",
         ),
     },
     "Transfer": {
         "zh": (
-            "{ch}把{src}{each}{v}转移到{dst}", "{ch}把{src}{each}{v}转移进{dst}", "用{ch}从{src}转移{v}至{dst}",
+            "{ch}把{src}{each}{v}转移到{dst}", "{ch}将{src}{each}{v}移入{dst}", "用{ch}从{src}{each}转移{v}至{dst}",
             "{ch}：{src} → {dst}，{each}{v}", "将{src}的液体{each}{v}移至{dst}（{ch}）", "{ch}从{src}{each}转{v}到{dst}",
-            "转移（{ch}）：{src}到{dst}，{each}{v}",
+            "转移（{ch}）：{src}到{dst}，{each}{v}", "{src}→{dst}，{ch}{each}转移{v}", "{ch}{each}把{v}从{src}转到{dst}",
+            "{ch}转移{src} -> {dst}，{each}{v}", "从{src}到{dst}转移{each}{v}，使用{ch}",
         ),
         "en": (
             "transfer {v} from {src} to {dst} with {ch}", "{ch}: move {v} from {src} into {dst}",
-            "transfer, {ch}: {v}, {src} -> {dst}", "{ch} transfer{s} {v} {src} to {dst}",
+            "{src} -> {dst}: transfer {v} with {ch}", "{ch} transfer{s} {v} {src} to {dst}",
             "using {ch}, transfer {v} from {src} over to {dst}", "carry {v} from {src} to {dst} on {ch}",
+            "{ch}: {src} → {dst}, {v}", "transfer {v} ({ch}) from {src} into {dst}",
+            "{ch} move{s} {v} from {src} to {dst}", "shift {v} from {src} to {dst} using {ch}",
         ),
     },
     "PCR": {
         "zh": (
-            "在{lw}上运行PCR程序{prog}", "热循环仪对{lw}运行{prog}", "{lw}放入PCR仪执行{prog}程序", "对{lw}执行PCR，程序{prog}",
-            "启动{prog}扩增程序，板子为{lw}", "{lw}跑PCR（程序：{prog}）",
+            "在{lw}上运行PCR程序{prog}", "PCR仪运行{prog}，样品为{lw}", "{lw}放入PCR仪执行{prog}程序", "对{lw}执行PCR，程序{prog}",
+            "启动{prog}扩增程序，板子为{lw}", "{lw}跑PCR（程序：{prog}）", "{lw}上机扩增，程序{prog}",
+            "用程序{prog}对{lw}进行PCR扩增", "PCR扩增：{lw}，程序{prog}", "将{lw}置于热循环仪，运行{prog}", "{lw}进行PCR反应（{prog}）",
         ),
         "en": (
             "run PCR program {prog} on {lw}", "thermocycle {lw} with program {prog}",
             "start the {prog} PCR program for {lw}", "{lw}: PCR, program {prog}",
             "put {lw} through the {prog} cycling program", "run {prog} on the cycler for {lw}",
-            "thermocycler: run {prog} for {lw}",
+            "cycler program {prog} on {lw}", "amplify {lw} using {prog}", "PCR {lw} with the {prog} protocol",
+            "execute thermocycler program {prog} on {lw}", "{lw} goes through PCR ({prog})",
         ),
     },
     "Delay": {
-        "zh": ("等待{t}", "暂停{t}", "静置{t}", "延时{t}", "计时{t}后继续", "停{t}", "程序暂停{t}"),
-        "en": ("wait {t}", "pause for {t}", "delay {t}", "hold for {t}", "let it sit for {t}", "wait for {t}"),
+        "zh": (
+            "等待{t}", "暂停{t}", "静置{t}", "延时{t}", "停{t}", "等{t}", "稍等{t}", "延迟{t}", "原地等待{t}", "等候{t}再继续",
+            "间隔{t}",
+        ),
+        "en": (
+            "wait {t}", "pause for {t}", "delay {t}", "hold for {t}", "let it sit for {t}", "wait for {t}",
+            "idle for {t}", "stand by for {t}", "pause {t}", "leave it for {t}",
+        ),
     },
     "Incubate": {
         "zh": (
             "{lw}在{temp}孵育{t}", "将{lw}于{temp}温育{t}", "{lw}置于{temp}下孵育{t}", "孵育{lw}：{temp}，{t}", "{lw}在{temp}保温{t}",
-            "把{lw}放到{temp}孵育{t}",
+            "把{lw}放到{temp}孵育{t}", "{temp}下将{lw}孵育{t}", "{lw}于{temp}静置孵育{t}", "温育{lw}，温度{temp}，时间{t}",
+            "{lw}放入{temp}培养箱孵育{t}",
         ),
         "en": (
-            "incubate {lw} at {temp} for {t}", "hold {lw} at {temp} for {t}", "keep {lw} at {temp} for {t}",
+            "incubate {lw} at {temp} for {t}", "hold {lw} at {temp} for {t}", "leave {lw} at {temp} for {t}",
             "{lw}: incubate {t} at {temp}", "incubate {lw} ({temp}, {t})", "let {lw} incubate at {temp} for {t}",
+            "incubate {lw} for {t} at {temp}", "place {lw} at {temp} for {t}", "incubation: {lw}, {temp}, {t}",
+            "{lw} is incubated at {temp} for {t}",
         ),
     },
     "Shake": {
         "zh": (
-            "{lw}以{rpm}振荡{t}", "振荡{lw}，{rpm}，{t}", "将{lw}放在摇床上{rpm}摇{t}", "摇板：{lw}，{rpm}，持续{t}", "{lw}在{rpm}下震荡{t}",
-            "{lw}摇匀{t}，{rpm}",
+            "{lw}以{rpm}振荡{t}", "振荡{lw}，{rpm}，{t}", "将{lw}放在摇床上{rpm}摇{t}", "{lw}上摇床，{rpm}摇{t}",
+            "{lw}在{rpm}下震荡{t}", "{lw}摇匀{t}，{rpm}", "以{rpm}将{lw}振荡{t}", "振荡混匀{lw}：{rpm}，{t}",
+            "{lw}振荡{t}（{rpm}）",
         ),
         "en": (
             "shake {lw} at {rpm} for {t}", "{lw}: shake {t} at {rpm}", "put {lw} on the shaker, {rpm}, {t}",
             "agitate {lw} at {rpm} for {t}", "orbital shake {lw} ({rpm}, {t})", "shake {lw} for {t} at {rpm}",
+            "{lw} on the shaker at {rpm} for {t}", "shake: {lw}, {rpm}, {t}",
+            "run the shaker at {rpm} for {t} with {lw}",
         ),
     },
     "MoveLabware": {
-        "zh": ("把{lw}移到{pos}", "夹爪将{lw}搬运至{pos}", "将{lw}移至{pos}", "用机械臂把{lw}放到{pos}", "移动{lw}到{pos}", "{lw}搬到{pos}"),
+        "zh": (
+            "把{lw}移到{pos}", "夹爪将{lw}搬运至{pos}", "将{lw}移至{pos}", "用机械臂把{lw}放到{pos}", "移动{lw}到{pos}",
+            "{lw}搬到{pos}", "{lw} → {pos}（夹爪）", "夹爪：{lw}->{pos}", "将{lw}转运至{pos}", "用夹爪抓取{lw}放至{pos}",
+            "{lw}移位到{pos}",
+        ),
         "en": (
-            "move {lw} to {pos}", "gripper: {lw} -> {pos}", "the gripper places {lw} on {pos}",
+            "move {lw} to {pos}", "gripper: {lw} -> {pos}", "the gripper sets {lw} down on {pos}",
             "use the gripper to place {lw} on {pos}", "relocate {lw} to {pos}", "carry {lw} to {pos}",
-            "have the gripper put {lw} onto {pos}",
+            "have the gripper put {lw} onto {pos}", "{lw} → {pos}", "transport {lw} to {pos}",
+            "bring {lw} over to {pos}", "the gripper moves {lw} to {pos}",
         ),
     },
 }
 
 INHERITED: dict[str, dict[str, tuple[str, ...]]] = {
     "GetDiti": {
-        "zh": ("换上新的{tip}", "重新取{tip}", "再装{tip}"),
-        "en": ("get fresh {tip}", "pick up new {tip}", "load new {tip}"),
+        "zh": ("换上新的{tip}", "重新取{tip}", "重新装上{tip}", "更换{tip}", "取新的{tip}"),
+        "en": ("get fresh {tip}", "pick up new {tip}", "load new {tip}", "take new {tip}", "swap in fresh {tip}"),
     },
     "DropDiti": {
-        "zh": ("弃去枪头", "退掉吸头", "丢弃吸头", "卸下枪头", "把枪头扔进废料槽", "用完退吸头", "脱掉吸头"),
+        "zh": ("弃去枪头", "退掉吸头", "丢弃吸头", "卸下枪头", "把枪头扔进废料槽", "用完退吸头", "脱掉吸头", "弃tip", "退枪头"),
         "en": (
             "drop the tips", "discard the {tips}", "eject the tips", "throw the {tips} away",
-            "drop tips into the waste", "the {tips} go to the waste",
+            "drop tips into the waste", "the {tips} go to the waste", "eject {tips} to waste",
         ),
     },
     "Aspirate": {
-        "zh": ("从{src}{each}吸取{v}", "在{src}{each}吸{v}", "吸取{src}{each}{v}", "自{src}{each}抽取{v}"),
-        "en": ("aspirate {v} from {src}", "draw {v} from {src}", "take up {v} from {src}", "pull {v} out of {src}"),
+        "zh": (
+            "从{src}{each}吸取{v}", "在{src}{each}吸{v}", "吸取{src}{each}{v}", "自{src}{each}抽取{v}", "由{src}{each}吸液{v}",
+            "于{src}{each}吸入{v}",
+        ),
+        "en": (
+            "aspirate {v} from {src}", "draw {v} from {src}", "take up {v} from {src}", "pull {v} out of {src}",
+            "withdraw {v} from {src}", "suck up {v} from {src}",
+        ),
     },
     "Dispense": {
         "zh": (
             "注入{dst}（{each}{v}）", "向{dst}{each}加入{v}", "{each}分配{v}到{dst}", "打入{dst}，{each}{v}",
-            "排到{dst}，{each}{v}",
+            "排到{dst}，{each}{v}", "于{dst}{each}加样{v}",
         ),
         "en": (
             "dispense {v} into {dst}", "release {v} into {dst}", "add {v} to {dst}", "deliver {v} to {dst}",
-            "empty {v} into {dst}", "put {v} into {dst}",
+            "empty {v} into {dst}", "put {v} into {dst}", "deposit {v} in {dst}",
         ),
     },
     "Mix": {
-        "zh": ("在{loc}{each}用{v}吹打混匀{n}", "混匀{loc}，{v}，{n}", "{loc}上下吹吸{n}（{each}{v}）"),
-        "en": ("mix {loc} {n} with {v}", "pipette-mix {v} in {loc}, {n}", "mix {n} at {v} in {loc}"),
+        "zh": (
+            "在{loc}{each}用{v}吹打混匀{n}", "混匀{loc}，{each}{v}，{n}", "{loc}上下吹吸{n}（{each}{v}）", "于{loc}{each}以{v}混匀{n}",
+            "吹打混匀{loc}，{n}，{each}{v}",
+        ),
+        "en": (
+            "mix {loc} {n} with {v}", "pipette-mix {v} in {loc}, {n}", "mix {n} at {v} in {loc}",
+            "triturate {loc} {n} with {v}", "mix {v} in {loc} {n}",
+        ),
     },
     "Transfer": {
-        "zh": ("把{src}{each}{v}转移到{dst}", "从{src}转移{v}至{dst}", "将{src}{each}{v}移到{dst}"),
-        "en": ("transfer {v} from {src} to {dst}", "move {v} from {src} into {dst}", "transfer {v} {src} -> {dst}"),
+        "zh": (
+            "把{src}{each}{v}转移到{dst}", "从{src}{each}转移{v}至{dst}", "将{src}{each}{v}移到{dst}", "{src}→{dst}，{each}转移{v}",
+            "{each}转移{v}：{src}到{dst}",
+        ),
+        "en": (
+            "transfer {v} from {src} to {dst}", "move {v} from {src} into {dst}", "transfer {v} {src} -> {dst}",
+            "carry {v} from {src} to {dst}", "{src} → {dst}, {v}",
+        ),
     },
 }
