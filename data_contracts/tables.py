@@ -20,7 +20,8 @@ from data_contracts.catalog import load_catalog
 SPLITS = ("train", "eval")
 QUARANTINE_STAGES = ("raw", "normalize")
 LANGS = ("zh", "en")
-REGRESSION_SOURCES = ("eval", "mismatched")
+# Evaluation slices (pipelines.evaluate.SLICES): eval split, past failures, held-out phrasings, public examples.
+REGRESSION_SOURCES = ("eval", "mismatched", "heldout", "public")
 COMPLETION_END = "<eoc>"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 REASON_PATTERN = r"^[a-z][a-z0-9_]*$"

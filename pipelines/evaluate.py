@@ -43,10 +43,14 @@ NONE = "<none>"
 @dataclass(frozen=True)
 class EvalCase:
     case_id: str
-    description: str
+    description: str  # normalized: the text the model is prompted with
     gold: tuple[Command, ...]
-    split_source: str  # "eval" | "mismatched"
+    split_source: str  # one of SLICES
     source_index: str | None = None
+    # The text as written, before normalization rewrote ranges and units (the phenomena tags read it).
+    raw_description: str | None = None
+    # The phrasing family of a held-out case: a capped sample takes cases from every family in turn.
+    phrasing: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,9 @@ def plans_equal(gold: Sequence[Command], predicted: Sequence[Command]) -> bool:
 
 
 def evaluate_case(case: EvalCase, raw_output: str, latency_s: float, new_tokens: int, stopped: bool) -> CaseResult:
-    return CaseResult(case=case, checked=check_plan(raw_output), latency_s=latency_s, new_tokens=new_tokens, stopped=stopped)
+    # With the description, the gate also rejects labels the text never mentions (ungrounded strings).
+    checked = check_plan(raw_output, description=case.description)
+    return CaseResult(case=case, checked=checked, latency_s=latency_s, new_tokens=new_tokens, stopped=stopped)
 
 
 # --- metric functions ------------------------------------------------------------------------
@@ -327,10 +333,19 @@ def results_frame(results: Sequence[CaseResult], constrained: bool) -> Any:
     return frame.astype({"json_valid": bool, "catalog_valid": bool, "exact_match": bool, "latency_s": float, "constrained": bool})
 
 
-# --- the regression set: eval split + accumulated failures ------------------------------------
+# --- the evaluation slices -------------------------------------------------------------------
+#
+# eval:       the eval split of augmented_training_set (the only slice the blocking gate judges);
+# mismatched: past eval-split failures (the mismatched-cases file), minus those already in the eval split;
+# heldout:    whole phrasing families training never sees (generalization to new wording);
+# public:     the 20 public examples (never training data; a project copy under data/eval).
 
 EVAL_SOURCE = "eval"
 MISMATCHED_SOURCE = "mismatched"
+HELDOUT_SOURCE = "heldout"
+PUBLIC_SOURCE = "public"
+SLICES = (EVAL_SOURCE, MISMATCHED_SOURCE, HELDOUT_SOURCE, PUBLIC_SOURCE)
+GATED_SLICE = EVAL_SOURCE
 
 
 def eval_split_cases(augmented: Any, normalized: Any) -> list[EvalCase]:
@@ -349,6 +364,7 @@ def eval_split_cases(augmented: Any, normalized: Any) -> list[EvalCase]:
             gold=tuple(parse_json_commands(str(row.commands_json))),
             split_source=EVAL_SOURCE,
             source_index=str(row.source_index),
+            raw_description=str(row.raw_input),
         )
         for row in samples.itertuples(index=False)
     ]
@@ -364,7 +380,10 @@ def read_mismatched_cases(path: Any) -> list[EvalCase]:
 
 
 def read_cases(path: Any, source: str) -> list[EvalCase]:
-    """Cases of a file in the raw corpus format with an `id` each, ids prefixed `<source>:`; [] if no file."""
+    """Cases of a file in the raw corpus format with an `id` each, ids prefixed `<source>:`; [] if no file.
+
+    An optional `phrasing` key (held-out files) is kept on the case; other extra keys (`tags`) are ignored.
+    """
     import json
     from pathlib import Path
 
@@ -381,9 +400,11 @@ def read_cases(path: Any, source: str) -> list[EvalCase]:
         try:
             record = json.loads(line)
             turn = record["conversation"][0]
-            description = normalize_text(str(turn["input"]))
+            raw_description = str(turn["input"])
+            description = normalize_text(raw_description)
             gold = tuple(parse_text_commands(str(turn["output"])))
             case_id = str(record["id"])
+            phrasing = record.get("phrasing")
         except (ValueError, KeyError, IndexError, TypeError, ContractError) as error:
             raise ValueError(f"{path}:{line_number}: not a regression case ({type(error).__name__}: {error})") from error
         cases.append(
@@ -393,9 +414,18 @@ def read_cases(path: Any, source: str) -> list[EvalCase]:
                 gold=gold,
                 split_source=source,
                 source_index=source_index(description, render_json_commands(gold)),
+                raw_description=raw_description,
+                phrasing=_first_family(phrasing),
             )
         )
     return cases
+
+
+def _first_family(phrasing: Any) -> str | None:
+    """The family a capped sample rotates on: the generator lists one per command, the first names the record."""
+    if isinstance(phrasing, list):
+        return str(phrasing[0]) if phrasing else None
+    return None if phrasing is None else str(phrasing)
 
 
 def regression_set(eval_cases: Sequence[EvalCase], mismatched: Sequence[EvalCase]) -> list[EvalCase]:
@@ -410,20 +440,118 @@ def regression_set(eval_cases: Sequence[EvalCase], mismatched: Sequence[EvalCase
     return cases
 
 
+def cap_cases(cases: Sequence[EvalCase], limit: int | None) -> list[EvalCase]:
+    """At most `limit` cases (None: all), in case-id order; the same input always keeps the same cases.
+
+    Cases are taken in case-id order (eval ids are content hashes, so that is a fixed pseudo-random
+    sample); cases that carry a phrasing family are taken from each family in turn, so a small cap of
+    the held-out slice still covers every family.
+    """
+    ordered = sorted(cases, key=lambda case: case.case_id)
+    if limit is None or len(ordered) <= limit:
+        return ordered
+    families: dict[str, list[EvalCase]] = {}
+    for case in ordered:
+        families.setdefault(case.phrasing or "", []).append(case)
+    queues = [families[name] for name in sorted(families)]
+    picked: list[EvalCase] = []
+    for position in range(max(len(queue) for queue in queues)):
+        picked += [queue[position] for queue in queues if position < len(queue)]
+    return sorted(picked[:limit], key=lambda case: case.case_id)
+
+
+@dataclass(frozen=True)
+class EvalSlice:
+    """One slice of an evaluation: the cases to run and how many the slice holds before any cap."""
+
+    name: str
+    cases: tuple[EvalCase, ...]
+    available: int
+    path: str | None = None  # the file the slice was read from; None for the eval split
+    missing: bool = False  # that file does not exist: reported as 0 cases, not an error
+
+    @property
+    def evaluated(self) -> int:
+        return len(self.cases)
+
+
+def evaluation_slices(
+    eval_cases: Sequence[EvalCase],
+    mismatched_path: Any,
+    heldout_path: Any,
+    public_path: Any,
+    max_cases: dict[str, int | None] | None = None,
+) -> list[EvalSlice]:
+    """The four slices in SLICES order, each capped by `max_cases[<slice>]` (a slice not named: whole)."""
+    from pathlib import Path
+
+    caps = max_cases or {}
+    mismatched = [
+        case for case in regression_set(eval_cases, read_cases(mismatched_path, MISMATCHED_SOURCE))
+        if case.split_source == MISMATCHED_SOURCE
+    ]
+    available: list[tuple[str, list[EvalCase], Path | None]] = [
+        (EVAL_SOURCE, list(eval_cases), None),
+        (MISMATCHED_SOURCE, mismatched, Path(mismatched_path)),
+        (HELDOUT_SOURCE, read_cases(heldout_path, HELDOUT_SOURCE), Path(heldout_path)),
+        (PUBLIC_SOURCE, read_cases(public_path, PUBLIC_SOURCE), Path(public_path)),
+    ]
+    return [
+        EvalSlice(
+            name=name,
+            cases=tuple(cap_cases(cases, caps.get(name))),
+            available=len(cases),
+            path=None if path is None else str(path),
+            missing=path is not None and not path.is_file(),
+        )
+        for name, cases, path in available
+    ]
+
+
+@dataclass(frozen=True)
+class SliceRates:
+    cases: int
+    json_valid_rate: float
+    catalog_valid_rate: float
+    exact_match: float
+
+
+def rates_by_slice(results: Sequence[CaseResult]) -> dict[str, SliceRates]:
+    """The headline rates of each slice present in `results`, in SLICES order (unknown sources last)."""
+    by_slice: dict[str, list[CaseResult]] = {}
+    for result in results:
+        by_slice.setdefault(result.case.split_source, []).append(result)
+    order = [name for name in SLICES if name in by_slice] + [name for name in by_slice if name not in SLICES]
+    return {
+        name: SliceRates(
+            cases=len(by_slice[name]),
+            json_valid_rate=rate([r.checked.json_valid for r in by_slice[name]]),
+            catalog_valid_rate=rate([r.checked.catalog_valid for r in by_slice[name]]),
+            exact_match=rate([r.exact_match for r in by_slice[name]]),
+        )
+        for name in order
+    }
+
+
 def mismatched_record(case: EvalCase) -> str:
     import json
 
     from data_contracts.forms import render_text_commands
 
+    # The text as written: normalization is idempotent, so reading it back gives the same case, and the
+    # ranges and units the phenomena tags look for are still there.
     record = {
-        "conversation": [{"input": case.description, "output": render_text_commands(case.gold)}],
+        "conversation": [{"input": case.raw_description or case.description, "output": render_text_commands(case.gold)}],
         "id": case.source_index or case.case_id,
     }
     return json.dumps(record, ensure_ascii=False)
 
 
 def append_failures(path: Any, results: Sequence[CaseResult]) -> int:
-    """Append every failed case not yet in the file; returns how many were added.
+    """Append every failed eval-split case not yet in the file; returns how many were added.
+
+    Only the eval slice feeds the file: it becomes regression cases, and the held-out and public cases must
+    never land in a data file that could be mistaken for training data.
 
     Existing lines stay byte for byte; new lines follow in case-id order, so the same results always
     give the same file. The file is replaced atomically (write a temporary file, then rename), so a
@@ -437,6 +565,8 @@ def append_failures(path: Any, results: Sequence[CaseResult]) -> int:
     known = {_case_key(case.description, case.gold) for case in read_mismatched_cases(path)}
     new_cases = []
     for result in sorted(results, key=lambda r: r.case.case_id):
+        if result.case.split_source != EVAL_SOURCE:
+            continue
         key = _case_key(result.case.description, result.case.gold)
         if not result.exact_match and key not in known:
             known.add(key)
@@ -467,14 +597,29 @@ def append_failures(path: Any, results: Sequence[CaseResult]) -> int:
 @dataclass(frozen=True)
 class EvalSettings:
     mismatched_cases: str = "data/regression/mismatched_cases.jsonl"
+    heldout_cases: str = "data/heldout/phrasing_families.jsonl"
+    public_cases: str = "data/eval/sop_examples.jsonl"
     batch_size: int = 16
     max_new_tokens: int = 384
     constrained: bool = True
     compare_unconstrained: bool = False
-    max_cases: int | None = None  # None: the whole regression set
+    # Per slice ({"eval": 250, "heldout": 12, ...}); a slice not named, or null, is evaluated whole.
+    max_cases: dict[str, int | None] | None = None
     # Add this run's failures to the mismatched-cases file (off for throwaway models such as smoke).
     append_failures: bool = True
     limits: dict[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_cases is None:
+            return
+        if not isinstance(self.max_cases, dict):
+            raise ValueError(f"eval.max_cases must map slice names {list(SLICES)} to a case count, got {self.max_cases!r}")
+        unknown = sorted(set(self.max_cases) - set(SLICES))
+        if unknown:
+            raise ValueError(f"eval.max_cases: unknown slices {unknown}; the slices are {list(SLICES)}")
+        for name, limit in self.max_cases.items():
+            if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+                raise ValueError(f"eval.max_cases.{name} must be a count >= 0 or null, got {limit!r}")
 
     def decoding_config(self, constrained: bool | None = None) -> Any:
         from pipelines.constrained import DecodingLimits
@@ -521,8 +666,9 @@ def eval_settings(sections: dict[str, Any], profile: str) -> EvalSettings:
     section = dict(sections.get("eval") or {})
     overrides = dict((section.pop("profiles", None) or {}).get(profile) or {})
     merged = {**section, **overrides}
-    if "limits" in section and "limits" in overrides:
-        merged["limits"] = {**section["limits"], **overrides["limits"]}
+    for mapping in ("limits", "max_cases"):
+        if isinstance(section.get(mapping), dict) and isinstance(overrides.get(mapping), dict):
+            merged[mapping] = {**section[mapping], **overrides[mapping]}
     return EvalSettings(**_known_keys(EvalSettings, merged, f"eval (profile {profile})"))
 
 

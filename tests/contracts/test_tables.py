@@ -235,7 +235,7 @@ def test_regression_rejects_bad_rows() -> None:
     df.loc[1, "exact_match"] = True
     df.loc[0, "latency_s"] = -1.0
     failed = failed_checks(RegressionResultTable, df)
-    assert ("split_source", "isin(['eval', 'mismatched'])") in failed
+    assert ("split_source", "isin(['eval', 'mismatched', 'heldout', 'public'])") in failed
     assert ("latency_s", "greater_than_or_equal_to(0)") in failed
     assert any(check == "exact_match_implies_catalog_valid" for _, check in failed)
 

@@ -10,24 +10,30 @@ from data_contracts.commands import Command
 from data_contracts.forms import render_json_commands
 from pipelines.evaluate import (
     NONE,
+    SLICES,
     CaseResult,
     EvalCase,
     append_failures,
+    cap_cases,
     command_prf,
     compute_metrics,
     confusion_counts,
     confusion_markdown,
     eval_settings,
     evaluate_case,
+    evaluation_slices,
     field_accuracy,
     gate_thresholds,
     latency_summary,
     percentile,
     rate,
+    rates_by_slice,
+    read_cases,
     read_mismatched_cases,
     regression_set,
     results_frame,
 )
+from pipelines.normalize import normalize_text
 
 
 def tips(channels: list[int], tip: str = "200ul") -> Command:
@@ -73,7 +79,8 @@ RAW = [
 
 
 def make_results() -> list[CaseResult]:
-    cases = [EvalCase(case_id=f"eval:c{i}", description=f"case {i}", gold=tuple(g), split_source="eval", source_index=f"c{i}") for i, g in enumerate(GOLD)]
+    # Every label of the gold plans (labware P1) occurs in the description, so the gold plans are grounded.
+    cases = [EvalCase(case_id=f"eval:c{i}", description=f"case {i} on P1", gold=tuple(g), split_source="eval", source_index=f"c{i}") for i, g in enumerate(GOLD)]
     latencies = [1.0, 2.0, 3.0, 4.0]
     return [evaluate_case(case, raw, latency, 10 * (i + 1), True) for i, (case, raw, latency) in enumerate(zip(cases, RAW, latencies))]
 
@@ -87,11 +94,11 @@ def test_per_case_checks_parse_validate_compare():
 
 
 def test_exact_match_requires_order_and_catalog_validity():
-    case = EvalCase("eval:x", "x", (tips([1]), aspirate([20])), "eval")
+    case = EvalCase("eval:x", "x from P1", (tips([1]), aspirate([20])), "eval")
     swapped = evaluate_case(case, as_json([aspirate([20]), tips([1])]), 0.1, 5, True)
     assert swapped.checked.catalog_valid and not swapped.exact_match
     # gold itself over tip capacity: an identical but invalid prediction is not counted as a match
-    bad_case = EvalCase("eval:y", "y", (tips([1], "10ul"), aspirate([20])), "eval")
+    bad_case = EvalCase("eval:y", "y from P1", (tips([1], "10ul"), aspirate([20])), "eval")
     same_bad = evaluate_case(bad_case, as_json([tips([1], "10ul"), aspirate([20])]), 0.1, 5, True)
     assert not same_bad.checked.catalog_valid and not same_bad.exact_match
 
@@ -192,8 +199,14 @@ def test_regression_set_and_failure_file(tmp_path):
         encoding="utf-8",
     )
     mismatched = read_mismatched_cases(path)
-    assert [c.description for c in mismatched] == ["等待1分钟"]  # normalized like the corpus: step prefix stripped
-    eval_cases = [EvalCase("eval:a", "等待1分钟", (delay(60),), "eval", "a"), EvalCase("eval:b", "b", (delay(5),), "eval", "b")]
+    # normalized like the corpus (step prefix stripped); the text as written is kept for the phenomena tags
+    assert [c.description for c in mismatched] == [normalize_text("等待1分钟")]
+    assert not mismatched[0].description.startswith("行1")
+    assert [c.raw_description for c in mismatched] == ["行1:等待1分钟"]
+    eval_cases = [
+        EvalCase("eval:a", normalize_text("等待1分钟"), (delay(60),), "eval", "a"),
+        EvalCase("eval:b", "b", (delay(5),), "eval", "b"),
+    ]
     cases = regression_set(eval_cases, mismatched)
     assert [c.case_id for c in cases] == ["eval:a", "eval:b"]  # the mismatched duplicate of eval:a is dropped
 
@@ -237,3 +250,149 @@ def test_results_frame_never_renders_a_rejected_plan():
     assert frame.loc[0, "json_valid"] and not frame.loc[0, "catalog_valid"]
     assert frame["predicted_json"].isna().all()
     assert frame.loc[0, "raw_output"] == raw and "tip_capacity" in frame.loc[0, "error"]
+
+
+# --- the output gate sees the description ------------------------------------------------------
+
+
+def test_evaluate_case_rejects_labels_the_description_does_not_contain():
+    gold = (aspirate([20], labware="P1"),)
+    grounded = evaluate_case(EvalCase("eval:g", "draw 20ul from P1 A1", gold, "eval"), as_json(list(gold)), 0.1, 5, True)
+    assert grounded.checked.catalog_valid and grounded.exact_match
+    invented = evaluate_case(EvalCase("eval:u", "draw 20ul from Q9 A1", gold, "eval"), as_json(list(gold)), 0.1, 5, True)
+    assert invented.checked.json_valid and not invented.checked.catalog_valid and not invented.exact_match
+    assert "ungrounded_string" in invented.checked.error_message()
+
+
+# --- slices ----------------------------------------------------------------------------------
+
+
+def raw_line(input_text: str, output_text: str, case_id: str, **extra) -> str:
+    return json.dumps({"conversation": [{"input": input_text, "output": output_text}], "id": case_id, **extra}, ensure_ascii=False)
+
+
+def test_slices_match_the_results_table_contract():
+    from data_contracts.tables import REGRESSION_SOURCES
+
+    assert SLICES == REGRESSION_SOURCES == ("eval", "mismatched", "heldout", "public")
+
+
+def test_read_cases_keeps_raw_text_and_phrasing_family(tmp_path):
+    path = tmp_path / "heldout.jsonl"
+    path.write_text(raw_line("行3:等待2分钟", "Delay(seconds=120)", "h1", phrasing="wait_minutes") + "\n", encoding="utf-8")
+    (case,) = read_cases(path, "heldout")
+    assert (case.case_id, case.split_source, case.phrasing) == ("heldout:h1", "heldout", "wait_minutes")
+    assert case.raw_description == "行3:等待2分钟" and case.description == normalize_text("行3:等待2分钟")
+    # The generator lists one family per command; the first one names the record.
+    path.write_text(raw_line("等待2分钟", "Delay(seconds=120)", "h2", phrasing=["Delay.zh.3", "Shake.zh.1"]) + "\n", encoding="utf-8")
+    assert read_cases(path, "heldout")[0].phrasing == "Delay.zh.3"
+
+
+def family_case(case_id: str, phrasing: str | None) -> EvalCase:
+    return EvalCase(case_id, case_id, (delay(1),), "heldout", phrasing=phrasing)
+
+
+def test_cap_takes_cases_in_case_id_order_and_every_family_in_turn():
+    plain = [family_case(f"eval:{name}", None) for name in ("d", "a", "c", "b")]
+    assert [c.case_id for c in cap_cases(plain, None)] == ["eval:a", "eval:b", "eval:c", "eval:d"]
+    assert [c.case_id for c in cap_cases(plain, 2)] == ["eval:a", "eval:b"]
+    assert [c.case_id for c in cap_cases(list(reversed(plain)), 2)] == ["eval:a", "eval:b"]  # input order does not matter
+    assert cap_cases(plain, 0) == []
+    # Family x holds the three lowest ids; a cap of 3 still takes one case of each family.
+    families = [family_case("h:1", "x"), family_case("h:2", "x"), family_case("h:3", "x"), family_case("h:4", "y"), family_case("h:5", "z")]
+    assert [c.case_id for c in cap_cases(families, 3)] == ["h:1", "h:4", "h:5"]
+    assert [c.case_id for c in cap_cases(families, 4)] == ["h:1", "h:2", "h:4", "h:5"]
+
+
+def test_evaluation_slices_report_missing_files_dedupe_failures_and_cap(tmp_path):
+    eval_cases = [EvalCase(f"eval:{i}", normalize_text(f"等待{i}秒"), (delay(i),), "eval", str(i)) for i in range(1, 6)]
+    mismatched = tmp_path / "mismatched.jsonl"
+    mismatched.write_text(
+        raw_line("等待1秒", "Delay(seconds=1)", "dup") + "\n" + raw_line("等待9秒", "Delay(seconds=9)", "old") + "\n", encoding="utf-8"
+    )
+    public = tmp_path / "public.jsonl"
+    public.write_text("".join(raw_line(f"等待{i}0秒", f"Delay(seconds={i}0)", f"E00{i}", tags=["zh"]) + "\n" for i in range(1, 4)), encoding="utf-8")
+
+    slices = evaluation_slices(eval_cases, mismatched, tmp_path / "no_heldout.jsonl", public, {"eval": 2, "public": None})
+    by_name = {s.name: s for s in slices}
+    assert [s.name for s in slices] == list(SLICES)
+    assert (by_name["eval"].evaluated, by_name["eval"].available) == (2, 5)
+    assert [c.case_id for c in by_name["eval"].cases] == ["eval:1", "eval:2"]
+    # "dup" repeats eval:1, so only "old" is a mismatched case
+    assert [c.case_id for c in by_name["mismatched"].cases] == ["mismatched:old"] and by_name["mismatched"].available == 1
+    heldout = by_name["heldout"]
+    assert heldout.missing and (heldout.evaluated, heldout.available) == (0, 0)
+    assert heldout.path == str(tmp_path / "no_heldout.jsonl")
+    assert not by_name["public"].missing
+    assert [c.case_id for c in by_name["public"].cases] == ["public:E001", "public:E002", "public:E003"]
+    assert by_name["eval"].path is None and not by_name["eval"].missing
+
+
+def test_rates_by_slice_on_fixture():
+    results = make_results()  # eval slice: 4 cases, 3 valid plans, 1 exact match
+    public_case = EvalCase("public:E1", "wait", (delay(60),), "public")
+    results.append(evaluate_case(public_case, as_json([delay(60)]), 0.1, 3, True))
+    by_slice = rates_by_slice(results)
+    assert list(by_slice) == ["eval", "public"]
+    assert (by_slice["eval"].cases, by_slice["eval"].json_valid_rate, by_slice["eval"].exact_match) == (4, 0.75, 0.25)
+    assert (by_slice["public"].cases, by_slice["public"].catalog_valid_rate, by_slice["public"].exact_match) == (1, 1.0, 1.0)
+
+
+def test_only_eval_split_failures_are_appended(tmp_path):
+    path = tmp_path / "mismatched_cases.jsonl"
+    cases = [EvalCase(f"{source}:x", f"{source} text", (delay(5),), source, f"{source}-x") for source in SLICES]
+    results = [evaluate_case(case, as_json([delay(1)]), 0.1, 3, True) for case in cases]
+    assert not any(r.exact_match for r in results)
+    assert append_failures(path, results) == 1
+    assert [json.loads(line)["id"] for line in path.read_text(encoding="utf-8").splitlines()] == ["eval-x"]
+    assert append_failures(path, [r for r in results if r.case.split_source != "eval"]) == 0
+
+
+def test_appended_failure_keeps_the_text_as_written_and_reads_back_as_the_same_case(tmp_path):
+    path = tmp_path / "mismatched_cases.jsonl"
+    raw = "行2:等待3分钟"
+    case = EvalCase("eval:w", normalize_text(raw), (delay(180),), "eval", "w", raw_description=raw)
+    assert append_failures(path, [evaluate_case(case, as_json([delay(1)]), 0.1, 3, True)]) == 1
+    assert json.loads(path.read_text(encoding="utf-8"))["conversation"][0]["input"] == raw
+    (back,) = read_mismatched_cases(path)
+    assert (back.description, back.gold) == (case.description, case.gold)
+    assert regression_set([case], [back]) == [case]  # recognised as the same case
+
+
+def test_results_frame_accepts_every_slice():
+    from data_contracts.tables import RegressionResultTable
+
+    cases = [EvalCase(f"{source}:x", "wait", (delay(5),), source) for source in SLICES]
+    frame = results_frame([evaluate_case(case, as_json([delay(5)]), 0.1, 3, True) for case in cases], constrained=True)
+    RegressionResultTable.validate(frame, lazy=True)
+    assert frame["split_source"].tolist() == list(SLICES)
+
+
+def test_max_cases_per_slice_merges_and_is_checked():
+    sections = {"eval": {"max_cases": {"eval": 10, "public": 20}, "profiles": {"smoke": {"max_cases": {"eval": 2}}}}}
+    assert eval_settings(sections, "smoke").max_cases == {"eval": 2, "public": 20}
+    assert eval_settings(sections, "default").max_cases == {"eval": 10, "public": 20}
+    with pytest.raises(ValueError, match="unknown slices \\['train'\\]"):
+        eval_settings({"eval": {"max_cases": {"train": 3}}}, "default")
+    with pytest.raises(ValueError, match="must map slice names"):
+        eval_settings({"eval": {"max_cases": 16}}, "default")
+    with pytest.raises(ValueError, match="eval.max_cases.heldout"):
+        eval_settings({"eval": {"max_cases": {"heldout": -1}}}, "default")
+
+
+def test_default_profile_evaluation_is_bounded():
+    """The default (CPU) profile caps every slice so the run stays within the ~12-minute evaluation budget."""
+    import yaml
+
+    from tests.conftest import PARAMS_PATH
+
+    sections = yaml.safe_load(PARAMS_PATH.read_text(encoding="utf-8"))
+    default = eval_settings(sections, "default")
+    assert default.compare_unconstrained is False  # free generation would double the decoding time
+    caps = default.max_cases or {}
+    assert set(caps) == set(SLICES) and all(isinstance(cap, int) for cap in caps.values())
+    # The bundled corpus's eval split whole (the stratified split may round a few cases up), all public examples.
+    expected_eval = sections["corpus"]["n_records"] * sections["augment"]["eval_fraction"]
+    assert caps["eval"] >= 1.05 * expected_eval and caps["public"] >= 20
+    assert sum(caps.values()) <= 290  # ~12 minutes at the CPU decoding rate the budget was sized with
+    assert eval_settings(sections, "gpu").compare_unconstrained is True  # still configurable per profile

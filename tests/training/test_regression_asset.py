@@ -1,7 +1,8 @@
 """regression_metrics and its blocking gate, materialized with Dagster on a temporary lake and model dir.
 
 Inputs are built directly (no training): a tiny random model stands in for the merged model, recorded
-as trained with the smoke profile, and the two upstream tables are written with their Delta schemas.
+as trained with the smoke profile, the two upstream tables are written with their Delta schemas, and the
+mismatched, held-out and public slice files are temporary files.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import yaml
 
 from data_contracts.commands import Command
 from data_contracts.forms import render_json_commands
+from pipelines.evaluate import SLICES
 from tests.conftest import PARAMS_PATH, REPO_ROOT
 
 SAMPLES = [
@@ -26,13 +28,25 @@ SAMPLES = [
 EVAL_IDS = {"s0", "s1", "s2"}
 
 
+PUBLIC_CASES = [
+    {"conversation": [{"input": "程序暂停，计时3小时后继续", "output": "Delay(seconds=10800)"}], "id": "E003", "tags": ["zh"]},
+    {"conversation": [{"input": "Gripper: carry Assay_Plate over to Deck_7.", "output": "MoveLabware(labware='Assay_Plate', position='Deck_7')"}], "id": "E006", "tags": ["en"]},
+]
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
 def write_inputs(lake: Path) -> None:
     from pipelines.lake import AUGMENTED_TABLE, NORMALIZED_TABLE, table_path, write_table
+    from pipelines.normalize import normalize_text
 
     normalized = pd.DataFrame(
         {
             "source_index": [s for s, _, _ in SAMPLES],
-            "input_text": [d for _, d, _ in SAMPLES],
+            "input_text": [normalize_text(d) for _, d, _ in SAMPLES],  # as the normalize stage writes it
             "raw_input": [d for _, d, _ in SAMPLES],
             "commands_json": [render_json_commands(c) for _, _, c in SAMPLES],
             "command_names": [[x.func_name for x in c] for _, _, c in SAMPLES],
@@ -84,7 +98,10 @@ def smoke_params(tmp_path: Path, **eval_overrides) -> Path:
     return path
 
 
-def materialize(tmp_path: Path, artifacts: Path, mismatched: Path, params_path: Path):
+def materialize(
+    tmp_path: Path, artifacts: Path, mismatched: Path, params_path: Path, heldout: Path | None = None, public: Path | None = None
+):
+    """regression_metrics + its gate; slice files default to paths that do not exist (empty slices)."""
     import dagster as dg
 
     from assets.evaluation_assets import regression_gate, regression_metrics
@@ -97,7 +114,17 @@ def materialize(tmp_path: Path, artifacts: Path, mismatched: Path, params_path: 
             "artifacts": ArtifactsResource(root=str(artifacts)),
             "params": ParamsResource(path=str(params_path)),
         },
-        run_config={"ops": {"regression_metrics": {"config": {"mismatched_cases": str(mismatched)}}}},
+        run_config={
+            "ops": {
+                "regression_metrics": {
+                    "config": {
+                        "mismatched_cases": str(mismatched),
+                        "heldout_cases": str(heldout or tmp_path / "no_heldout.jsonl"),
+                        "public_cases": str(public or tmp_path / "no_public.jsonl"),
+                    }
+                }
+            }
+        },
         raise_on_error=False,
     )
 
@@ -121,13 +148,20 @@ def test_regression_metrics_writes_results_appends_failures_and_gates(tmp_path, 
         encoding="utf-8",
     )
 
-    params_path = smoke_params(tmp_path, append_failures=True)
-    result = materialize(tmp_path, merged_model_root, mismatched, params_path)
+    public = write_jsonl(tmp_path / "public.jsonl", PUBLIC_CASES)
+    heldout = tmp_path / "heldout.jsonl"  # not written: a missing slice is reported, not an error
+
+    # public capped to 1 of its 2 cases: the first by case id
+    params_path = smoke_params(tmp_path, append_failures=True, max_cases={"public": 1})
+    result = materialize(tmp_path, merged_model_root, mismatched, params_path, heldout=heldout, public=public)
     assert result.success
     frame = read_table(table_path(tmp_path / "lake", "regression_results"))
     RegressionResultTable.validate(frame, lazy=True)
-    # 3 eval cases + the mismatched one (its normalized description differs from every eval case)
-    assert sorted(frame["case_id"]) == ["eval:s0", "eval:s1", "eval:s2", "mismatched:old"]
+    # 3 eval cases + the mismatched one (its normalized description differs from every eval case) + 1 public
+    assert sorted(frame["case_id"]) == ["eval:s0", "eval:s1", "eval:s2", "mismatched:old", "public:E003"]
+    assert frame.set_index("case_id")["split_source"].to_dict() == {
+        "eval:s0": "eval", "eval:s1": "eval", "eval:s2": "eval", "mismatched:old": "mismatched", "public:E003": "public"
+    }
     assert frame["constrained"].all()  # smoke: constrained only
     # An untrained model still gives parseable plans, because decoding is constrained to the schema.
     assert frame["json_valid"].all()
@@ -136,12 +170,28 @@ def test_regression_metrics_writes_results_appends_failures_and_gates(tmp_path, 
     evaluation = gate_evaluation(result)
     assert evaluation.passed  # smoke thresholds: every output a plan; no quality bar
     assert evaluation.metadata["json_valid_rate"].value == 1.0
+    assert evaluation.metadata["cases"].value == 3  # the gate judges the eval slice only
 
     metadata = result.asset_materializations_for_node("regression_metrics")[0].metadata
-    assert metadata["n_cases"].value == 4.0
+    assert metadata["n_cases"].value == 5.0  # every case of the run
     assert "| micro |" in metadata["metrics"].value
     assert metadata["confusion"].value.startswith("| gold \\ predicted |")
-    assert metadata["new_mismatched_cases"].value == 3  # the 3 eval cases; "old" was already there
+    # per slice: evaluated out of available; a missing file is 0 cases and flagged, with no rates
+    counts = {name: (metadata[f"{name}/cases_evaluated"].value, metadata[f"{name}/cases_available"].value) for name in SLICES}
+    assert counts == {"eval": (3, 3), "mismatched": (1, 1), "heldout": (0, 0), "public": (1, 2)}
+    assert metadata["heldout/file_missing"].value is True and metadata["public/file_missing"].value is False
+    assert "heldout/exact_match" not in metadata
+    for name in ("eval", "mismatched", "public"):
+        assert metadata[f"{name}/json_valid_rate"].value == 1.0 and metadata[f"{name}/exact_match"].value == 0.0
+    slice_rows = {row.data["slice"]: row.data for row in metadata["slices"].value.records}
+    assert slice_rows["heldout"]["note"] == f"missing file {heldout}"
+    assert slice_rows["public"]["note"] == "capped at 1 of 2 (eval.max_cases)"
+    tag_rows = {(row.data["slice"], row.data["tag"]): row.data["cases"] for row in metadata["exact_match_by_tag"].value.records}
+    assert tag_rows[("public", "time_conversion")] == 1  # "3小时" in the text as written
+    assert tag_rows[("eval", "single_command")] == 3 and tag_rows[("all", "single_command")] == 5
+    assert "| tag | eval | mismatched | public | all |" in metadata["exact_match_by_tag_md"].value
+    # only eval-split failures are kept: "old" was already there, the public case must never be added
+    assert metadata["new_mismatched_cases"].value == 3
 
     lines = mismatched.read_text(encoding="utf-8").splitlines()
     assert len(lines) == 4 and json.loads(lines[0])["id"] == "old"
@@ -149,11 +199,11 @@ def test_regression_metrics_writes_results_appends_failures_and_gates(tmp_path, 
 
     # Second run: the failures are in the file already, so nothing is added and the file is unchanged.
     text = mismatched.read_text(encoding="utf-8")
-    again = materialize(tmp_path, merged_model_root, mismatched, params_path)
+    again = materialize(tmp_path, merged_model_root, mismatched, params_path, heldout=heldout, public=public)
     assert again.success
     assert again.asset_materializations_for_node("regression_metrics")[0].metadata["new_mismatched_cases"].value == 0
     assert mismatched.read_text(encoding="utf-8") == text
-    assert len(read_table(table_path(tmp_path / "lake", "regression_results"))) == 4  # deduplicated regression set
+    assert len(read_table(table_path(tmp_path / "lake", "regression_results"))) == 5  # deduplicated regression set
 
     assert (repo_file.read_bytes() if repo_file.exists() else None) == repo_before
 
@@ -161,7 +211,7 @@ def test_regression_metrics_writes_results_appends_failures_and_gates(tmp_path, 
 def test_gate_blocks_when_thresholds_are_missed(tmp_path, merged_model_root):
     params = yaml.safe_load(PARAMS_PATH.read_text(encoding="utf-8"))
     params["gate"]["smoke"]["min_exact_match"] = 0.5
-    params["eval"]["profiles"]["smoke"]["max_cases"] = 2
+    params["eval"]["profiles"]["smoke"]["max_cases"] = {"eval": 2}
     params_path = tmp_path / "params.yaml"
     params_path.write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
     write_inputs(tmp_path / "lake")
