@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/sop_examples_eval.py --model artifacts/merged_model [--no-constrained]
 
-Reads the project's copy of the examples (tests/fixtures/sop_examples.jsonl) and prints a markdown
+Reads the project's copy of the examples (data/eval/sop_examples.jsonl, as regression_metrics does) and prints a markdown
 table (id, exact match, prediction or the rule it broke) followed by the headline metrics.
 """
 
@@ -17,7 +17,7 @@ from pipelines.decode import DecodingConfig
 from pipelines.evaluate import compute_metrics, read_cases, run_evaluation
 from pipelines.model_io import load_model_and_tokenizer
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "sop_examples.jsonl"
+EXAMPLES = Path(__file__).resolve().parent.parent / "data" / "eval" / "sop_examples.jsonl"
 SOURCE = "examples"
 
 

@@ -2,7 +2,8 @@
 
 `normalize_text` is idempotent: normalize_text(normalize_text(x)) == normalize_text(x).
 NFKC is intended to fold full-width punctuation to ASCII and the micro sign to Greek mu,
-so "２０µｌ，" and "20μl," become the same training text.
+so "２０µｌ，" and "20μl," become the same training text ("20ul," once canonicalized).
+The one normalizer: training rows, evaluation cases, `predict` and serving all go through it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from pipelines.canonicalize import canonicalize
 from pipelines.lake import NORMALIZE_QUARANTINE_TABLE, NORMALIZED_TABLE, frame
 
 # Applied after NFKC, so full-width "：" "．" "（" already read as ":" "." "(".
@@ -47,11 +49,12 @@ def split_line_prefix(line: str) -> tuple[str, str]:
 
 def normalize_line(line: str) -> str:
     line = _SPACES.sub(" ", line).strip()
-    return split_line_prefix(line)[1].strip()
+    return canonicalize(split_line_prefix(line)[1].strip())
 
 
 def normalize_text(text: str) -> str:
-    """NFKC, drop invisible characters, strip step prefixes per line, collapse whitespace, drop empty lines."""
+    """NFKC, drop invisible characters, strip step prefixes per line, collapse whitespace, drop empty lines,
+    and write every amount in the commands' own units and forms (`pipelines.canonicalize`)."""
     text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
     lines = (normalize_line(line) for line in text.splitlines())
     return "\n".join(line for line in lines if line)

@@ -25,7 +25,7 @@ SUMMARY_KEY = "sop2cmd_stage_summary"
 
 _ROOT = Path(__file__).resolve().parents[1]
 # What decides the content of the data tables: the contracts and the modules of the data stages.
-_CODE_FILES = ("ingest.py", "normalize.py", "augment.py", "split.py", "lake.py", "delta_safety.py", "config.py",
+_CODE_FILES = ("ingest.py", "normalize.py", "canonicalize.py", "augment.py", "split.py", "lake.py", "delta_safety.py", "config.py",
                "data_stages.py", "stage_cache.py")
 
 

@@ -59,7 +59,12 @@ class TrainConfig:
     lora_dropout: float = 0.1
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     train_eoc_token: bool = True
+    # Loss weight per row from the augmented set's long-tail `weight` (emphasis on rows the model sees anyway).
     use_sample_weights: bool = True
+    # "uniform" or "weighted": how max_train_samples rows are drawn from the train split. "weighted" draws
+    # rows with probability proportional to `weight`, so rare commands are *seen* more often; a loss weight on
+    # a row drawn once does little for a command the subset barely contains.
+    row_sampling: str = "uniform"
     # "epoch", "steps" (then eval_steps) or "no"; checkpoints are saved on the same schedule.
     eval_strategy: str = "epoch"
     eval_steps: int | None = None
@@ -118,10 +123,25 @@ def resolve_device(config: TrainConfig) -> tuple[str, bool]:
 # --- data -------------------------------------------------------------------------------------------
 
 
-def select_rows(df: pd.DataFrame, split: str, limit: int | None, seed: int) -> pd.DataFrame:
+ROW_SAMPLING = ("uniform", "weighted")
+
+
+def select_rows(df: pd.DataFrame, split: str, limit: int | None, seed: int, sampling: str = "uniform") -> pd.DataFrame:
+    """At most `limit` rows of `split`, drawn without replacement (uniformly, or in proportion to `weight`)."""
+    if sampling not in ROW_SAMPLING:
+        raise ValueError(f"row_sampling must be one of {ROW_SAMPLING}, got {sampling!r}")
     rows = df[df["split"] == split]
     if limit is not None and len(rows) > limit:
-        rows = rows.sample(n=limit, random_state=seed)
+        if sampling == "weighted":
+            # Efraimidis-Spirakis: the `limit` largest keys u**(1/w) are a weighted draw without replacement
+            # (pandas refuses one when a few weights dominate, which is the long tail's whole point).
+            import numpy as np
+
+            uniform = np.random.default_rng(seed).random(len(rows))
+            keys = np.log(uniform) / rows["weight"].to_numpy(dtype=float)
+            rows = rows.iloc[np.argsort(-keys, kind="stable")[:limit]]
+        else:
+            rows = rows.sample(n=limit, random_state=seed)
     return rows.sort_values("sample_id", kind="stable").reset_index(drop=True)
 
 
@@ -372,7 +392,7 @@ def train_lora(
     model.train()
     eoc_id = tokenizer.convert_tokens_to_ids("<eoc>")
 
-    train_rows = select_rows(data, "train", config.max_train_samples, config.seed)
+    train_rows = select_rows(data, "train", config.max_train_samples, config.seed, config.row_sampling)
     eval_rows = select_rows(data, "eval", config.max_eval_samples, config.seed)
     train_dataset, dropped_train = tokenize_rows(train_rows, tokenizer, config.max_length, config.use_sample_weights)
     eval_dataset, dropped_eval = tokenize_rows(eval_rows, tokenizer, config.max_length, normalize_weights=False)

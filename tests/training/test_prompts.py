@@ -87,4 +87,4 @@ def test_serving_message_is_the_normalized_description_training_rows_are_built_f
     from pipelines.normalize import normalize_text
 
     raw = "行1：用通道１-４从样品板A1-D1各吸取20µl  "
-    assert serving_user_message(raw) == normalize_text(raw) == "用通道1-4从样品板A1-D1各吸取20μl"
+    assert serving_user_message(raw) == normalize_text(raw) == "用通道1,2,3,4从样品板A1,B1,C1,D1各吸取20ul"

@@ -210,3 +210,30 @@ def test_run_fingerprint_changes_with_config_data_or_base():
     assert run_fingerprint(smoke_config(lora_r=4), "data", "base") != reference
     assert run_fingerprint(smoke_config(), "data2", "base") != reference
     assert run_fingerprint(smoke_config(), "data", "base2") != reference
+
+
+def test_weighted_row_sampling_shows_rare_rows_more_often_than_uniform() -> None:
+    import pandas as pd
+
+    from pipelines.train import select_rows
+
+    rare = [f"r{i:02d}" for i in range(10)]
+    common = [f"c{i:02d}" for i in range(190)]
+    data = pd.DataFrame(
+        {
+            "sample_id": rare + common,
+            "split": "train",
+            "weight": [20.0] * len(rare) + [1.0] * len(common),
+        }
+    )
+
+    def rare_drawn(sampling: str) -> int:
+        rows = select_rows(data, "train", 40, seed=3, sampling=sampling)
+        assert len(rows) == 40 and rows["sample_id"].is_unique
+        return int(rows["sample_id"].str.startswith("r").sum())
+
+    # Expected share of rare rows: weighted ~ 200/390 of the first draws, uniform 10/200.
+    assert rare_drawn("weighted") >= 8
+    assert rare_drawn("uniform") <= 5
+    with pytest.raises(ValueError, match="row_sampling"):
+        select_rows(data, "train", 40, seed=3, sampling="by_length")
