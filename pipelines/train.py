@@ -65,6 +65,10 @@ class TrainConfig:
     # rows with probability proportional to `weight`, so rare commands are *seen* more often; a loss weight on
     # a row drawn once does little for a command the subset barely contains.
     row_sampling: str = "uniform"
+    # Loss weight of the tokens where the plan is decided: each command's name, and whether the plan goes on
+    # after a command or ends. Every other target token (JSON syntax, values copied from the canonical text)
+    # is near-certain after a few steps, yet nearly all targets are such tokens; 1.0 weighs every token alike.
+    decision_token_weight: float = 1.0
     # "epoch", "steps" (then eval_steps) or "no"; checkpoints are saved on the same schedule.
     eval_strategy: str = "epoch"
     eval_steps: int | None = None
@@ -145,11 +149,32 @@ def select_rows(df: pd.DataFrame, split: str, limit: int | None, seed: int, samp
     return rows.sort_values("sample_id", kind="stable").reset_index(drop=True)
 
 
-def tokenize_rows(rows: pd.DataFrame, tokenizer: Any, max_length: int, normalize_weights: bool = True):
-    """Rows -> a datasets.Dataset of input_ids / labels (prompt masked) / sample_weight.
+# Where a canonical JSON plan is decided: the first character of a command name, and the character after a
+# command's closing braces ("," goes on to another command, "]" ends the plan).
+_COMMAND_NAME_START = re.compile(r'"func_name": "')
+_COMMAND_END = re.compile(r"\}\}(?=, \{|\]\})")
+
+
+def decision_token_flags(tokenizer: Any, completion: str) -> list[bool]:
+    """Per token of `build_completion_ids(completion)`: whether it holds a decision character of the plan."""
+    encoded = tokenizer(completion, add_special_tokens=False, return_offsets_mapping=True)
+    if list(encoded["input_ids"]) != build_completion_ids(tokenizer, completion):
+        raise ValueError("the tokenizer's offsets do not follow the completion ids the prompt builder makes")
+    decisions = sorted(
+        {match.end() for match in _COMMAND_NAME_START.finditer(completion)}
+        | {match.end() for match in _COMMAND_END.finditer(completion)}
+    )
+    return [any(start <= char < end for char in decisions) for start, end in encoded["offset_mapping"]]
+
+
+def tokenize_rows(
+    rows: pd.DataFrame, tokenizer: Any, max_length: int, normalize_weights: bool = True, decision_token_weight: float = 1.0
+):
+    """Rows -> a datasets.Dataset of input_ids / labels (prompt masked) / sample_weight / token_weights.
 
     A row longer than `max_length` is dropped rather than truncated: a cut target would teach the model
-    to stop without `<eoc>`.
+    to stop without `<eoc>`. `token_weights` (one per input id) is `decision_token_weight` on the completion's
+    decision tokens (`decision_token_flags`) and 1 elsewhere.
     """
     from datasets import Dataset
 
@@ -159,10 +184,16 @@ def tokenize_rows(rows: pd.DataFrame, tokenizer: Any, max_length: int, normalize
         completion_ids = build_completion_ids(tokenizer, row.completion)
         if len(prompt_ids) + len(completion_ids) > max_length:
             continue
+        if decision_token_weight == 1.0:
+            completion_weights = [1.0] * len(completion_ids)
+        else:
+            flags = decision_token_flags(tokenizer, row.completion)
+            completion_weights = [decision_token_weight if flag else 1.0 for flag in flags]
         records.append({
             "input_ids": prompt_ids + completion_ids,
             "labels": [-100] * len(prompt_ids) + completion_ids,
             "sample_weight": float(getattr(row, "weight", 1.0)),
+            "token_weights": [1.0] * len(prompt_ids) + completion_weights,
             "sample_id": str(row.sample_id),
         })
     if not records:
@@ -282,8 +313,17 @@ def _trainer_classes():
     class WeightedCollator(DataCollatorForLanguageModeling):
         def torch_call(self, examples):
             weights = torch.tensor([float(e.get("sample_weight", 1.0)) for e in examples], dtype=torch.float32)
-            batch = super().torch_call([{k: v for k, v in e.items() if k != "sample_weight"} for e in examples])
+            token_weights = [e.get("token_weights") for e in examples]
+            batch = super().torch_call(
+                [{k: v for k, v in e.items() if k not in ("sample_weight", "token_weights")} for e in examples]
+            )
             batch["sample_weight"] = weights
+            if all(row is not None for row in token_weights):
+                # Right-padded like input_ids and labels; a padding position has no target, so its weight is unused.
+                padded = torch.ones(batch["labels"].shape, dtype=torch.float32)
+                for i, row in enumerate(token_weights):
+                    padded[i, : len(row)] = torch.tensor(row, dtype=torch.float32)
+                batch["token_weights"] = padded
             return batch
 
     class WeightedSFTTrainer(SFTTrainer):
@@ -291,8 +331,9 @@ def _trainer_classes():
 
         def _set_signature_columns_if_needed(self):
             super()._set_signature_columns_if_needed()
-            if "sample_weight" not in self._signature_columns:
-                self._signature_columns = [*self._signature_columns, "sample_weight"]
+            for column in ("sample_weight", "token_weights"):
+                if column not in self._signature_columns:
+                    self._signature_columns = [*self._signature_columns, column]
 
         completion_logits_only = False  # set from TrainConfig in train_lora
         shared_prefix = False
@@ -301,6 +342,7 @@ def _trainer_classes():
             # Computed from the logits rather than TRL's fused LM head: with tied embeddings peft wraps
             # lm_head for the trainable <eoc> row, and the fused head would read the unwrapped weight.
             weights = inputs.pop("sample_weight", None)
+            token_weights = inputs.pop("token_weights", None)
             labels = inputs.pop("labels")
             outputs, per_token_loss, keep = completion_token_losses(
                 model,
@@ -312,6 +354,10 @@ def _trainer_classes():
             if weights is not None and model.training:
                 row_weights = weights.to(per_token_loss.device, per_token_loss.dtype)[:, None].expand(keep.shape)
                 per_token_loss = per_token_loss * row_weights[keep.to(row_weights.device)]
+            if token_weights is not None and model.training:
+                # Indexed like the targets (labels[:, 1:][keep[:, :-1]]), so each loss meets its own token's weight.
+                target_weights = token_weights[:, 1:].to(per_token_loss.device)[keep[:, :-1].to(per_token_loss.device)]
+                per_token_loss = per_token_loss * target_weights.to(per_token_loss.dtype)
             num_tokens = per_token_loss.numel() if num_items_in_batch is None else num_items_in_batch
             loss = per_token_loss.sum() / torch.as_tensor(num_tokens, device=per_token_loss.device).clamp(min=1)
             if model.training and self.args.average_tokens_across_devices and num_items_in_batch is not None:
@@ -394,7 +440,9 @@ def train_lora(
 
     train_rows = select_rows(data, "train", config.max_train_samples, config.seed, config.row_sampling)
     eval_rows = select_rows(data, "eval", config.max_eval_samples, config.seed)
-    train_dataset, dropped_train = tokenize_rows(train_rows, tokenizer, config.max_length, config.use_sample_weights)
+    train_dataset, dropped_train = tokenize_rows(
+        train_rows, tokenizer, config.max_length, config.use_sample_weights, config.decision_token_weight
+    )
     eval_dataset, dropped_eval = tokenize_rows(eval_rows, tokenizer, config.max_length, normalize_weights=False)
     if not config.use_sample_weights:
         train_dataset = train_dataset.map(lambda _: {"sample_weight": 1.0})

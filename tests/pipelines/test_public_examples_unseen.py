@@ -1,4 +1,4 @@
-"""The public examples stay a test: no input of tests/fixtures/sop_examples.jsonl, nor a near copy of one,
+"""The public examples stay a test: no input of data/eval/sop_examples.jsonl, nor a near copy of one,
 is in the generated training corpus or the held-out phrasing-family file.
 
 A near copy: difflib similarity ratio >= 0.9 between the folded texts (as written, or as the model sees them
@@ -22,7 +22,7 @@ from pipelines.corpus_generator import NearCopyGuard
 from pipelines.normalize import normalize_text, split_line_prefix
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO_ROOT / "tests" / "fixtures" / "sop_examples.jsonl"
+EXAMPLES = REPO_ROOT / "data" / "eval" / "sop_examples.jsonl"
 RATIO = 0.9
 LONG_RUN = 30
 SHORT_EXAMPLE_SHARE = 0.75

@@ -11,7 +11,7 @@ import pytest
 
 from pipelines.manifest import MANIFEST_NAME, sha256_weights
 from pipelines.model_io import load_causal_lm, load_tokenizer
-from pipelines.prompts import build_prompt_ids
+from pipelines.prompts import build_completion_ids, build_prompt_ids
 from pipelines.train import (
     COMPLETE_MARKER,
     CONFIG_NAME,
@@ -237,3 +237,44 @@ def test_weighted_row_sampling_shows_rare_rows_more_often_than_uniform() -> None
     assert rare_drawn("uniform") <= 5
     with pytest.raises(ValueError, match="row_sampling"):
         select_rows(data, "train", 40, seed=3, sampling="by_length")
+
+
+def test_decision_tokens_are_the_command_names_and_the_go_on_or_stop_after_each_command(tiny_base_dir) -> None:
+    from pipelines.train import decision_token_flags
+
+    tokenizer = load_tokenizer(tiny_base_dir)
+    completion = completion_for(
+        [("GetDiti", {"ditiType": "50ul", "channels": [1]}), ("Delay", {"seconds": 30}), ("DropDiti", {"channels": [1]})]
+    )
+    ids = build_completion_ids(tokenizer, completion)
+    flags = decision_token_flags(tokenizer, completion)
+    assert len(flags) == len(ids)
+    decided = [tokenizer.decode([token]) for token, flag in zip(ids, flags) if flag]
+    text_of = lambda piece: any(piece in token for token in decided)  # noqa: E731
+    # The first token of each command name, then "," (go on) twice and "]" (stop) once.
+    assert all(text_of(name[:1]) for name in ("GetDiti", "Delay", "DropDiti"))
+    assert sum("," in token for token in decided) == 2 and sum("]" in token for token in decided) == 1
+    assert len(decided) == 6
+
+
+def test_token_weights_weigh_only_the_decision_targets(tiny_base_dir) -> None:
+    tokenizer = load_tokenizer(tiny_base_dir)
+    completion = completion_for([("Delay", {"seconds": 30})])
+    rows = pd.DataFrame({"prompt": ["等待30s"], "completion": [completion], "sample_id": ["s1"], "weight": [1.0]})
+    plain, _ = tokenize_rows(rows, tokenizer, max_length=512, decision_token_weight=1.0)
+    weighted, _ = tokenize_rows(rows, tokenizer, max_length=512, decision_token_weight=5.0)
+    assert plain["input_ids"] == weighted["input_ids"] and set(plain["token_weights"][0]) == {1.0}
+    labels, weights = weighted["labels"][0], weighted["token_weights"][0]
+    assert all(w == 1.0 for label, w in zip(labels, weights) if label == -100)  # the prompt is never weighted
+    assert weights.count(5.0) == 2  # the name "Delay" starts, and the plan ends after it
+
+
+def test_decision_token_weight_raises_the_training_loss_of_an_untrained_model(tiny_base_dir, tmp_path) -> None:
+    """Every target of a random model has a positive loss, so weighing some of them x5 raises the first step's loss."""
+    from tests.training.conftest import make_augmented_frame
+
+    def first_train_loss(weight: float) -> float:
+        config = smoke_config(max_steps=1, decision_token_weight=weight, eval_strategy="no")
+        return train_lora(config, tiny_base_dir, make_augmented_frame(), tmp_path / f"w{weight}").metrics["train_loss"]
+
+    assert first_train_loss(5.0) > first_train_loss(1.0) * 1.05
