@@ -84,10 +84,8 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | 
     except (FileNotFoundError, OSError, UnsafeModelArtifactError, ValueError) as error:
         print(f"error: cannot load the model from {args.model}: {error}", file=stderr)
         return EXIT_USAGE
-    # Namespaces built by hand (callers, tests) that predate --no-grounded keep the default: grounded.
-    grounded = getattr(args, "grounded", True)
     config = DecodingConfig(
-        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, constrained=args.constrained, grounded=grounded
+        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, constrained=args.constrained, grounded=args.grounded
     )
 
     if args.description is not None:

@@ -337,7 +337,7 @@ def _scripted_generation(monkeypatch: pytest.MonkeyPatch, outputs: dict[str, str
 
 def _predict_args(model_dir: Path, description: str | None) -> argparse.Namespace:
     return argparse.Namespace(description=description, model=str(model_dir), batch_size=4, max_new_tokens=8,
-                              constrained=False, device="cpu")
+                              constrained=False, grounded=True, device="cpu")
 
 
 def test_predict_cli_batch_never_prints_a_bad_plan_as_commands(tiny_model_dir: Path, monkeypatch) -> None:

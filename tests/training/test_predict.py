@@ -47,7 +47,8 @@ def predict(model_dir: Path, description: str | None, stdin: bytes = b"", **opti
     from pipelines.predict import run
 
     args = Namespace(description=description, model=str(model_dir), batch_size=options.get("batch_size", 2),
-                     max_new_tokens=options.get("max_new_tokens", 160), constrained=options.get("constrained", True), device="cpu")
+                     max_new_tokens=options.get("max_new_tokens", 160), constrained=options.get("constrained", True),
+                     grounded=True, device="cpu")
     stdout, stderr = io.StringIO(), io.StringIO()
     code = run(args, stdin=io.BytesIO(stdin), stdout=stdout, stderr=stderr)
     return code, stdout.getvalue(), stderr.getvalue()
