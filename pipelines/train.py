@@ -78,7 +78,10 @@ class TrainConfig:
     logging_steps: int = 5
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda
-    bf16: bool | None = None  # None: bf16 on cuda when supported, fp32 on cpu
+    bf16: bool | None = None  # None: bf16 on cuda when supported; on cpu see cpu_bf16
+    # bf16 autocast on a CPU with native bf16 units (AVX512-BF16 or AMX), fp32 master weights: about twice the
+    # training throughput there (docs/benchmarks.md). CPUs without them stay in fp32, where bf16 would be emulated.
+    cpu_bf16: bool = False
     dataloader_num_workers: int = 0
     # Throughput knobs; each gives the same loss (bench/train_throughput.py, tests/perf/test_train_loss_knobs.py).
     # completion_logits_only: the lm_head and the cross-entropy run only where a label exists, not over the prompt.
@@ -120,8 +123,20 @@ def resolve_device(config: TrainConfig) -> tuple[str, bool]:
         raise RuntimeError("training.device is 'cuda' but no CUDA device is available")
     bf16 = config.bf16
     if bf16 is None:
-        bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
+        if device == "cuda":
+            bf16 = torch.cuda.is_bf16_supported()
+        else:
+            bf16 = config.cpu_bf16 and cpu_has_native_bf16()
     return device, bool(bf16)
+
+
+def cpu_has_native_bf16() -> bool:
+    import torch
+
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # a torch build without these probes: assume emulated bf16
+        return False
 
 
 # --- data -------------------------------------------------------------------------------------------

@@ -278,3 +278,19 @@ def test_decision_token_weight_raises_the_training_loss_of_an_untrained_model(ti
         return train_lora(config, tiny_base_dir, make_augmented_frame(), tmp_path / f"w{weight}").metrics["train_loss"]
 
     assert first_train_loss(5.0) > first_train_loss(1.0) * 1.05
+
+
+def test_cpu_bf16_autocasts_only_where_the_cpu_has_native_bf16(monkeypatch) -> None:
+    import torch
+
+    from pipelines import train
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    off = train.TrainConfig(device="auto", cpu_bf16=False)
+    on = train.TrainConfig(device="auto", cpu_bf16=True)
+    assert train.resolve_device(off) == ("cpu", False)
+    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: True)
+    assert train.resolve_device(on) == ("cpu", True)
+    assert train.resolve_device(train.TrainConfig(device="cpu", cpu_bf16=True, bf16=False)) == ("cpu", False)
+    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: False)
+    assert train.resolve_device(on) == ("cpu", False), "emulated bf16 would be slower than fp32"
