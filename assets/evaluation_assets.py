@@ -6,6 +6,11 @@ with the merged model (batched, greedy, constrained by default), write one row p
 `regression_results` Delta table, append new eval-split failures to the mismatched-cases file, and report
 metrics for the whole run, per slice and per phenomenon (`pipelines.phenomena`).
 The gate reads the table back and judges the eval slice only, so it judges exactly what was written.
+
+The eval slice is the eval split of the augmented-set version the merged model was trained on (its lineage
+manifest records it), read by Delta time travel together with the normalized-samples version that set was
+computed from: a later re-materialization of the data (new records, another split seed or eval fraction)
+may move training sources into the current eval split, and those must never be gated as unseen.
 """
 
 # No `from __future__ import annotations`: Dagster resolves the `config: RegressionConfig` annotation at runtime.
@@ -21,6 +26,7 @@ from assets.training_assets import merged_model, merged_model_dir
 from pipelines.evaluate import (
     GATED_SLICE,
     CaseResult,
+    EvalCase,
     EvalMetrics,
     EvalSlice,
     append_failures,
@@ -31,12 +37,14 @@ from pipelines.evaluate import (
     evaluation_slices,
     gate_thresholds,
     metrics_markdown,
+    progress_reporter,
     rate,
     rates_by_slice,
     results_frame,
     run_evaluation,
 )
-from pipelines.lake import AUGMENTED_TABLE, NORMALIZED_TABLE, read_table, table_path, table_version, write_table
+from pipelines.lake import AUGMENTED_TABLE, NORMALIZED_TABLE, read_table, table_path, write_table
+from pipelines.lineage import LineageError, TableLink, read_link, read_manifest, training_tables
 from pipelines.manifest import MANIFEST_NAME
 from pipelines.phenomena import exact_match_by_tag, tag_scores_markdown
 
@@ -82,11 +90,25 @@ def _profile(params: ParamsResource, model_dir: Path) -> str:
     return resolve_profile(params.load().sections.get("training"))[0]
 
 
-def _read(lake: LakeResource, table: str):
-    path = table_path(lake.path(), table)
-    if table_version(path) is None:
-        raise dg.Failure(f"table {table} does not exist at {path}; materialize the data assets first")
-    return read_table(path)
+def _trained_eval_split(lake: LakeResource, model_dir: Path) -> tuple[list[EvalCase], TableLink, TableLink]:
+    """The eval-split cases of the data the model in `model_dir` was trained on, and the two table versions read."""
+    try:
+        augmented_link, normalized_link = training_tables(model_dir, lake.path())
+        augmented = read_link(augmented_link, ["source_index", "split"])
+        normalized = read_link(normalized_link, ["source_index", "input_text", "raw_input", "commands_json"])
+    except LineageError as error:
+        raise dg.Failure(f"cannot tell which eval split {model_dir} was trained against: {error}") from error
+    cases = eval_split_cases(augmented, normalized)
+    recorded = (read_manifest(model_dir).get("data") or {}).get("eval_source_index")
+    evaluated = sorted({str(case.source_index) for case in cases})
+    # Delta versions are immutable, so a difference means the manifest and the lake disagree (another lake,
+    # a rewritten table): judging that split would not judge what the model was held out from.
+    if recorded is not None and evaluated != sorted(recorded):
+        raise dg.Failure(
+            f"{augmented_link.table} v{augmented_link.version} has {len(evaluated)} eval sources, but the model's "
+            f"lineage records {len(recorded)} different ones; is the lake resource the one the model was trained from?"
+        )
+    return cases, augmented_link, normalized_link
 
 
 _SLICE_COLUMNS = dg.TableSchema(
@@ -178,8 +200,9 @@ def _tag_metadata(results: list[CaseResult]) -> dict:
     deps=[merged_model, dg.AssetKey(AUGMENTED_TABLE), dg.AssetKey(NORMALIZED_TABLE)],
     automation_condition=TRAINING_CONDITION,  # a new merged model leads to new metrics
     description=(
-        "Evaluation slices (eval split, past failures, held-out phrasing families, public examples) through "
-        "the merged model: per-case results, metrics for the run, per slice and per phenomenon tag."
+        "Evaluation slices (eval split of the data version the model was trained on, past failures, held-out "
+        "phrasing families, public examples) through the merged model: per-case results, metrics for the run, "
+        "per slice and per phenomenon tag."
     ),
 )
 def regression_metrics(
@@ -200,8 +223,13 @@ def regression_metrics(
     settings = eval_settings(sections, profile)
     mismatched_path = Path(config.mismatched_cases or settings.mismatched_cases)
 
+    eval_cases, augmented_link, normalized_link = _trained_eval_split(lake, model_dir)
+    context.log.info(
+        f"eval split of {augmented_link.table} v{augmented_link.version} (the version {model_dir.name} was trained on) "
+        f"with {normalized_link.table} v{normalized_link.version} ({normalized_link.how})"
+    )
     slices = evaluation_slices(
-        eval_split_cases(_read(lake, AUGMENTED_TABLE), _read(lake, NORMALIZED_TABLE)),
+        eval_cases,
         mismatched_path=mismatched_path,
         heldout_path=Path(config.heldout_cases or settings.heldout_cases),
         public_path=Path(config.public_cases or settings.public_cases),
@@ -223,13 +251,20 @@ def regression_metrics(
     model, tokenizer = load_model_and_tokenizer(model_dir, device=device)
     context.log.info(f"profile {profile}: {len(cases)} cases on {device}, constrained={settings.constrained}")
     # All slices in one call, so decoding batches stay full across slice boundaries.
-    results, wall_s = run_evaluation(model, tokenizer, cases, settings.decoding_config())
+    decoding = "constrained" if settings.constrained else "free"
+    results, wall_s = run_evaluation(
+        model, tokenizer, cases, settings.decoding_config(),
+        on_batch=progress_reporter(f"{decoding} decoding", context.log.info),
+    )
     metrics = compute_metrics(results, wall_s)
     frames = [results_frame(results, settings.constrained)]
     free_results: list[CaseResult] | None = None
     free_metrics: EvalMetrics | None = None
     if settings.compare_unconstrained and settings.constrained:
-        free_results, free_wall_s = run_evaluation(model, tokenizer, cases, settings.decoding_config(constrained=False))
+        free_results, free_wall_s = run_evaluation(
+            model, tokenizer, cases, settings.decoding_config(constrained=False),
+            on_batch=progress_reporter("free decoding (comparison run)", context.log.info),
+        )
         free_metrics = compute_metrics(free_results, free_wall_s)
         frames.append(results_frame(free_results, False))
 
@@ -244,6 +279,9 @@ def regression_metrics(
         "model_dir": dg.MetadataValue.path(str(model_dir)),
         "results_table": dg.MetadataValue.path(str(table_path(lake.path(), RESULTS_TABLE))),
         "results_delta_version": version,
+        # The data versions the eval slice was read at: those the model was trained on (its lineage).
+        "augmented_delta_version": augmented_link.version,
+        "normalized_delta_version": normalized_link.version,
         "constrained": settings.constrained,
         "gated_slice": GATED_SLICE,
         "new_mismatched_cases": added,

@@ -1,5 +1,7 @@
 """A nightly retrain that skips itself when the raw corpus is byte-identical to the last retrain's.
 
+The corpus is what ingest reads (`pipelines.ingest.raw_files`), hashed as the retrain sensor hashes it.
+
 The last retrain is the newest run of the retrain job (sensor- or schedule-launched, not failed or
 canceled) carrying a corpus digest tag; with none on record the schedule retrains.
 """
@@ -13,7 +15,8 @@ import dagster as dg
 
 from assets.automation import retrain_job
 from assets.sensors import CORPUS_DIGEST_TAG, TRIGGER_TAG, default_raw_dir
-from pipelines.fingerprints import corpus_digest, corpus_fingerprint
+from pipelines.fingerprints import corpus_digest
+from pipelines.ingest import corpus_md5s
 
 NIGHTLY_CRON = "0 2 * * *"
 _NOT_TRAINED = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.CANCELING)
@@ -43,7 +46,7 @@ def build_nightly_retrain_schedule(
         description="Nightly retrain; skips when the raw corpus did not change since the last retrain.",
     )
     def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-        digest = corpus_digest(corpus_fingerprint(raw_dir()))
+        digest = corpus_digest(corpus_md5s(raw_dir()))
         last = last_retrained_digest(context.instance, job.name)
         if last == digest:
             return dg.SkipReason(f"raw corpus unchanged since the last retrain (digest {digest})")

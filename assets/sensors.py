@@ -1,6 +1,8 @@
 """Retrain when the raw corpus changes, judged by content (per-file md5), not by timestamps.
 
-The cursor is the JSON map {relative path: md5} seen at the last evaluation. An edit, an added file
+The corpus is what ingest reads (`pipelines.ingest.raw_files`: top-level *.jsonl), so a file the
+graph would never train on never triggers a retrain. The cursor is the JSON map {relative path: md5}
+seen at the last evaluation. An edit, an added file
 or a deleted file yields exactly one retrain run request; an evaluation with no change yields none.
 The first evaluation only records the corpus as it is (the baseline): it was trained by whoever set
 the deployment up (`make run`), and retraining on sensor start would repeat that work.
@@ -15,7 +17,8 @@ from pathlib import Path
 import dagster as dg
 
 from assets.automation import retrain_job
-from pipelines.fingerprints import corpus_digest, corpus_fingerprint, diff_fingerprints
+from pipelines.fingerprints import corpus_digest, diff_fingerprints
+from pipelines.ingest import corpus_md5s
 
 CORPUS_DIGEST_TAG = "sop2cmd/corpus_digest"
 TRIGGER_TAG = "sop2cmd/trigger"
@@ -53,7 +56,7 @@ def build_raw_corpus_sensor(
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         directory = raw_dir()
-        current = corpus_fingerprint(directory)
+        current = corpus_md5s(directory)
         previous = _load_cursor(context.cursor)
         if previous is None:
             return dg.SensorResult(

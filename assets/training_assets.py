@@ -3,12 +3,17 @@
 Thin wrappers over `pipelines.base_model`, `pipelines.train` and `pipelines.merge`. Artifacts live under
 the artifacts root:
 - base_models/<name>-<source hash>/           prepared base model (safetensors, with <eoc>)
-- lora_checkpoint/runs/<profile>-<fingerprint>/ checkpoints/, tensorboard/, adapter/, loss_curve.png, lineage.json
+- lora_checkpoint/<profile>-<fingerprint>/     checkpoints/, tensorboard/, adapter/, loss_curve.png, lineage.json
+- lora_checkpoint/<profile>-<fingerprint>-retrain-<run id>/  a forced retrain of the same run
 - lora_checkpoint/latest.json                  which run the last materialization produced
 - merged_model/                                merged safetensors model + tokenizer + lineage.json
+
+The fingerprint is the run's whole identity (config, data, base weights, training code, world size). An ordinary
+materialization reuses the newest finished run of its identity, so a forced retrain stays the current one.
 """
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +22,13 @@ import dagster as dg
 from assets.automation import TRAINING_CONDITION
 from assets.executors import GPU_STEP_TAGS
 from assets.resources import ArtifactsResource, LakeResource, ParamsResource
-from assets.training_launch import launch_training
+from assets.training_launch import launch_training, resolve_nproc
 from pipelines.base_model import BaseModelInfo, resolve_base_model
 from pipelines.lake import AUGMENTED_TABLE, read_table, table_path, table_version
 from pipelines.lineage import chain_markdown
 from pipelines.manifest import MANIFEST_NAME, build_manifest, data_lineage, write_json_atomic
 from pipelines.merge import merge_adapter, merge_parity
-from pipelines.train import TrainConfig, resolve_profile, run_fingerprint
+from pipelines.train import TrainConfig, resolve_profile, run_fingerprint, training_code_hash
 
 TRAINING_GROUP = "training"
 LATEST_RUN_FILE = "latest.json"
@@ -81,11 +86,30 @@ def _runs_root(artifacts: ArtifactsResource) -> Path:
     return artifacts.path() / "lora_checkpoint"
 
 
+def _completed_at_ns(run_dir: Path) -> int:
+    marker = run_dir / RUN_COMPLETE
+    recorded = json.loads(marker.read_text(encoding="utf-8")).get("completed_at_ns")
+    # Markers written before the time was recorded: the file's own write time (written once, atomically).
+    return int(recorded) if recorded is not None else marker.stat().st_mtime_ns
+
+
+def newest_complete_run(run_dir: Path) -> Path | None:
+    """The most recently finished of `run_dir` and its forced retrains (`<run_dir>-retrain-*`), if any finished."""
+    if not run_dir.parent.is_dir():
+        return None
+    retrain_prefix = f"{run_dir.name}-retrain-"
+    candidates = [run_dir, *(p for p in run_dir.parent.iterdir() if p.name.startswith(retrain_prefix))]
+    finished = [p for p in candidates if (p / RUN_COMPLETE).is_file()]
+    return max(finished, key=_completed_at_ns, default=None)
+
+
 @dg.asset(
     group_name=TRAINING_GROUP,
     kinds={"pytorch", "peft"},
     deps=[base_model, dg.AssetKey(AUGMENTED_TABLE)],
     op_tags=GPU_STEP_TAGS,
+    # `dagster asset list --select 'tag:gpu=true'`: the one asset that wants the GPU executor.
+    tags={"gpu": "true"},
     automation_condition=TRAINING_CONDITION,
     description="LoRA adapter trained with TRL SFTTrainer on the augmented set (weighted, completion-only loss).",
 )
@@ -105,11 +129,18 @@ def lora_checkpoint(
         raise dg.Failure(f"the augmented training set does not exist yet at {data_path}; materialize it first")
     data = read_table(data_path, version=version)
     lineage = data_lineage(data, AUGMENTED_TABLE, version, Path(settings.data.raw_dir))
-    fingerprint = run_fingerprint(train_config, lineage.content_hash, info.weights_sha256)
+    # The resolved count, not "auto": the same run on another number of GPUs has another global batch.
+    world_size = resolve_nproc(config.nproc_per_node)
+    code_hash = training_code_hash()
+    fingerprint = run_fingerprint(train_config, lineage.content_hash, info.weights_sha256, code_hash, world_size)
     run_dir = _runs_root(artifacts) / f"{profile}-{fingerprint}"
+    # The newest, not the first: after a forced retrain, that retrain is what this identity means now.
+    finished = None if config.force_retrain else newest_complete_run(run_dir)
 
-    if (run_dir / RUN_COMPLETE).is_file() and not config.force_retrain:
-        context.log.info(f"{run_dir} already holds this exact run (same data, config and base); reusing it")
+    if finished is not None:
+        run_dir = finished
+        context.log.info(f"{run_dir} already holds this exact run (same data, config, base, code and world size); "
+                         "reusing it")
         manifest = json.loads((run_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
         metrics = {**manifest["training_metrics"], "reused": True}
         loss_png = run_dir / "loss_curve.png"
@@ -119,16 +150,19 @@ def lora_checkpoint(
         manifest = build_manifest(
             kind="lora_checkpoint",
             data=lineage,
-            training_config={"profile": profile, **train_config.to_dict()},
+            training_config={"profile": profile, **train_config.to_dict(), "world_size": world_size,
+                             "training_code_sha256": code_hash},
             base_model={k: v for k, v in info.to_dict().items() if k != "chat_template"},
         )
         result = launch_training(context, train_config, Path(info.path), data_path, version, run_dir,
-                                 manifest=manifest, nproc_per_node=config.nproc_per_node)
+                                 manifest=manifest, nproc_per_node=world_size)
         manifest, metrics, loss_png = result.manifest, {**result.metrics, "reused": False}, result.loss_curve_png
-        write_json_atomic(run_dir / RUN_COMPLETE, {"adapter_sha256": metrics["adapter_sha256"]})
+        write_json_atomic(run_dir / RUN_COMPLETE, {"adapter_sha256": metrics["adapter_sha256"],
+                                                   "completed_at_ns": time.time_ns()})
 
     write_json_atomic(_runs_root(artifacts) / LATEST_RUN_FILE, {
         "profile": profile,
+        "fingerprint": fingerprint,
         "run_dir": str(run_dir.resolve()),
         "adapter_dir": str((run_dir / "adapter").resolve()),
         "base_model_dir": info.path,
@@ -137,6 +171,9 @@ def lora_checkpoint(
     metadata: dict[str, Any] = {
         "profile": profile,
         "run_dir": dg.MetadataValue.path(str(run_dir)),
+        "run_fingerprint": fingerprint,
+        "world_size": world_size,
+        "training_code_sha256": code_hash,
         "adapter_dir": dg.MetadataValue.path(str(run_dir / "adapter")),
         "tensorboard_dir": dg.MetadataValue.path(str(run_dir / "tensorboard")),
         "device": metrics["device"],

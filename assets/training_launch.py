@@ -2,8 +2,9 @@
 
 The asset's step (on whichever worker the executor routed it to, see `assets.executors`) writes a
 training request, starts `torchrun ... -m pipelines.train_entry`, streams the child's logs into the
-run, and gets the metrics and the lineage manifest back as the materialization's metadata, reported
-by rank 0. N comes from run config: an integer, or "auto" = the number of visible GPUs, else 1.
+run (rank 0's progress lines included, each as it is written), and gets the metrics and the lineage manifest
+back as the materialization's metadata, reported by rank 0. N comes from run config: an integer, or "auto" =
+the number of visible GPUs, else 1.
 """
 
 from __future__ import annotations

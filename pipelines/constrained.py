@@ -23,7 +23,7 @@ description. Rather than compiling a grammar per description (seconds each), the
 checks each row's open label itself, on bytes (a CJK character spans several tokens): while a row is
 inside such a value, it picks the highest-scoring token the grammar allows whose bytes keep the value
 a substring of that row's description, or close it (the token holds the closing quote and the value
-is a non-empty substring). The tokens that can continue a partial value are looked up from the
+is a non-empty substring that does not stop inside an ASCII name: `closes_label`). The tokens that can continue a partial value are looked up from the
 description's text (tables built once per tokenizer), not found by walking the vocabulary, so the pick
 is exact and each step costs a few dictionary lookups; per description there is nothing to prepare
 but its UTF-8 bytes. Well names can be grounded too (off by default: a range "A1-D1" names wells the
@@ -35,6 +35,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import re
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -334,6 +335,33 @@ def _cached_decoding_schema(limits: DecodingLimits) -> dict[str, Any]:
 # decides). Lookups from the description give a few dozen; this bounds a pathological walk.
 GROUNDING_SEARCH_LIMIT = 4096
 _QUOTE = b'"'
+_ASCII_WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+# A well name right after a label ("样品板A1-D1", "PlateB3") ends the label; other letters and digits extend it.
+_WELL_AHEAD = re.compile(rb"[A-H](?:1[0-2]|[1-9])(?![0-9])")
+
+
+def label_may_end_at(description: bytes, end: int) -> bool:
+    """Whether a label copied from `description` may stop at byte `end`: not inside an ASCII name.
+
+    A label is the whole name as written, so "反应板" out of "反应板A，" or "Plate_B" out of "Plate_B2"
+    is a truncation, a slip small models make. Only ASCII names are bounded: Chinese text runs labels
+    into the words around them without a separator, a number may follow a Chinese name ("细胞板37°C")
+    and a well name may follow any label ("样品板A1-D1").
+    """
+    if end >= len(description) or description[end] not in _ASCII_WORD:
+        return True
+    after_chinese_name = description[end - 1] >= 0x80 and description[end : end + 1].isdigit()
+    return after_chinese_name or bool(_WELL_AHEAD.match(description, end))
+
+
+def closes_label(description: bytes, value: bytes) -> bool:
+    """Whether `value` is a complete label of `description`: non-empty, copied, ending where a name may end."""
+    start = description.find(value) if value else -1
+    while start >= 0:
+        if label_may_end_at(description, start + len(value)):
+            return True
+        start = description.find(value, start + 1)
+    return False
 
 
 @dataclass(frozen=True)
@@ -440,7 +468,7 @@ class GroundedRow:
             value = self.partial + pieces[0]
             if len(pieces) == 1:
                 return value in self.description
-            if not value or value not in self.description:
+            if not closes_label(self.description, value):
                 return False
         elif len(pieces) == 1:
             return True
@@ -448,7 +476,8 @@ class GroundedRow:
         quote_at = len(self.generated) + len(pieces[0])
         for index, content in enumerate(pieces[1:], start=1):
             closed = index < len(pieces) - 1
-            if self._opens_value(text, quote_at) and ((closed and not content) or content not in self.description):
+            grounded = closes_label(self.description, content) if closed else content in self.description
+            if self._opens_value(text, quote_at) and not grounded:
                 return False
             quote_at += 1 + len(content)
         return True
@@ -465,20 +494,20 @@ class GroundedRow:
             return cached
         vocab, description = self.vocab, self.description
         ids: set[int] = set()
-        follows: set[bytes] = set()
         start = description.find(partial)
         while start >= 0:
-            follows.add(description[start + len(partial) : start + len(partial) + vocab.longest_key])
-            start = description.find(partial, start + 1)
-        if partial and follows:  # a non-empty grounded value may close right here
-            ids.update(vocab.quoted_ids.get(b"", ()))
-        for rest in follows:
+            value_end = start + len(partial)
+            if partial and label_may_end_at(description, value_end):  # the value may close right here
+                ids.update(vocab.quoted_ids.get(b"", ()))
+            rest = description[value_end : value_end + vocab.longest_key]
             for end in range(1, len(rest) + 1):
                 head = rest[:end]
                 if head not in vocab.prefixes:
                     break
                 ids.update(vocab.plain_ids.get(head, ()))
-                ids.update(vocab.quoted_ids.get(head, ()))
+                if label_may_end_at(description, value_end + end):
+                    ids.update(vocab.quoted_ids.get(head, ()))
+            start = description.find(partial, start + 1)
         candidates = torch.tensor(sorted(ids), dtype=torch.long)
         self._continuations[partial] = candidates
         return candidates

@@ -19,14 +19,14 @@ import pandas as pd
 from data_contracts.errors import ContractError
 from pipelines.augment import AugmentResult, augment_samples
 from pipelines.config import AugmentParams, DataParams, lake_root, load_params
-from pipelines.fingerprints import file_md5
-from pipelines.ingest import IngestResult, default_workers, ingest, raw_files
+from pipelines.ingest import IngestResult, corpus_md5s, default_workers, ingest, raw_files
 from pipelines.lake import (
     AUGMENTED_TABLE,
     NORMALIZE_QUARANTINE_TABLE,
     NORMALIZED_TABLE,
     RAW_QUARANTINE_TABLE,
     RAW_TABLE,
+    inputs_metadata,
     read_arrow,
     read_table,
     table_path,
@@ -103,9 +103,9 @@ class AugmentStageResult:
 
 
 def raw_stage_fingerprint(raw_dir: str | os.PathLike[str], settings: DataParams) -> str:
-    raw_dir = Path(raw_dir)
-    files = {path.relative_to(raw_dir).as_posix(): file_md5(path) for path in raw_files(raw_dir)}
-    return stage_fingerprint(RAW_TABLE, {"files": files, "max_line_bytes": settings.max_line_bytes})
+    # raw_files first: a missing dir is an error here (corpus_md5s would call it an empty corpus).
+    raw_files(raw_dir)
+    return stage_fingerprint(RAW_TABLE, {"files": corpus_md5s(raw_dir), "max_line_bytes": settings.max_line_bytes})
 
 
 def run_raw_stage(
@@ -187,7 +187,7 @@ def run_normalize_stage(lake: str | os.PathLike[str], force: bool = False) -> No
     result = NormalizeResult(samples=result.samples, quarantine=_with_raw_lines(result.quarantine, lake, raw_version))
     validate_frame(result.samples, NORMALIZED_TABLE)
     validate_frame(result.quarantine, NORMALIZE_QUARANTINE_TABLE)
-    metadata = commit_metadata(fingerprint, {})
+    metadata = {**commit_metadata(fingerprint, {}), **inputs_metadata({RAW_TABLE: raw_version})}
     normalized_version = write_table(result.samples, outputs[0], table=NORMALIZED_TABLE, commit_metadata=metadata)
     quarantine_version = write_table(
         result.quarantine, outputs[1], table=NORMALIZE_QUARANTINE_TABLE, commit_metadata=metadata
@@ -228,6 +228,7 @@ def run_augment_stage(
         "single_source_commands": result.single_source_commands,
         "unstratified_commands": result.unstratified_commands,
     })
+    metadata.update(inputs_metadata({NORMALIZED_TABLE: normalized_version}))
     augmented_version = write_table(result.arrow, output, table=AUGMENTED_TABLE, commit_metadata=metadata)
     return AugmentStageResult(result=result, normalized_version=normalized_version, augmented_version=augmented_version)
 

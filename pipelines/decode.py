@@ -22,7 +22,7 @@ processor the same per-row texts, so grounding keeps them token-for-token equal.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,20 +169,30 @@ def _to_generation(tokenizer: Any, new_ids: list[int], stop_ids: list[int], pad_
 
 
 def generate_batched(
-    model: Any, tokenizer: Any, descriptions: Sequence[str], config: DecodingConfig | None = None
+    model: Any,
+    tokenizer: Any,
+    descriptions: Sequence[str],
+    config: DecodingConfig | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> list[Generation]:
-    """Greedy plans for `descriptions`, `config.batch_size` at a time, in input order."""
+    """Greedy plans for `descriptions`, `config.batch_size` at a time, in input order.
+
+    `on_batch(done, total)` is called after each batch with the number of descriptions generated so far.
+    """
     config = config or DecodingConfig()
     if config.batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {config.batch_size}")
     prompts = _prompts_for(tokenizer, descriptions)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i].ids))
-    results: list[Generation | None] = [None] * len(prompts)
+    results: dict[int, Generation] = {}
     for start in range(0, len(order), config.batch_size):
         chunk = order[start : start + config.batch_size]
-        for index, generation in zip(chunk, _generate(model, tokenizer, [prompts[i] for i in chunk], config)):
+        # strict: a batch that returned a different number of rows would pair outputs with the wrong descriptions.
+        for index, generation in zip(chunk, _generate(model, tokenizer, [prompts[i] for i in chunk], config), strict=True):
             results[index] = generation
-    return [generation for generation in results if generation is not None]
+        if on_batch is not None:
+            on_batch(start + len(chunk), len(order))
+    return [results[index] for index in range(len(prompts))]
 
 
 def generate_one_at_a_time(

@@ -24,8 +24,9 @@ Definitions (the numbers in the metrics table mean exactly this):
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,7 @@ from data_contracts.commands import Command
 from data_contracts.errors import ContractError
 from data_contracts.forms import render_json_commands
 from pipelines.plan_output import CheckedPlan, check_plan
+from pipelines.progress import clock_text
 
 NONE = "<none>"
 
@@ -283,14 +285,21 @@ def gold_json(case: EvalCase) -> str:
 # --- running an evaluation -------------------------------------------------------------------
 
 
-def run_evaluation(model: Any, tokenizer: Any, cases: Sequence[EvalCase], config: Any) -> tuple[list[CaseResult], float]:
-    """Generate (batched, greedy) for every case, check each output; returns results and generation wall time."""
-    import time
+def run_evaluation(
+    model: Any,
+    tokenizer: Any,
+    cases: Sequence[EvalCase],
+    config: Any,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> tuple[list[CaseResult], float]:
+    """Generate (batched, greedy) for every case, check each output; returns results and generation wall time.
 
+    `on_batch(done, total)` is called after each decoding batch (see `progress_reporter`).
+    """
     from pipelines.decode import generate_batched
 
     started = time.perf_counter()
-    generations = generate_batched(model, tokenizer, [case.description for case in cases], config)
+    generations = generate_batched(model, tokenizer, [case.description for case in cases], config, on_batch=on_batch)
     wall_s = time.perf_counter() - started
     results = [
         evaluate_case(case, g.text, g.latency_s, g.new_tokens, g.stopped) for case, g in zip(cases, generations, strict=True)
@@ -331,6 +340,31 @@ def results_frame(results: Sequence[CaseResult], constrained: bool) -> Any:
     for name in ("case_id", "source_index", "split_source", "prompt", "gold_json", "raw_output", "predicted_json", "error"):
         frame[name] = frame[name].astype(object)
     return frame.astype({"json_valid": bool, "catalog_valid": bool, "exact_match": bool, "latency_s": float, "constrained": bool})
+
+
+# How every evaluation progress line starts, so a reader of the run's log can pick them out
+# (training's lines start "training progress").
+PROGRESS_PREFIX = "evaluation progress"
+
+
+def progress_reporter(
+    detail: str, log: Callable[[str], None], clock: Callable[[], float] = time.perf_counter
+) -> Callable[[int, int], None]:
+    """An `on_batch` callback that logs cases done out of total and the ETA, from the mean pace so far.
+
+    A full evaluation decodes for many minutes on a CPU; one line per batch in the run's log says how far
+    it got and when it will end, instead of a silent step.
+    """
+    started = clock()
+
+    def report(done: int, total: int) -> None:
+        elapsed = clock() - started
+        remaining = elapsed / done * (total - done) if done else 0.0
+        share = done / total if total else 1.0
+        timing = f"elapsed {clock_text(elapsed)}, eta {clock_text(remaining)}"
+        log(f"{PROGRESS_PREFIX}: {done}/{total} cases ({share:.0%}), {detail}, {timing}")
+
+    return report
 
 
 # --- the evaluation slices -------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Content fingerprints of the raw corpus: one md5 per file, the same digest DVC records.
 
-The retrain sensor, the nightly schedule and `lineage --verify` all compare these maps, so a
-file counts as changed exactly when its bytes change (never on a touch or a copy).
+The corpus files themselves are decided by `pipelines.ingest.raw_files` alone (`corpus_md5s` maps them to
+these digests); the retrain sensor, the nightly schedule and `lineage --verify` compare such maps, so a file
+counts as changed exactly when its bytes change (never on a touch or a copy).
 """
 
 from __future__ import annotations
@@ -11,25 +12,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-RAW_GLOB = "*.jsonl"
-
-
 def file_md5(path: Path) -> str:
     """md5 of the file's bytes: what DVC 3 records in .dvc files and dvc.lock for a single file."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
-
-
-def corpus_fingerprint(raw_dir: Path) -> dict[str, str]:
-    """Map of each raw file's path relative to `raw_dir` (posix) to its md5; empty if the dir is missing."""
-    raw_dir = Path(raw_dir)
-    if not raw_dir.is_dir():
-        return {}
-    return {
-        path.relative_to(raw_dir).as_posix(): file_md5(path)
-        for path in sorted(raw_dir.rglob(RAW_GLOB))
-        if path.is_file()
-    }
 
 
 def corpus_digest(fingerprint: dict[str, str]) -> str:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from data_contracts.errors import CommandParseError, ContractError
 from data_contracts.forms import parse_text_commands, render_json_commands
 from data_contracts.validation import ValidationIssue, validate_commands
+from pipelines.fingerprints import file_md5
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,11 +70,30 @@ class Rejected(Exception):
 
 
 def raw_files(raw_dir: str | Path) -> list[Path]:
-    """Every *.jsonl directly under `raw_dir`, sorted by name so runs read them in the same order."""
+    """The raw corpus: every *.jsonl file directly under `raw_dir`, sorted by name so runs read them in order.
+
+    The one definition of the corpus. Ingest trains on exactly these files, the retrain sensor and the nightly
+    schedule watch exactly these (`corpus_md5s`), and the lineage manifest records and `lineage --verify`
+    checks exactly these; a file in a subfolder, or with another suffix, is none of the three. Top level
+    only: the raw-line check and the quarantine name files by path under `raw_dir`, and a subfolder is
+    where drafts and archives can sit without being trained on.
+    """
     raw_dir = Path(raw_dir)
     if not raw_dir.is_dir():
         raise FileNotFoundError(f"raw data directory {raw_dir} does not exist")
     return sorted(path for path in raw_dir.glob("*.jsonl") if path.is_file())
+
+
+def corpus_md5s(raw_dir: str | Path) -> dict[str, str]:
+    """{path relative to `raw_dir` (posix): md5} of every corpus file (`raw_files`); empty if the dir is missing.
+
+    md5 because it is the digest DVC records, so a file counts as changed exactly when its bytes do.
+    A missing dir is an empty corpus rather than an error: to a watcher that is every file deleted.
+    """
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        return {}
+    return {path.relative_to(raw_dir).as_posix(): file_md5(path) for path in raw_files(raw_dir)}
 
 
 def split_lines(data: bytes) -> list[bytes]:
@@ -231,7 +251,7 @@ def parse_all(lines: list[bytes], max_line_bytes: int, workers: int) -> Iterator
 
 
 def ingest(raw_dir: str | Path, max_line_bytes: int = 1_000_000, workers: int = 1) -> IngestResult:
-    """Read every *.jsonl under `raw_dir`; `workers` > 1 parses large inputs in that many processes."""
+    """Read every corpus file of `raw_dir` (`raw_files`); `workers` > 1 parses large inputs in that many processes."""
     from pipelines.lake import RAW_QUARANTINE_TABLE, RAW_TABLE, frame
 
     raw_dir = Path(raw_dir)

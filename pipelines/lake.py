@@ -6,6 +6,7 @@ columns, and so that every write of a table produces the same Delta schema.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -74,6 +75,16 @@ QUARANTINE_SCHEMA = pa.schema(
 )
 SCHEMAS[RAW_QUARANTINE_TABLE] = QUARANTINE_SCHEMA
 SCHEMAS[NORMALIZE_QUARANTINE_TABLE] = QUARANTINE_SCHEMA
+
+
+# Commit metadata of a stage's write: {upstream table: the version it read}, so lineage follows a
+# downstream version to the exact upstream version it was computed from (no guessing by timestamp).
+INPUTS_COMMIT_KEY = "sop2cmd_inputs"
+
+
+def inputs_metadata(versions: dict[str, int]) -> dict[str, str]:
+    """Commit metadata recording the upstream table versions a write was computed from."""
+    return {INPUTS_COMMIT_KEY: json.dumps({table: int(version) for table, version in versions.items()}, sort_keys=True)}
 
 
 def table_path(lake: str | os.PathLike[str], table: str) -> Path:

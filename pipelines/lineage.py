@@ -4,10 +4,11 @@ Reads the lineage manifest (lineage.json) beside a merged model or an adapter an
 merged model -> adapter -> training config -> augmented set (Delta version) -> normalized samples
 (Delta version) -> raw table (Delta version) -> raw files (DVC md5, git commit).
 
-The manifest records the augmented set's Delta version. Each upstream table version is what that
-stage's write recorded in its Delta commit (`sop2cmd_inputs`), or else the newest upstream version
-committed before it (each stage reads the current upstream version right before writing); either
-way the upstream version must contain every row the downstream version refers to, or the audit fails.
+The manifest records the augmented set's Delta version. Each upstream table version is the one that
+stage's write recorded in its Delta commit (`pipelines.lake.INPUTS_COMMIT_KEY`, written by
+`pipelines.data_stages`); a table written before stages recorded it falls back to the newest upstream
+version committed before it (each stage reads the current upstream version right before writing).
+Either way the upstream version must contain every row the downstream version refers to, or the audit fails.
 
 `--records OUT.jsonl` writes the raw lines behind the training split, read through Delta time travel.
 `--verify` recomputes every hash and exits 1 naming each artifact that changed since training.
@@ -23,11 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from pipelines.lake import AUGMENTED_TABLE as AUGMENTED
+from pipelines.lake import INPUTS_COMMIT_KEY
+from pipelines.lake import NORMALIZED_TABLE as NORMALIZED
+from pipelines.lake import RAW_TABLE as RAW
+
 MANIFEST_NAME = "lineage.json"
-INPUTS_COMMIT_KEY = "sop2cmd_inputs"
-AUGMENTED = "augmented_training_set"
-NORMALIZED = "normalized_samples"
-RAW = "raw_training_data"
 
 
 class LineageError(Exception):
@@ -96,7 +98,8 @@ def resolve_upstream(downstream: TableLink, upstream_table: str, lake: Path) -> 
     )
 
 
-def _read(link: TableLink, columns: list[str] | None = None):
+def read_link(link: TableLink, columns: list[str] | None = None):
+    """The rows of `link`'s table at its version (Delta time travel); LineageError when that version is gone."""
     from deltalake import DeltaTable
 
     try:
@@ -106,14 +109,26 @@ def _read(link: TableLink, columns: list[str] | None = None):
     return table.to_pyarrow_table(columns=columns).to_pandas()
 
 
+def training_set_link(model_dir: Path, manifest: dict[str, Any], lake: Path) -> TableLink:
+    """The augmented-set version a model was trained on, as its manifest records it."""
+    data = manifest.get("data") or {}
+    if data.get("delta_version") is None:
+        raise LineageError(f"{Path(model_dir) / MANIFEST_NAME}: no data.delta_version recorded for the training set")
+    table = data.get("table", AUGMENTED)
+    return TableLink(table, Path(data.get("table_path") or Path(lake) / table), int(data["delta_version"]), "manifest")
+
+
+def training_tables(model_dir: Path, lake: Path) -> tuple[TableLink, TableLink]:
+    """(augmented set, normalized samples) at the versions the model in `model_dir` was trained from."""
+    augmented = training_set_link(model_dir, read_manifest(model_dir), lake)
+    return augmented, resolve_upstream(augmented, NORMALIZED, Path(lake))
+
+
 def resolve_chain(model_dir: Path, lake: Path) -> Chain:
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir)
     data = manifest.get("data") or {}
-    if data.get("delta_version") is None:
-        raise LineageError(f"{model_dir / MANIFEST_NAME}: no data.delta_version recorded for the training set")
-    table = data.get("table", AUGMENTED)
-    augmented = TableLink(table, Path(data.get("table_path") or lake / table), int(data["delta_version"]), "manifest")
+    augmented = training_set_link(model_dir, manifest, lake)
     normalized = resolve_upstream(augmented, NORMALIZED, lake)
     raw = resolve_upstream(normalized, RAW, lake)
     if manifest.get("kind") == "lora_checkpoint":
@@ -131,9 +146,9 @@ def resolve_chain(model_dir: Path, lake: Path) -> Chain:
         raw=raw,
         raw_files_md5=dict(data.get("raw_files_md5") or {}),
     )
-    augmented_rows = _read(augmented, ["source_index", "split", "command_names"])
+    augmented_rows = read_link(augmented, ["source_index", "split", "command_names"])
     chain.per_command = per_command_counts(augmented_rows)
-    raw_rows = _read(raw, ["source_file", "file_sha256"]).drop_duplicates()
+    raw_rows = read_link(raw, ["source_file", "file_sha256"]).drop_duplicates()
     chain.raw_files_in_table = dict(zip(raw_rows["source_file"], raw_rows["file_sha256"], strict=True))
     return chain
 
@@ -150,10 +165,10 @@ def per_command_counts(augmented_rows) -> dict[str, dict[str, int]]:
 
 def training_raw_records(chain: Chain, split: str = "train"):
     """The raw table rows behind the given split of the training set, at the recorded versions."""
-    augmented = _read(chain.augmented, ["source_index", "split"])
+    augmented = read_link(chain.augmented, ["source_index", "split"])
     wanted = augmented if split == "all" else augmented[augmented["split"] == split]
     wanted_ids = set(wanted["source_index"])
-    normalized = _read(chain.normalized, ["source_index", "source_file", "line_number"])
+    normalized = read_link(chain.normalized, ["source_index", "source_file", "line_number"])
     used = normalized[normalized["source_index"].isin(wanted_ids)].drop_duplicates("source_index")
     missing = wanted_ids - set(used["source_index"])
     if missing:
@@ -161,7 +176,7 @@ def training_raw_records(chain: Chain, split: str = "train"):
             f"{NORMALIZED} v{chain.normalized.version} lacks {len(missing)} source_index value(s) of "
             f"{chain.augmented.table} v{chain.augmented.version} (e.g. {sorted(missing)[0]})"
         )
-    raw = _read(chain.raw, ["source_file", "line_number", "raw_line"])
+    raw = read_link(chain.raw, ["source_file", "line_number", "raw_line"])
     joined = used.merge(raw, on=["source_file", "line_number"], how="left", validate="one_to_one")
     if joined["raw_line"].isna().any():
         first = joined[joined["raw_line"].isna()].iloc[0]
@@ -191,6 +206,7 @@ def _weights_hash(model_dir: Path) -> str:
 def verify(chain: Chain, raw_dir: Path) -> list[str]:
     """One line per artifact whose content differs from what the manifest recorded at training time."""
     from pipelines.fingerprints import file_md5
+    from pipelines.ingest import corpus_md5s
     from pipelines.manifest import frame_content_hash
 
     manifest, problems = chain.manifest, []
@@ -216,7 +232,7 @@ def verify(chain: Chain, raw_dir: Path) -> list[str]:
               lambda: _weights_hash(chain.base_model_dir))
 
     def augmented_hash() -> str:
-        frame = _read(chain.augmented)
+        frame = read_link(chain.augmented)
         return frame_content_hash(frame, sort_by="sample_id" if "sample_id" in frame.columns else None)
 
     check(f"{chain.augmented.table} v{chain.augmented.version}", (manifest.get("data") or {}).get("content_hash"),
@@ -232,6 +248,10 @@ def verify(chain: Chain, raw_dir: Path) -> list[str]:
             problems.append(f"raw file {name}: deleted (was md5 {md5})")
         elif (now := file_md5(path)) != md5:
             problems.append(f"raw file {name}: md5 was {md5}, now {now}")
+    # The corpus as ingest reads it: a file it would train on now but that the model never saw is a change
+    # too (the retrain sensor fires on the same files); other files in raw_dir are not the corpus.
+    for name in sorted(set(corpus_md5s(raw_dir)) - set(chain.raw_files_md5)):
+        problems.append(f"raw file {name}: added since training (not in the data the model was trained on)")
     return problems
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
@@ -17,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-from pipelines.fingerprints import file_md5
 
 MANIFEST_NAME = "lineage.json"
 _LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "tokenizers", "safetensors", "deltalake")
@@ -47,17 +44,6 @@ def frame_content_hash(df: pd.DataFrame, sort_by: str | None = None) -> str:
     frame = frame[sorted(frame.columns)].reset_index(drop=True)
     payload = frame.to_json(orient="records", force_ascii=False, date_format="iso")
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-
-def raw_file_md5s(raw_dir: Path) -> dict[str, str]:
-    raw_dir = Path(raw_dir)
-    if not raw_dir.is_dir():
-        return {}
-    return {
-        str(path.relative_to(raw_dir)): file_md5(path)
-        for path in sorted(raw_dir.rglob("*"))
-        if path.is_file() and not path.name.endswith(".dvc") and not path.name.startswith(".")
-    }
 
 
 def git_state(repo_dir: Path | None = None) -> dict[str, Any]:
@@ -97,6 +83,9 @@ class DataLineage:
 
 
 def data_lineage(df: pd.DataFrame, table: str, delta_version: int | None, raw_dir: Path) -> DataLineage:
+    # Here, not at the top: pipelines.ingest loads the command catalog, which most manifest readers never need.
+    from pipelines.ingest import corpus_md5s
+
     def sources(split: str) -> list[str]:
         return sorted({str(value) for value in df.loc[df["split"] == split, "source_index"]})
 
@@ -106,7 +95,8 @@ def data_lineage(df: pd.DataFrame, table: str, delta_version: int | None, raw_di
         content_hash=frame_content_hash(df, sort_by="sample_id" if "sample_id" in df.columns else None),
         train_source_index=sources("train"),
         eval_source_index=sources("eval"),
-        raw_files_md5=raw_file_md5s(raw_dir),
+        # The corpus files exactly as ingest reads them (`pipelines.ingest.raw_files`), and no other file.
+        raw_files_md5=corpus_md5s(raw_dir),
     )
 
 
@@ -130,15 +120,12 @@ def build_manifest(
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> Path:
-    """Write JSON so that a reader never sees a half-written file (write temp, fsync, rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, ensure_ascii=False, indent=2, sort_keys=True, default=str)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    return path
+    """Write JSON so that a reader never sees a half-written file, even with other writers of the same path."""
+    from pipelines.atomic_files import write_text_atomic
+
+    # Serialized before any file is touched: a payload that fails to encode leaves nothing behind.
+    text = json.dumps(payload, ensure_ascii=False, indent=2, sort_keys=True, default=str)
+    return write_text_atomic(path, text)
 
 
 def read_manifest(model_dir: Path) -> dict[str, Any]:

@@ -7,14 +7,14 @@ stops on `<eoc>`) with a lineage manifest, so serving needs neither peft nor the
 from __future__ import annotations
 
 import math
-import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.atomic_files import recover_directory, replace_directory, staging_directory
 from pipelines.manifest import MANIFEST_NAME, sha256_weights, write_json_atomic
+from pipelines.model_card import explain_model_dir
 from pipelines.model_io import check_model_dir, load_causal_lm, load_tokenizer
 from pipelines.prompts import build_prompt_ids, serving_user_message
 
@@ -73,20 +73,20 @@ def merge_adapter(base_model_dir: Path, adapter_dir: Path, out_dir: Path,
                   manifest: dict[str, Any] | None = None) -> MergeResult:
     """Write base+adapter merged (fp32) to `out_dir`, replacing it only once the new one is complete."""
     out_dir = Path(out_dir)
-    staging = out_dir.with_name(f".{out_dir.name}.staging-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    merged = _load_base_with_adapter(base_model_dir, adapter_dir).merge_and_unload()
-    merged.save_pretrained(str(staging), safe_serialization=True)
-    load_tokenizer(base_model_dir).save_pretrained(str(staging))
-    adapter_sha = sha256_weights(adapter_dir)
-    weights_sha = sha256_weights(staging)
-    full_manifest = {**(manifest or {}), "kind": "merged_model", "adapter_sha256": adapter_sha,
-                     "merged_weights_sha256": weights_sha}
-    write_json_atomic(staging / MANIFEST_NAME, full_manifest)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staging, out_dir)
+    with staging_directory(out_dir) as staging:
+        merged = _load_base_with_adapter(base_model_dir, adapter_dir).merge_and_unload()
+        merged.save_pretrained(str(staging), safe_serialization=True)
+        load_tokenizer(base_model_dir).save_pretrained(str(staging))
+        adapter_sha = sha256_weights(adapter_dir)
+        weights_sha = sha256_weights(staging)
+        full_manifest = {**(manifest or {}), "kind": "merged_model", "adapter_sha256": adapter_sha,
+                         "merged_weights_sha256": weights_sha}
+        write_json_atomic(staging / MANIFEST_NAME, full_manifest)
+        # The chat template with the trained system prompt, plan.schema.json and the model card: plain HF tools
+        # loading this directory get the model's real behaviour.
+        explain_model_dir(staging, manifest=full_manifest, card_path=out_dir)
+        # Serving and the parity check may be reading the previous merge: it stays whole until the swap.
+        replace_directory(staging, out_dir)
     return MergeResult(out_dir, adapter_sha, weights_sha, full_manifest)
 
 
@@ -139,6 +139,7 @@ def merge_parity(base_model_dir: Path, adapter_dir: Path, merged_dir: Path,
     """Merged model vs base+adapter on fixed prompts (fp32): logit difference and greedy-token agreement."""
     import torch
 
+    recover_directory(merged_dir)  # a merge killed mid-replacement left the previous model aside
     tokenizer = load_tokenizer(merged_dir)
     reference = _load_base_with_adapter(base_model_dir, adapter_dir).eval()
     expected = _prompt_logits(reference, tokenizer, descriptions)

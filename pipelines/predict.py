@@ -3,7 +3,8 @@
 Single mode (`predict --model DIR "行1:..."`) prints the plan as canonical JSON, or names each broken
 rule (command, field, rule) on stderr and exits 1. Batch mode (no description) reads one description per
 stdin line and writes exactly one JSON Lines record per input line, in order: the plan, or
-`{"error": {"message", "issues", "raw_output"}}`; it exits 1 if any line failed. Every record goes
+`{"error": {"message", "issues", "raw_output"}}`; it exits 1 if any line failed, and shows a progress bar
+on stderr (`--no-progress` turns it off; stdout carries the records only). Every record goes
 through `pipelines.plan_output`, which validates against the full catalog right before rendering,
 labels included: each must occur in the (normalized) description it was generated from.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 EXIT_REJECTED = 1
@@ -37,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="let constrained decoding write labels the description does not contain (the gate still rejects them)",
     )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument(
+        "--no-progress", dest="progress", action="store_false",
+        help="batch mode: no progress bar on stderr",
+    )
 
 
 def _device(requested: str | None) -> str:
@@ -45,11 +50,23 @@ def _device(requested: str | None) -> str:
     return requested or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def predict_lines(model: Any, tokenizer: Any, descriptions: Sequence[str], config: Any) -> list[Any]:
-    """A CheckedPlan per description; blank or oversized descriptions are rejected without generating."""
+def predict_lines(
+    model: Any,
+    tokenizer: Any,
+    descriptions: Sequence[str],
+    config: Any,
+    on_done: Callable[[int], None] | None = None,
+) -> list[Any]:
+    """A CheckedPlan per description; blank or oversized descriptions are rejected without generating.
+
+    `on_done(n)` is called as each group of n descriptions is finished (rejected inputs first, then one call per
+    generated batch).
+    """
     from pipelines.decode import generate_batched
     from pipelines.plan_output import check_plan
     from pipelines.prompts import serving_user_message
+
+    on_done = on_done or (lambda count: None)
 
     checked: list[Any] = [None] * len(descriptions)
     todo = []
@@ -62,7 +79,16 @@ def predict_lines(model: Any, tokenizer: Any, descriptions: Sequence[str], confi
             )
         else:
             todo.append(index)
-    generations = generate_batched(model, tokenizer, [descriptions[i] for i in todo], config)
+    if len(todo) < len(descriptions):
+        on_done(len(descriptions) - len(todo))
+    generated = 0
+
+    def batch_done(done: int, total: int) -> None:  # generate_batched counts cumulatively; on_done takes steps
+        nonlocal generated
+        on_done(done - generated)
+        generated = done
+
+    generations = generate_batched(model, tokenizer, [descriptions[i] for i in todo], config, on_batch=batch_done)
     for index, generation in zip(todo, generations, strict=True):
         # Labels are checked against the text the model saw, the same text grounded decoding copies from.
         checked[index] = check_plan(generation.text, description=serving_user_message(descriptions[index]))
@@ -98,7 +124,9 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | 
         return 0
 
     descriptions = read_input_lines(stdin)
-    plans = predict_lines(model, tokenizer, [d or "" for d in descriptions], config)
+    # On stderr, so stdout stays one JSON record per input line; a Namespace built by hand may lack the flag.
+    with _progress_bar(len(descriptions), stderr, enabled=getattr(args, "progress", True)) as bar:
+        plans = predict_lines(model, tokenizer, [d or "" for d in descriptions], config, on_done=bar.update)
     plans = [plan if d is not None else _rejected_input("the input line is not valid UTF-8") for d, plan in zip(descriptions, plans)]
     for plan in plans:
         stdout.write(_one_line(plan.output_line()) + "\n")
@@ -108,6 +136,12 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | 
         print(f"{failed} of {len(plans)} descriptions were rejected (see their error records)", file=stderr)
         return EXIT_REJECTED
     return 0
+
+
+def _progress_bar(total: int, stream: TextIO, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, file=stream, disable=not enabled, desc="predict", unit="line")
 
 
 def read_input_lines(stream: Any) -> list[str | None]:

@@ -10,7 +10,12 @@
   embedding matrix stays frozen.
 - Crash safety: a checkpoint counts only once its completeness marker exists (written after the
   Trainer has saved everything); an unmarked checkpoint is renamed aside and training resumes from the
-  newest complete one with optimizer, scheduler, RNG and step restored by the Trainer.
+  newest complete one with optimizer, scheduler, RNG and step restored by the Trainer. A checkpoint written by
+  another number of processes is refused: the global batch, the data order and the schedule would all differ.
+- Identity: `run_fingerprint` covers config, data, base weights, the training code and the world size, so a run
+  is reused or resumed only by the run that would have produced it.
+- Progress: every logged step (loss, step/total, ETA) goes to a `progress` callback as it happens; the entry
+  point forwards it to Dagster through Pipes.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import math
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -29,6 +35,7 @@ from typing import Any
 import pandas as pd
 
 from pipelines.manifest import MANIFEST_NAME, sha256_weights, write_json_atomic
+from pipelines.progress import clock_text
 from pipelines.prompts import build_completion_ids, build_prompt_ids
 
 COMPLETE_MARKER = "COMPLETE.json"
@@ -251,10 +258,86 @@ def find_resume_checkpoint(checkpoints_dir: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
-def run_fingerprint(config: TrainConfig, data_hash: str, base_hash: str) -> str:
-    """Identity of a training run: a checkpoint is only resumed by the run that would have produced it."""
-    payload = json.dumps({"config": config.to_dict(), "data": data_hash, "base": base_hash}, sort_keys=True)
+def check_resume_world_size(checkpoint: Path, world_size: int) -> None:
+    """Refuse a checkpoint written by another number of processes.
+
+    The Trainer would restore its step and optimizer anyway, but with another world size the global batch, the
+    sampler's shards and the steps per epoch all change, so the resumed run is neither the old one nor a new one.
+    """
+    saved = json.loads((Path(checkpoint) / CONFIG_NAME).read_text(encoding="utf-8"))
+    recorded = saved.get("world_size")
+    if recorded is not None and int(recorded) != world_size:
+        raise ValueError(
+            f"cannot resume {checkpoint}: it was written by {recorded} training processes and this run has "
+            f"{world_size}; train with {recorded} processes again, or into another output directory"
+        )
+
+
+# The sources whose bytes decide what a run trains: the loop and its loss, the entry point that feeds it, the
+# prompt builder that makes every training id, and the loader of the weights. Relative to the package root.
+TRAINING_CODE_FILES: tuple[str, ...] = (
+    "pipelines/train.py",
+    "pipelines/train_entry.py",
+    "pipelines/prompts.py",
+    "pipelines/model_io.py",
+)
+_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def training_code_hash(root: Path | None = None, files: tuple[str, ...] = TRAINING_CODE_FILES) -> str:
+    """sha256 over the training sources (name and bytes of each) under `root` (default: this checkout or install)."""
+    root = Path(root) if root is not None else _PACKAGE_ROOT
+    digest = hashlib.sha256()
+    for relative in files:
+        digest.update(relative.encode() + b"\0" + (root / relative).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def run_fingerprint(
+    config: TrainConfig, data_hash: str, base_hash: str, code_hash: str | None = None, world_size: int = 1
+) -> str:
+    """Identity of a training run: a checkpoint is only resumed, and a finished run only reused, by the run that
+    would have produced it. That includes the training code (None: this checkout's, `training_code_hash()`) and the
+    number of processes, which sets the global batch and so every step.
+    """
+    payload = json.dumps({
+        "config": config.to_dict(),
+        "data": data_hash,
+        "base": base_hash,
+        "code": code_hash if code_hash is not None else training_code_hash(),
+        "world_size": int(world_size),
+    }, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+# How every progress line starts, so a reader of the run's log can pick them out.
+PROGRESS_PREFIX = "training progress"
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    """One progress report of a running training: sent at every logged step and evaluation."""
+
+    step: int
+    total_steps: int
+    epoch: float | None
+    loss: float | None  # mean training loss since the previous report (weighted, as optimized)
+    eval_loss: float | None
+    elapsed_s: float  # in this session (a resumed run counts from its restart)
+    eta_s: float | None  # from this session's pace; None before its first step
+
+    def describe(self) -> str:
+        percent = 100.0 * self.step / self.total_steps if self.total_steps > 0 else 0.0
+        parts = [f"{PROGRESS_PREFIX}: step {self.step}/{self.total_steps} ({percent:.0f}%)"]
+        if self.epoch is not None:
+            parts.append(f"epoch {self.epoch:.2f}")
+        if self.loss is not None:
+            parts.append(f"loss {self.loss:.4f}")
+        if self.eval_loss is not None:
+            parts.append(f"eval_loss {self.eval_loss:.4f}")
+        parts.append(f"elapsed {clock_text(self.elapsed_s)}")
+        parts.append(f"eta {clock_text(self.eta_s) if self.eta_s is not None else 'unknown'}")
+        return ", ".join(parts)
 
 
 # --- trainer ----------------------------------------------------------------------------------------
@@ -396,6 +479,46 @@ def _trainer_classes():
     return WeightedCollator, WeightedSFTTrainer, CheckpointCompletion
 
 
+def _progress_report_class():
+    # Apart from `_trainer_classes`, whose three classes other code wraps (tests/reliability's fault injection).
+    from transformers import TrainerCallback
+
+    class ProgressReport(TrainerCallback):
+        """Hands each logged training step and evaluation to `report` as it happens (rank 0 only).
+
+        The Trainer's own progress bar is off (disable_tqdm): on stdout it would never reach Dagster's event log.
+        """
+
+        def __init__(self, report: Callable[[TrainingProgress], None]):
+            self.report = report
+            self.started = time.monotonic()
+            self.first_step = 0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            # After a resume the state holds the restored step: the ETA uses this session's pace only.
+            self.started = time.monotonic()
+            self.first_step = state.global_step
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            logs = logs or {}
+            if not state.is_world_process_zero or ("loss" not in logs and "eval_loss" not in logs):
+                return
+            elapsed = time.monotonic() - self.started
+            done = state.global_step - self.first_step
+            remaining = max(state.max_steps - state.global_step, 0)
+            self.report(TrainingProgress(
+                step=int(state.global_step),
+                total_steps=int(state.max_steps),
+                epoch=float(state.epoch) if state.epoch is not None else None,
+                loss=float(logs["loss"]) if "loss" in logs else None,
+                eval_loss=float(logs["eval_loss"]) if "eval_loss" in logs else None,
+                elapsed_s=elapsed,
+                eta_s=elapsed / done * remaining if done > 0 else None,
+            ))
+
+    return ProgressReport
+
+
 @dataclass
 class TrainResult:
     adapter_dir: Path
@@ -425,21 +548,24 @@ def train_lora(
     data: pd.DataFrame,
     output_dir: Path,
     manifest: dict[str, Any] | None = None,
-    log: Any = None,
+    log: Callable[[str], None] | None = None,
+    progress: Callable[[TrainingProgress], None] | None = None,
 ) -> TrainResult:
     """Train a LoRA adapter on the `train` split of `data`, evaluating on its `eval` split.
 
     `output_dir` holds checkpoints/, tensorboard/, adapter/ and the loss curve; running again with the
-    same `output_dir` resumes from its newest complete checkpoint.
+    same `output_dir` resumes from its newest complete checkpoint (written by as many processes as this run).
+    `progress` gets each logged step as it happens (default: its one-line description, through `log`).
     """
     import torch
     from transformers import EarlyStoppingCallback, set_seed
     from transformers.integrations import TensorBoardCallback
     from trl import SFTConfig
 
-    from pipelines.model_io import check_model_dir, load_causal_lm, load_tokenizer
+    from pipelines.model_io import check_model_dir, eoc_token_id, load_causal_lm, load_tokenizer
 
     log = log or (lambda message: None)
+    report_progress = progress or (lambda update: log(update.describe()))
     output_dir = Path(output_dir)
     checkpoints_dir = output_dir / "checkpoints"
     adapter_dir = output_dir / "adapter"
@@ -449,9 +575,11 @@ def train_lora(
 
     check_model_dir(base_model_dir)
     tokenizer = load_tokenizer(base_model_dir)
+    # The checked lookup: an unprepared tokenizer maps `<eoc>` to its unknown token (or to nothing), so training
+    # would update that row (or none) while every target ends in `<eoc>` spelled out as plain characters.
+    eoc_id = eoc_token_id(tokenizer)
     model = load_causal_lm(base_model_dir, dtype=torch.float32)
     model.train()
-    eoc_id = tokenizer.convert_tokens_to_ids("<eoc>")
 
     train_rows = select_rows(data, "train", config.max_train_samples, config.seed, config.row_sampling)
     eval_rows = select_rows(data, "eval", config.max_eval_samples, config.seed)
@@ -506,10 +634,13 @@ def train_lora(
         # Every LoRA and <eoc> parameter takes part in each forward; the unused-parameter scan only costs time.
         ddp_find_unused_parameters=False,
     )
+    # Saved in every checkpoint, so a resume can tell whether it runs with the processes that wrote it.
+    resolved["world_size"] = int(args.world_size)
     collator_cls, trainer_cls, completion_cls = _trainer_classes()
+    progress_cls = _progress_report_class()
     tensorboard = TensorBoardCallback()
     tensorboard.logging_dir = str(output_dir / "tensorboard")  # else it writes under checkpoints/runs/
-    callbacks = [completion_cls(resolved), tensorboard]
+    callbacks = [completion_cls(resolved), tensorboard, progress_cls(report_progress)]
     if evaluating:
         callbacks.append(EarlyStoppingCallback(config.early_stopping_patience, config.early_stopping_threshold))
     trainer = trainer_cls(
@@ -527,6 +658,7 @@ def train_lora(
     resume_from = find_resume_checkpoint(checkpoints_dir)
     if resume_from is not None:
         check_model_dir(resume_from, allow_trainer_state=True)
+        check_resume_world_size(resume_from, int(args.world_size))
         log(f"resuming from {resume_from}")
     started = time.perf_counter()
     train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)

@@ -2,8 +2,12 @@
 
 Every process runs the same `train_lora`; under torchrun (WORLD_SIZE > 1) the HF Trainer wraps the model
 in DistributedDataParallel itself (gloo on CPU, nccl on GPU) and shards the batches. Only rank 0 talks
-to Dagster: when launched through Dagster Pipes it streams logs and reports the metrics and the lineage
-manifest as the materialization's metadata. Without Pipes (a shell, another scheduler) it just logs.
+to Dagster: when launched through Dagster Pipes it streams logs and training progress (loss, step/total,
+ETA at every logged step) and reports the metrics and the lineage manifest as the materialization's metadata.
+Without Pipes (a shell, another scheduler) it logs to stderr.
+
+Progress goes through Pipes' log channel: Dagster writes each Pipes log message into the run's event log as it
+arrives, whereas `report_custom_message` payloads are only handed to the launching step after the process ends.
 
 The request is a JSON file (see `TrainingRequest`), so this module never needs Dagster to run.
 """
@@ -92,13 +96,16 @@ def materialization_metadata(metrics: dict[str, Any], manifest: dict[str, Any], 
 
 def run_request(request: TrainingRequest, rank: Rank, log: Callable[[str], None]):
     from pipelines.lake import read_table
-    from pipelines.train import TrainConfig, train_lora
+    from pipelines.train import TrainConfig, TrainingProgress, train_lora
+
+    def progress(update: TrainingProgress) -> None:
+        log(update.describe())
 
     config = TrainConfig.from_dict(request.train_config)
     data = read_table(request.data_path, version=request.data_version)
     log(f"training on {request.data_path} v{request.data_version} ({len(data)} rows), world size {rank.world_size}")
     return train_lora(config, Path(request.base_model_dir), data, Path(request.output_dir),
-                      manifest=request.manifest, log=log)
+                      manifest=request.manifest, log=log, progress=progress)
 
 
 def main(argv: list[str] | None = None) -> int:

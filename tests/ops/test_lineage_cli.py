@@ -10,7 +10,7 @@ import pytest
 
 from pipelines.cli import build_parser
 from pipelines.fingerprints import file_md5
-from pipelines.lake import AUGMENTED_TABLE, NORMALIZED_TABLE, read_table, table_path
+from pipelines.lake import AUGMENTED_TABLE, INPUTS_COMMIT_KEY, NORMALIZED_TABLE, RAW_TABLE, read_table, table_path
 from pipelines.lineage import run as run_lineage
 
 from .conftest import write_jsonl
@@ -79,6 +79,33 @@ def test_records_export_reads_the_training_versions_after_tables_moved_on(lineag
     eval_path = tmp_path / "eval.jsonl"
     cli(str(lineage.merged_dir), "--lake", str(lineage.lake), "--records", str(eval_path), "--split", "eval")
     assert set(eval_path.read_text(encoding="utf-8").splitlines()).isdisjoint(exported)
+
+
+def test_each_upstream_link_is_the_version_its_stage_recorded(lineage: TrainedLineage) -> None:
+    """The data stages write INPUTS_COMMIT_KEY; lineage follows it rather than guessing by commit time."""
+    from deltalake import DeltaTable
+
+    # New data: raw v1 -> normalized v1 -> augmented v1, each recording the upstream version it read.
+    extra = json.loads((lineage.raw_dir / "b.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    extra["conversation"][0]["input"] += "（新增记录）"
+    write_jsonl(lineage.raw_dir / "c.jsonl", [extra])
+    assert run_data_stages(lineage.raw_dir, lineage.lake) == 1
+
+    def recorded_inputs(table: str, version: int) -> dict[str, int]:
+        (commit,) = [c for c in DeltaTable(str(table_path(lineage.lake, table))).history() if c["version"] == version]
+        return json.loads(commit[INPUTS_COMMIT_KEY])
+
+    assert recorded_inputs(AUGMENTED_TABLE, 1) == {NORMALIZED_TABLE: 1}
+    assert recorded_inputs(NORMALIZED_TABLE, 1) == {RAW_TABLE: 1}
+    # The model was trained on augmented v0: its chain is v0 all the way up, as recorded, not by time.
+    code, out, err = cli(str(lineage.merged_dir), "--lake", str(lineage.lake), "--json")
+    assert code == 0, err
+    tables = json.loads(out)["tables"]
+    assert {name: (link["version"], link["how"]) for name, link in tables.items()} == {
+        AUGMENTED_TABLE: (0, "manifest"),
+        NORMALIZED_TABLE: (0, "recorded in commit"),
+        RAW_TABLE: (0, "recorded in commit"),
+    }
 
 
 def test_verify_passes_on_untouched_artifacts(lineage: TrainedLineage) -> None:

@@ -9,7 +9,8 @@ import dagster as dg
 
 from assets.schedules import build_nightly_retrain_schedule
 from assets.sensors import CORPUS_DIGEST_TAG, build_raw_corpus_sensor
-from pipelines.fingerprints import corpus_digest, corpus_fingerprint
+from pipelines.fingerprints import corpus_digest
+from pipelines.ingest import corpus_md5s
 
 from .conftest import sample_record, write_jsonl
 
@@ -41,7 +42,7 @@ class SensorHarness:
 def test_first_tick_records_the_baseline_without_a_run(raw_dir: Path, instance: dg.DagsterInstance) -> None:
     harness = SensorHarness(raw_dir, instance)
     assert harness.tick() == []
-    assert json.loads(harness.cursor)["files"] == corpus_fingerprint(raw_dir)
+    assert json.loads(harness.cursor)["files"] == corpus_md5s(raw_dir)
     assert harness.tick() == []
 
 
@@ -63,7 +64,7 @@ def test_edit_add_delete_each_trigger_exactly_one_run(raw_dir: Path, instance: d
         requests = harness.tick()
         assert len(requests) == 1, expected_change
         assert expected_change in requests[0].tags["sop2cmd/trigger"]
-        assert requests[0].tags[CORPUS_DIGEST_TAG] == corpus_digest(corpus_fingerprint(raw_dir))
+        assert requests[0].tags[CORPUS_DIGEST_TAG] == corpus_digest(corpus_md5s(raw_dir))
         assert harness.tick() == [], f"a second tick after '{expected_change}' must not retrain again"
 
 

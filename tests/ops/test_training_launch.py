@@ -1,5 +1,6 @@
 """Training launched through Dagster Pipes under torchrun: 2 CPU processes (gloo) make a valid checkpoint."""
 
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -8,7 +9,7 @@ import pytest
 from assets.training_launch import launch_training, resolve_nproc, torchrun_command
 from pipelines.lake import AUGMENTED_TABLE, table_path
 from pipelines.manifest import sha256_weights
-from pipelines.train import TrainConfig
+from pipelines.train import CONFIG_NAME, TrainConfig
 
 from .lineage_fixture import EXAMPLES, run_data_stages
 
@@ -69,9 +70,14 @@ def test_two_gloo_processes_train_a_valid_adapter(tmp_path: Path) -> None:
     assert metadata["global_step"].value >= 1
     # Both ranks trained (rank 1 logs to stderr, rank 0 through Pipes into the run's event log).
     assert any("[rank 0/2] training on" in message for message in messages)
+    # Rank 0 alone reports progress, as it happens, through Pipes; every logged step (logging_steps=1) is there.
+    progress = [message for message in messages if "training progress: step" in message]
+    assert len(progress) == metadata["global_step"].value and all(m.startswith("[rank 0/2]") for m in progress)
 
     adapter_dir = run_dir / "adapter"
     check_model_dir(adapter_dir)
+    # What a resume compares against: the number of processes that trained this run.
+    assert json.loads((adapter_dir / CONFIG_NAME).read_text())["world_size"] == 2
     assert sha256_weights(adapter_dir) == metadata["adapter_sha256"].value
     model = PeftModel.from_pretrained(load_causal_lm(base_dir), str(adapter_dir), is_trainable=False)
     with torch.no_grad():

@@ -1,9 +1,13 @@
-"""`dvc repro` reproduces the data stages offline in a fresh copy, and `dvc status` is clean after it."""
+"""`dvc repro` reproduces the data stages offline in a fresh copy, and `dvc status` is clean after it.
+
+dvc runs from its own tool environment (`.tools/dvc`, built by `make setup`): its hydra-core dependency pins the
+antlr4 runtime that Dagster's selection parser needs at another version. The stages it runs use the project's
+venv, first on PATH, exactly as `make repro` runs them.
+"""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,44 +15,42 @@ from pathlib import Path
 import pytest
 
 from pipelines.lake import AUGMENTED_TABLE, read_table, table_path
+from tests.checkout import copy_checkout
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow
+
+DVC = REPO_ROOT / ".tools" / "dvc" / "bin" / "dvc"
 
 
 def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
-def _copy_repo(destination: Path) -> None:
-    """The files a clone would have (tracked + not ignored), without caches, lakes or artifacts."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.decode("utf-8")
-    for relative in filter(None, listed.split("\0")):
-        source = REPO_ROOT / relative
-        if source.is_file():
-            target = destination / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
+def test_dvc_comes_from_its_own_environment_not_the_projects() -> None:
+    assert DVC.is_file(), f"{DVC} is missing: `make setup` builds the dvc tool environment"
+    project_bin = Path(sys.executable).parent
+    assert not (project_bin / "dvc").exists(), "dvc is installed in the project venv, where it pins antlr4 4.9"
+    version = subprocess.run([str(DVC), "--version"], capture_output=True, text=True, timeout=120)
+    assert version.returncode == 0, version.stderr
+    makefile = (REPO_ROOT / "Makefile").read_text(encoding="utf-8")
+    assert f"DVC_VERSION := {version.stdout.strip()}" in makefile  # the pinned dvc, not whatever pip found
 
 
 def test_dvc_repro_then_status_is_clean(tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    _copy_repo(repo)
+    assert DVC.is_file(), f"{DVC} is missing: `make setup` builds the dvc tool environment"
+    repo = copy_checkout(tmp_path / "repo")
     bin_dir = str(Path(sys.executable).parent)
     env = {
         **os.environ,
+        # The stages run `python -m pipelines ...`: the project's interpreter, not dvc's.
         "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
         "SOP2CMD_LAKE": str(tmp_path / "elsewhere"),  # the stages must ignore it and write the declared outs
         "DVC_NO_ANALYTICS": "1",
     }
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
     assert _run([*git, "init", "-q"], repo, env).returncode == 0
-    dvc = str(Path(bin_dir) / "dvc")
+    dvc = str(DVC)
 
     repro = _run([dvc, "repro"], repo, env)
     assert repro.returncode == 0, repro.stdout + repro.stderr

@@ -329,8 +329,11 @@ def _scripted_generation(monkeypatch: pytest.MonkeyPatch, outputs: dict[str, str
     """The model 'says' outputs[description]: generation is replaced, everything after it is real."""
     import pipelines.decode as decode
 
-    def fake_generate_batched(model, tokenizer, descriptions, config=None):
-        return [decode.Generation(text=outputs[d], token_ids=(), stopped=True, latency_s=0.0) for d in descriptions]
+    def fake_generate_batched(model, tokenizer, descriptions, config=None, on_batch=None):
+        generations = [decode.Generation(text=outputs[d], token_ids=(), stopped=True, latency_s=0.0) for d in descriptions]
+        if on_batch is not None:
+            on_batch(len(generations), len(generations))
+        return generations
 
     monkeypatch.setattr(decode, "generate_batched", fake_generate_batched)
 

@@ -34,6 +34,31 @@ def test_tiny_base_model_is_prepared_with_eoc_and_cached(tmp_path):
     assert (model_dir / BASE_INFO_NAME).stat().st_mtime_ns == info_mtime  # served from the cache
 
 
+def test_conversion_killed_while_replacing_an_incomplete_cache_is_finished_by_the_next_call(tmp_path):
+    import signal
+    import subprocess
+
+    from tests.reliability._support import REPO_ROOT, subprocess_env, worker_command
+
+    info = resolve_base_model("tiny", tmp_path)
+    target = Path(info.path)
+    (target / BASE_INFO_NAME).unlink()  # as if the conversion that wrote it had died before its marker
+    # A conversion in a real process, SIGKILLed by its own rename of the new model into place, after the
+    # incomplete one was moved aside.
+    command = worker_command("replace_killed", "between_renames", "base", target, tmp_path)
+    killed = subprocess.run(command, cwd=REPO_ROOT, env=subprocess_env(OMP_NUM_THREADS="1"), capture_output=True,
+                            text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-4000:]
+    assert not target.exists()
+    assert len(list(target.parent.glob(f".{target.name}.old-*"))) == 1
+
+    again = resolve_base_model("tiny", tmp_path)
+    assert again == info
+    assert (target / BASE_INFO_NAME).is_file()
+    assert sha256_weights(target) == info.weights_sha256
+    assert [p.name for p in target.parent.iterdir()] == [target.name]  # the dead conversion's leftovers are gone
+
+
 def test_local_directory_source_is_prepared_into_the_cache(tmp_path):
     from transformers import AutoTokenizer
 

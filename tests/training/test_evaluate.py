@@ -396,3 +396,17 @@ def test_default_profile_evaluation_is_bounded():
     assert caps["eval"] >= 1.05 * expected_eval and caps["public"] >= 20
     assert sum(caps.values()) <= 290  # ~12 minutes at the CPU decoding rate the budget was sized with
     assert eval_settings(sections, "gpu").compare_unconstrained is True  # still configurable per profile
+
+
+def test_progress_reporter_says_cases_done_of_total_and_eta() -> None:
+    from pipelines.evaluate import progress_reporter
+
+    ticks = iter([100.0, 110.0, 130.0])  # start, then after each batch
+    lines: list[str] = []
+    report = progress_reporter("constrained decoding", lines.append, clock=lambda: next(ticks))
+    report(8, 32)
+    report(32, 32)
+    assert lines == [
+        "evaluation progress: 8/32 cases (25%), constrained decoding, elapsed 0:00:10, eta 0:00:30",
+        "evaluation progress: 32/32 cases (100%), constrained decoding, elapsed 0:00:30, eta 0:00:00",
+    ]

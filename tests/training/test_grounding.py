@@ -17,7 +17,7 @@ import pytest
 from data_contracts.commands import Command
 from data_contracts.forms import render_json_commands
 from data_contracts.validation import grounded_label_fields
-from pipelines.constrained import DecodingLimits, GroundedFields, GroundedRow, GroundingVocab
+from pipelines.constrained import DecodingLimits, GroundedFields, GroundedRow, GroundingVocab, closes_label
 from pipelines.decode import DecodingConfig, generate_batched, generate_one_at_a_time
 from pipelines.plan_output import check_plan
 from pipelines.prompts import serving_user_message
@@ -79,7 +79,7 @@ def brute_force_continuations(vocab: GroundingVocab, partial: bytes, description
             continue
         head, quote, _ = token.partition(b'"')
         value = partial + head
-        if value in description and (not quote or value):
+        if value in description and (not quote or closes_label(description, value)):
             allowed.add(token_id)
     return allowed
 
@@ -96,7 +96,38 @@ def test_continuations_are_exactly_the_tokens_that_keep_a_value_grounded(tiny_vo
     assert row.partial == partial
     expected = brute_force_continuations(vocab, partial, description.encode(), set(tokenizer.all_special_ids))
     assert set(row.continuations().tolist()) == expected
-    assert len(expected) > 1  # the description really offers continuations
+    assert expected  # the description really offers continuations
+
+
+@pytest.mark.parametrize(
+    ("description", "value", "complete"),
+    [
+        ("摇板：反应板A，700转每分钟", "反应板", False),  # the name goes on: 反应板A
+        ("摇板：反应板A，700转每分钟", "反应板A", True),
+        ("从样品板A1-D1各吸取20ul", "样品板", True),  # a well name follows the label directly
+        ("Shake Plate_B2 at 700 rpm", "Plate_B", False),
+        ("Shake Plate_B2 at 700 rpm", "Plate_B2", True),
+        ("Move to Deck_4", "Deck", False),
+        ("热循环仪对扩增板C执行程序", "扩增板", False),
+        ("热循环仪对扩增板C执行程序", "扩增", True),  # Chinese runs words together: no boundary to check
+        ("细胞板37°C温育1200s", "细胞板", True),  # a number after a Chinese name
+        ("Plate1 and Plate12", "Plate1", True),  # one occurrence that ends is enough
+        ("Plate12", "Plate1", False),
+        ("Plate1", "", False),
+    ],
+)
+def test_a_label_closes_only_where_a_name_may_end(description, value, complete):
+    assert closes_label(description.encode(), value.encode()) is complete
+
+
+def test_a_truncated_ascii_name_cannot_close(tiny_vocab):
+    vocab, _ = tiny_vocab
+    row = row_after(vocab, "摇板：反应板A，700转", '{"commands": [{"func_name": "Shake", "func_parameters": {"labware": "反应板')
+    assert not row.token_keeps_grounding(b'", ')
+    assert row.token_keeps_grounding(b'A", ')
+    opening = row_after(vocab, "摇板：反应板A，700转", '{"commands": [{"func_name": "Shake", "func_parameters": {"labware":')
+    assert not opening.token_keeps_grounding(' "反应板", '.encode())  # opened and closed by one token
+    assert opening.token_keeps_grounding(' "反应板A", '.encode())
 
 
 def test_a_label_opens_after_its_key_and_closes_at_its_quote(tiny_vocab):
@@ -119,8 +150,9 @@ def test_a_token_that_opens_a_value_is_checked_for_the_bytes_it_carries(tiny_voc
     assert row.token_keeps_grounding(' "样品'.encode())
     assert not row.token_keeps_grounding(b' "Xy')
     assert not row.token_keeps_grounding(b' ""')  # opens and closes an empty label
-    assert row.token_keeps_grounding(b' "P", "program": "1')  # closes one value, opens the next, both grounded
-    assert not row.token_keeps_grounding(b' "P", "program": "Q')
+    assert row.token_keeps_grounding(b' "Plate1", "program": "1')  # closes one value, opens the next, both grounded
+    assert not row.token_keeps_grounding(b' "Plate1", "program": "Q')
+    assert not row.token_keeps_grounding(b' "Plat", "program": "1')  # closes inside the name Plate1
 
 
 def test_wells_are_grounded_only_when_asked(tiny_vocab):

@@ -63,7 +63,34 @@ def test_remerging_replaces_the_previous_output(tiny_base_dir, adapter_dir, tmp_
     (out / "stale.txt").write_text("old")
     merge_adapter(tiny_base_dir, adapter_dir, out)
     assert not (out / "stale.txt").exists()
-    assert not list(tmp_path.glob(".merged.staging-*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged"]  # no staging, aside copy or lock left
+
+
+def test_merge_killed_between_the_renames_leaves_the_previous_model_for_the_next_reader(
+        tiny_base_dir, adapter_dir, tmp_path):
+    import signal
+    import subprocess
+
+    from tests.reliability._support import REPO_ROOT, subprocess_env, worker_command
+
+    out = tmp_path / "merged"
+    previous = merge_adapter(tiny_base_dir, adapter_dir, out, manifest={"marker": "previous"})
+    # A second merge in a real process, SIGKILLed by its own rename of the new model into place, after
+    # the previous model was moved aside: the one moment `out` does not exist.
+    command = worker_command("replace_killed", "between_renames", "merge", out, tiny_base_dir, adapter_dir)
+    killed = subprocess.run(command, cwd=REPO_ROOT, env=subprocess_env(OMP_NUM_THREADS="1"), capture_output=True,
+                            text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-4000:]
+    assert not out.exists()
+    (aside,) = tmp_path.glob(".merged.old-*")
+    assert json.loads((aside / MANIFEST_NAME).read_text())["marker"] == "previous"
+
+    # The next reader (the parity check) finds the previous model whole, and nothing of the dead merge is left.
+    report = merge_parity(tiny_base_dir, adapter_dir, out)
+    assert report.passed, report
+    assert json.loads((out / MANIFEST_NAME).read_text())["marker"] == "previous"
+    assert sha256_weights(out) == previous.weights_sha256
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged"]
 
 
 def test_parity_detects_a_wrong_merge(tiny_base_dir, adapter_dir, tmp_path):

@@ -195,3 +195,38 @@ def test_module_entry_point_end_to_end(scripted_model):
     assert done.returncode == 1 and len(lines) == 2
     assert lines[0] == render_json_commands(VALID_PLAN)
     assert json.loads(lines[1])["error"]["issues"][0]["rule"] == "tip_capacity"
+
+
+def test_batch_progress_bar_is_on_stderr_and_stdout_keeps_only_the_records(scripted_model):
+    from pipelines.predict import run
+
+    stdin = "\n".join([VALID_DESCRIPTION, "", VALID_DESCRIPTION, VALID_DESCRIPTION]).encode("utf-8") + b"\n"
+
+    def batch(progress: bool) -> tuple[int, str, str]:
+        args = Namespace(description=None, model=str(scripted_model), batch_size=2, max_new_tokens=160,
+                         constrained=True, grounded=True, device="cpu", progress=progress)
+        stdout, stderr = io.StringIO(), io.StringIO()
+        return run(args, stdin=io.BytesIO(stdin), stdout=stdout, stderr=stderr), stdout.getvalue(), stderr.getvalue()
+
+    code, out, err = batch(progress=True)
+    records = [json.loads(line) for line in out.splitlines()]
+    assert code == 1 and len(records) == 4 and out.count("\n") == 4
+    assert records[1]["error"]["issues"][0]["rule"] == "invalid_input"
+    assert "predict" in err and "4/4" in err  # the bar reached every input line
+    _, quiet_out, quiet_err = batch(progress=False)
+    assert quiet_out == out and "4/4" not in quiet_err
+
+
+def test_predict_lines_reports_progress_once_per_generated_batch(scripted_model):
+    from pipelines.decode import DecodingConfig
+    from pipelines.model_io import load_model_and_tokenizer
+    from pipelines.predict import predict_lines
+
+    model, tokenizer = load_model_and_tokenizer(scripted_model)
+    done: list[int] = []
+    descriptions = [VALID_DESCRIPTION, " ", BAD_DESCRIPTION, VALID_DESCRIPTION]
+    plans = predict_lines(model, tokenizer, descriptions, DecodingConfig(max_new_tokens=160, batch_size=2),
+                          on_done=done.append)
+    assert done == [1, 2, 1]  # the blank line at once, then one call per batch of two and the rest
+    assert [plan.catalog_valid for plan in plans] == [True, False, False, True]
+    assert plans[2].issues[0].rule == "tip_capacity"

@@ -1,8 +1,9 @@
 """regression_metrics and its blocking gate, materialized with Dagster on a temporary lake and model dir.
 
 Inputs are built directly (no training): a tiny random model stands in for the merged model, recorded
-as trained with the smoke profile, the two upstream tables are written with their Delta schemas, and the
-mismatched, held-out and public slice files are temporary files.
+as trained with the smoke profile on version 0 of the augmented set, the two upstream tables are written
+with their Delta schemas, and the mismatched, held-out and public slice files are temporary files.
+(tests/training/test_eval_split_lineage.py trains a model and re-materializes the data under it.)
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import dagster as dg
 import pandas as pd
 import pytest
 import yaml
 
 from data_contracts.commands import Command
 from data_contracts.forms import render_json_commands
-from pipelines.evaluate import SLICES
+from pipelines.evaluate import PROGRESS_PREFIX, SLICES
 from tests.conftest import PARAMS_PATH, REPO_ROOT
 
 SAMPLES = [
@@ -26,6 +28,16 @@ SAMPLES = [
     ("s3", "弃去通道1的枪头", [Command(func_name="DropDiti", func_parameters={"channels": [1]})]),
 ]
 EVAL_IDS = {"s0", "s1", "s2"}
+# The stand-in model's lineage: trained with the smoke profile on version 0 of the augmented set write_inputs writes.
+TRAINED_ON = {
+    "profile": "smoke",
+    "data": {
+        "table": "augmented_training_set",
+        "delta_version": 0,
+        "eval_source_index": sorted(EVAL_IDS),
+        "train_source_index": sorted({s for s, _, _ in SAMPLES} - EVAL_IDS),
+    },
+}
 
 
 PUBLIC_CASES = [
@@ -40,7 +52,7 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 
 
 def write_inputs(lake: Path) -> None:
-    from pipelines.lake import AUGMENTED_TABLE, NORMALIZED_TABLE, table_path, write_table
+    from pipelines.lake import AUGMENTED_TABLE, NORMALIZED_TABLE, inputs_metadata, table_path, write_table
     from pipelines.normalize import normalize_text
 
     normalized = pd.DataFrame(
@@ -69,8 +81,11 @@ def write_inputs(lake: Path) -> None:
             "split": ["eval" if s in EVAL_IDS else "train" for s, _, _ in SAMPLES for _ in range(2)],
         }
     )
-    write_table(normalized, table_path(lake, NORMALIZED_TABLE), table=NORMALIZED_TABLE)
-    write_table(augmented, table_path(lake, AUGMENTED_TABLE), table=AUGMENTED_TABLE)
+    normalized_version = write_table(normalized, table_path(lake, NORMALIZED_TABLE), table=NORMALIZED_TABLE)
+    write_table(
+        augmented, table_path(lake, AUGMENTED_TABLE), table=AUGMENTED_TABLE,
+        commit_metadata=inputs_metadata({NORMALIZED_TABLE: normalized_version}),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +99,7 @@ def merged_model_root(tmp_path_factory) -> Path:
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("artifacts")
     model_dir = build_tiny_model(root / "merged_model", seed=0)
-    (model_dir / "lineage.json").write_text(json.dumps({"profile": "smoke"}), encoding="utf-8")
+    (model_dir / "lineage.json").write_text(json.dumps(TRAINED_ON), encoding="utf-8")
     yield root
     torch.set_num_threads(threads)
 
@@ -99,7 +114,13 @@ def smoke_params(tmp_path: Path, **eval_overrides) -> Path:
 
 
 def materialize(
-    tmp_path: Path, artifacts: Path, mismatched: Path, params_path: Path, heldout: Path | None = None, public: Path | None = None
+    tmp_path: Path,
+    artifacts: Path,
+    mismatched: Path,
+    params_path: Path,
+    heldout: Path | None = None,
+    public: Path | None = None,
+    instance=None,
 ):
     """regression_metrics + its gate; slice files default to paths that do not exist (empty slices)."""
     import dagster as dg
@@ -126,6 +147,7 @@ def materialize(
             }
         },
         raise_on_error=False,
+        instance=instance,
     )
 
 
@@ -151,10 +173,20 @@ def test_regression_metrics_writes_results_appends_failures_and_gates(tmp_path, 
     public = write_jsonl(tmp_path / "public.jsonl", PUBLIC_CASES)
     heldout = tmp_path / "heldout.jsonl"  # not written: a missing slice is reported, not an error
 
-    # public capped to 1 of its 2 cases: the first by case id
-    params_path = smoke_params(tmp_path, append_failures=True, max_cases={"public": 1})
-    result = materialize(tmp_path, merged_model_root, mismatched, params_path, heldout=heldout, public=public)
-    assert result.success
+    # public capped to 1 of its 2 cases: the first by case id; batches of 2, so the 5 cases take 3 batches
+    params_path = smoke_params(tmp_path, append_failures=True, max_cases={"public": 1}, batch_size=2)
+    with dg.instance_for_test() as instance:
+        result = materialize(tmp_path, merged_model_root, mismatched, params_path, heldout=heldout, public=public,
+                             instance=instance)
+        assert result.success
+        # Progress in the run's event log, one line per decoding batch: cases done out of total, and an ETA.
+        progress = [
+            entry.user_message for entry in instance.all_logs(result.run_id)
+            if entry.step_key == "regression_metrics" and entry.user_message.startswith(PROGRESS_PREFIX)
+        ]
+    assert len(progress) == 3, progress
+    assert [message.split(": ")[1].split(" ")[0] for message in progress] == ["2/5", "4/5", "5/5"]
+    assert all(", eta " in message for message in progress)
     frame = read_table(table_path(tmp_path / "lake", "regression_results"))
     RegressionResultTable.validate(frame, lazy=True)
     # 3 eval cases + the mismatched one (its normalized description differs from every eval case) + 1 public
@@ -206,6 +238,22 @@ def test_regression_metrics_writes_results_appends_failures_and_gates(tmp_path, 
     assert len(read_table(table_path(tmp_path / "lake", "regression_results"))) == 5  # deduplicated regression set
 
     assert (repo_file.read_bytes() if repo_file.exists() else None) == repo_before
+
+
+def test_a_model_without_recorded_training_data_is_not_evaluated(tmp_path, merged_model_root):
+    """Without the augmented-set version in its lineage nothing tells which split the model never saw."""
+    import shutil
+
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(merged_model_root, artifacts)
+    (artifacts / "merged_model" / "lineage.json").write_text(json.dumps({"profile": "smoke"}), encoding="utf-8")
+    write_inputs(tmp_path / "lake")
+
+    result = materialize(tmp_path, artifacts, tmp_path / "mismatched_cases.jsonl", smoke_params(tmp_path))
+    assert not result.success
+    (failure,) = [event for event in result.all_events if event.is_step_failure]
+    message = failure.step_failure_data.error.message
+    assert "cannot tell which eval split" in message and "no data.delta_version recorded" in message
 
 
 def test_gate_blocks_when_thresholds_are_missed(tmp_path, merged_model_root):

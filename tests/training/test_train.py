@@ -294,3 +294,79 @@ def test_cpu_bf16_autocasts_only_where_the_cpu_has_native_bf16(monkeypatch) -> N
     assert train.resolve_device(train.TrainConfig(device="cpu", cpu_bf16=True, bf16=False)) == ("cpu", False)
     monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: False)
     assert train.resolve_device(on) == ("cpu", False), "emulated bf16 would be slower than fp32"
+
+
+# --- a run's identity, the checked <eoc> lookup, and progress ---------------------------------------
+
+
+def test_run_fingerprint_covers_the_training_code_and_the_world_size() -> None:
+    from pipelines.train import training_code_hash
+
+    reference = run_fingerprint(smoke_config(), "data", "base", "code", 1)
+    assert run_fingerprint(smoke_config(), "data", "base", "code", 1) == reference
+    assert run_fingerprint(smoke_config(), "data", "base", "code2", 1) != reference
+    assert run_fingerprint(smoke_config(), "data", "base", "code", 2) != reference
+    # Left out, the code is this checkout's: the identity never silently drops it.
+    assert run_fingerprint(smoke_config(), "data", "base") == run_fingerprint(
+        smoke_config(), "data", "base", training_code_hash(), 1
+    )
+
+
+def test_a_changed_training_source_file_means_a_new_run(tmp_path: Path) -> None:
+    from pipelines.train import TRAINING_CODE_FILES, training_code_hash
+    from tests.conftest import REPO_ROOT
+
+    for relative in TRAINING_CODE_FILES:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO_ROOT / relative, tmp_path / relative)
+    assert training_code_hash(tmp_path) == training_code_hash()
+    before = run_fingerprint(smoke_config(), "data", "base", training_code_hash(tmp_path), 1)
+    for relative in TRAINING_CODE_FILES:
+        original = (tmp_path / relative).read_bytes()
+        (tmp_path / relative).write_bytes(original + b"\n# a one-line change\n")
+        assert run_fingerprint(smoke_config(), "data", "base", training_code_hash(tmp_path), 1) != before, relative
+        (tmp_path / relative).write_bytes(original)
+    assert "pipelines/train.py" in TRAINING_CODE_FILES and "pipelines/prompts.py" in TRAINING_CODE_FILES
+
+
+def test_training_refuses_a_tokenizer_without_eoc_before_training(tiny_base_dir, augmented_frame, tmp_path) -> None:
+    """An unprepared base: `<eoc>` is no token of it, so there is no row to train and nothing to stop on."""
+    unprepared = tmp_path / "unprepared"
+    shutil.copytree(tiny_base_dir, unprepared)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        path = unprepared / name
+        if path.is_file():
+            path.write_text(path.read_text(encoding="utf-8").replace("<eoc>", "<eox>"), encoding="utf-8")
+    assert "<eoc>" not in load_tokenizer(unprepared).get_vocab()
+
+    with pytest.raises(ValueError, match="no '<eoc>' token"):
+        train_lora(smoke_config(max_steps=1, eval_strategy="no"), unprepared, augmented_frame, tmp_path / "run")
+    assert not (tmp_path / "run" / "adapter").exists()
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_progress_is_reported_at_every_logged_step_and_resume_checks_the_world_size(
+    tiny_base_dir, augmented_frame, tmp_path
+) -> None:
+    from pipelines.train import TrainingProgress
+
+    reports: list[TrainingProgress] = []
+    config = smoke_config(max_steps=2, eval_strategy="steps", eval_steps=1, num_train_epochs=10)
+    train_lora(config, tiny_base_dir, augmented_frame, tmp_path, progress=reports.append)
+
+    steps = [r for r in reports if r.loss is not None]
+    assert [r.step for r in steps] == [1, 2] and all(r.total_steps == 2 for r in steps)
+    assert all(r.loss > 0 for r in steps) and [r.eval_loss is not None for r in reports].count(True) == 2
+    assert steps[-1].eta_s == 0 and steps[-1].describe().startswith("training progress: step 2/2 (100%)")
+    assert "loss " in steps[0].describe() and "eta " in steps[0].describe()
+
+    # The checkpoint says how many processes wrote it ...
+    checkpoint = tmp_path / "checkpoints" / "checkpoint-2"
+    saved = json.loads((checkpoint / CONFIG_NAME).read_text())
+    assert saved["world_size"] == 1
+    # ... so a resume by another number of processes (here: a checkpoint written by two) is refused, not run.
+    (checkpoint / CONFIG_NAME).write_text(json.dumps({**saved, "world_size": 2}))
+    with pytest.raises(ValueError, match="written by 2 training processes and this run has 1"):
+        train_lora(smoke_config(max_steps=4, eval_strategy="steps", eval_steps=1, num_train_epochs=10),
+                   tiny_base_dir, augmented_frame, tmp_path)
+    assert not (tmp_path / "checkpoints" / "checkpoint-3").exists()

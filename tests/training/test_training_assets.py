@@ -82,3 +82,77 @@ def test_whole_graph_smoke_profile_end_to_end(resources, raw_dir: Path, lake: Pa
     assert again.success
     reused = _metadata(again, "lora_checkpoint")
     assert reused["reused"] is True and reused["adapter_sha256"] == lora["adapter_sha256"]
+
+
+def _write_augmented_set(resources: dict[str, dg.ConfigurableResource], raw_dir: Path, lake: Path) -> None:
+    """The augmented table through the data stages themselves (what the data assets run)."""
+    from pipelines.config import load_params
+    from pipelines.data_stages import run_augment_stage, run_normalize_stage, run_raw_stage
+
+    params = load_params(resources["params"].path)
+    run_raw_stage(raw_dir, lake, params.data)
+    run_normalize_stage(lake)
+    run_augment_stage(lake, params.augment)
+
+
+def _progress_lines(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    return [record.user_message for record in instance.all_logs(run_id)
+            if record.step_key == "lora_checkpoint" and "training progress: step" in record.user_message]
+
+
+@pytest.mark.slow
+def test_forced_retrain_stays_current_and_training_progress_reaches_the_event_log(
+    resources, raw_dir: Path, lake: Path, tmp_path: Path, monkeypatch
+):
+    from assets.training_assets import LATEST_RUN_FILE, TrainingRunConfig, base_model, lora_checkpoint
+    from assets.training_launch import resolve_nproc
+    from pipelines.manifest import data_lineage
+    from pipelines.train import resolve_profile, run_fingerprint, training_code_hash
+
+    monkeypatch.delenv("SOP2CMD_PROFILE", raising=False)
+    _write_augmented_set(resources, raw_dir, lake)
+    latest_file = tmp_path / "artifacts" / "lora_checkpoint" / LATEST_RUN_FILE
+
+    def materialize(instance: dg.DagsterInstance, **run_config) -> tuple[str, dict]:
+        result = dg.materialize(
+            [base_model, lora_checkpoint], resources=resources, instance=instance, selection=[lora_checkpoint],
+            run_config=dg.RunConfig(ops={"lora_checkpoint": TrainingRunConfig(**run_config)}),
+        )
+        assert result.success
+        return result.run_id, _metadata(result, "lora_checkpoint")
+
+    with dg.instance_for_test() as instance:
+        first_run, first = materialize(instance)
+        # Progress arrives through Pipes while the step runs: loss, step/total and ETA, in step order.
+        progress = _progress_lines(instance, first_run)
+        assert len(progress) >= 2, progress
+        assert all("loss " in line and "eta " in line for line in progress)
+        assert f"step {first['global_step']}/{first['global_step']} (100%)" in progress[-1]
+
+        forced_run, forced = materialize(instance, force_retrain=True)
+        assert forced["reused"] is False and forced["run_dir"] != first["run_dir"]
+        assert len(_progress_lines(instance, forced_run)) >= 2
+        assert json.loads(latest_file.read_text())["run_dir"] == str(Path(forced["run_dir"]).resolve())
+
+        # The next ordinary run reuses the newest finished run of this identity: the forced retrain.
+        _, ordinary = materialize(instance)
+        assert ordinary["reused"] is True
+        assert ordinary["run_dir"] == forced["run_dir"] and ordinary["adapter_dir"] == forced["adapter_dir"]
+        latest = json.loads(latest_file.read_text())
+        assert latest["run_dir"] == str(Path(forced["run_dir"]).resolve())
+        assert latest["adapter_dir"] == str((Path(forced["run_dir"]) / "adapter").resolve())
+
+    # The run's identity is the whole of it: config, data, base weights, this training code and the world size.
+    params = yaml.safe_load(Path(resources["params"].path).read_text(encoding="utf-8"))
+    _, train_config = resolve_profile(params["training"])
+    augmented_path = table_path(lake, AUGMENTED_TABLE)
+    version = table_version(augmented_path)
+    data = read_table(augmented_path, version=version)
+    content_hash = data_lineage(data, AUGMENTED_TABLE, version, raw_dir).content_hash
+    world_size = resolve_nproc("auto")
+    assert first["world_size"] == world_size and first["training_code_sha256"] == training_code_hash()
+    assert first["run_fingerprint"] == run_fingerprint(
+        train_config, content_hash, first["lineage"]["base_model"]["weights_sha256"], training_code_hash(), world_size
+    )
+    assert Path(first["run_dir"]).name == f"smoke-{first['run_fingerprint']}"
+    assert first["lineage"]["training_config"]["world_size"] == world_size
