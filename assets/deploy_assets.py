@@ -21,7 +21,7 @@ import dagster as dg
 
 from assets.evaluation_assets import regression_gate, regression_metrics
 from assets.resources import ArtifactsResource, LakeResource
-from assets.training_assets import merged_model, merged_model_dir
+from assets.training_assets import merged_model, merged_model_dir, merged_model_matches_adapter
 from pipelines.deploy import (
     CURRENT,
     DeployError,
@@ -69,8 +69,27 @@ def _evaluation_summary(metrics: dict[str, Any], gate: Any, run_id: str) -> Eval
     )
 
 
+def _parity_refusal(instance: dg.DagsterInstance) -> str | None:
+    """Why the latest merged_model must not be served as far as merge parity goes, or None when its check passed.
+
+    Within one run a failed blocking check stops everything downstream; across runs (merged_model, then
+    regression_metrics and deployed_model materialized on their own) only this lookup keeps a bad merge out.
+    """
+    merges = instance.fetch_materializations(merged_model.key, limit=1).records
+    check_key = merged_model_matches_adapter.check_key
+    record = instance.get_latest_asset_check_evaluation_record(check_key)
+    evaluation = record.event.asset_check_evaluation if record is not None and record.event is not None else None
+    if not merges or evaluation is None:
+        return f"{check_key.name} has no result for the latest merged_model"
+    target = evaluation.target_materialization_data
+    if target is None or target.storage_id != merges[0].storage_id:
+        return f"the latest {check_key.name} result judged an earlier merged_model materialization; run the check again"
+    return None if evaluation.passed else f"{check_key.name} failed on the latest merged_model"
+
+
 def gate_verdict(instance: dg.DagsterInstance) -> tuple[GateVerdict, EvaluationSummary | None]:
-    """What the instance recorded about the latest regression_metrics and its gate, as a promotion verdict."""
+    """What the instance recorded about the latest regression_metrics and its gate (and about the merge parity
+    check of the latest merged_model), as a promotion verdict."""
     records = instance.fetch_materializations(regression_metrics.key, limit=1).records
     if not records:
         return GateVerdict(False, "regression_metrics has never been materialized", None), None
@@ -96,6 +115,9 @@ def gate_verdict(instance: dg.DagsterInstance) -> tuple[GateVerdict, EvaluationS
             f"(run {target.run_id if target else 'unknown'}), not the latest one (run {entry.run_id}); run the gate on it",
             evaluated,
         ), None
+    parity = _parity_refusal(instance)
+    if parity is not None:
+        return GateVerdict(False, parity, evaluated), None
     summary = _evaluation_summary(metrics, evaluation, entry.run_id)
     description = evaluation.description or ("passed" if evaluation.passed else "failed")
     return GateVerdict(bool(evaluation.passed), description, evaluated), summary
@@ -128,6 +150,11 @@ def _metadata(deployment: Deployment, root: Path, lake: Path, promoted: bool) ->
     return metadata
 
 
+class DeployConfig(dg.Config):
+    # A rollback sticks: weights it moved away from are promoted again only when asked for.
+    promote_rolled_back: bool = False
+
+
 @dg.asset(
     group_name=DEPLOY_GROUP,
     kinds={"safetensors"},
@@ -139,15 +166,22 @@ def _metadata(deployment: Deployment, root: Path, lake: Path, promoted: bool) ->
     ),
 )
 def deployed_model(
-    context: dg.AssetExecutionContext, artifacts: ArtifactsResource, lake: LakeResource
+    context: dg.AssetExecutionContext, config: DeployConfig, artifacts: ArtifactsResource, lake: LakeResource
 ) -> dg.MaterializeResult:
     verdict, evaluation = gate_verdict(context.instance)
     root = deploy_root(artifacts.path())
     try:
-        result = promote(merged_model_dir(artifacts.path()), root, verdict, evaluation=evaluation, run_id=context.run_id)
+        result = promote(merged_model_dir(artifacts.path()), root, verdict, evaluation=evaluation,
+                         run_id=context.run_id, promote_rolled_back=config.promote_rolled_back)
     except PromotionRefused as error:
         raise dg.Failure(description=f"not promoted: {error}", metadata={"gate_passed": verdict.passed},
                          allow_retries=False) from error
+    except DeployError as error:  # e.g. `current` points at a version folder deleted by hand
+        raise dg.Failure(
+            description=f"not promoted: the deploy directory {root} is damaged: {error}; point {CURRENT} at an "
+            "intact version (`python -m pipelines deploy rollback --to <version>`) or remove it",
+            allow_retries=False,
+        ) from error
     deployment = result.deployment
     if result.promoted:
         context.log.info(f"promoted {deployment.version} (previous: {result.previous}); {root / CURRENT} -> {deployment.version}")

@@ -28,6 +28,7 @@ from pipelines.lake import AUGMENTED_TABLE, read_table, table_path, table_versio
 from pipelines.lineage import chain_markdown
 from pipelines.manifest import MANIFEST_NAME, build_manifest, data_lineage, write_json_atomic
 from pipelines.merge import merge_adapter, merge_parity
+from pipelines.prompts import system_prompt
 from pipelines.train import TrainConfig, resolve_profile, run_fingerprint, training_code_hash
 
 TRAINING_GROUP = "training"
@@ -153,6 +154,8 @@ def lora_checkpoint(
             training_config={"profile": profile, **train_config.to_dict(), "world_size": world_size,
                              "training_code_sha256": code_hash},
             base_model={k: v for k, v in info.to_dict().items() if k != "chat_template"},
+            # What every training prompt began with: the merged and deployed model's chat template carries it.
+            extra={"system_prompt": system_prompt()},
         )
         result = launch_training(context, train_config, Path(info.path), data_path, version, run_dir,
                                  manifest=manifest, nproc_per_node=world_size)

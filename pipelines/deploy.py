@@ -200,6 +200,24 @@ def _check_gate(gate: GateVerdict, merged_dir: Path, weights_sha256: str) -> Non
         )
 
 
+def rolled_back_weights(root: Path) -> set[str]:
+    """Weights a rollback moved `current` away from, and that nobody has put back since (by rollback or promotion).
+
+    A rollback is a decision about a model; the next ordinary `make run` or retrain, which re-merges the same
+    weights and passes the same gate, must not quietly undo it.
+    """
+    weights: set[str] = set()
+    for entry in read_history(root):
+        try:
+            if entry.get("action") == "rollback" and entry.get("from"):
+                weights.add(read_deployment(root, entry["from"]).weights_sha256)
+            if entry.get("version"):
+                weights.discard(read_deployment(root, entry["version"]).weights_sha256)
+        except DeployError:
+            continue  # a version folder deleted by hand: nothing of it can be promoted again by accident
+    return weights
+
+
 def promote(
     merged_dir: Path,
     root: Path,
@@ -207,11 +225,13 @@ def promote(
     *,
     evaluation: Any = None,
     run_id: str | None = None,
+    promote_rolled_back: bool = False,
 ) -> PromotionResult:
     """Copy `merged_dir` into a new version folder under `root` and point `current` at it.
 
-    Refuses (PromotionRefused, `root` untouched) unless `gate` passed on exactly these weights. When the
-    current deployment already holds these weights nothing changes (`promoted` is False). `evaluation`
+    Refuses (PromotionRefused, `root` untouched) unless `gate` passed on exactly these weights, and, unless
+    `promote_rolled_back`, when a rollback moved away from these weights. When the current deployment already
+    holds these weights nothing changes (`promoted` is False). `evaluation`
     (`pipelines.model_card.EvaluationSummary`) goes into deployment.json and the model card.
     """
     from pipelines.model_card import explain_model_dir
@@ -226,6 +246,12 @@ def promote(
         current = current_deployment(root)
         if current is not None and current.weights_sha256 == weights_sha256:
             return PromotionResult(current, promoted=False, previous=current.previous)
+        if not promote_rolled_back and weights_sha256 in rolled_back_weights(root):
+            raise PromotionRefused(
+                f"weights {weights_sha256[:16]}... were rolled back from {current.version if current else 'a version'} "
+                f"(see {root / HISTORY_FILE}); to serve them again, roll forward (`python -m pipelines deploy "
+                "rollback --to <version>`) or materialize deployed_model with config promote_rolled_back: true"
+            )
         version = _next_version(root, weights_sha256)
         target = root / version
         with staging_directory(target) as staging:

@@ -44,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _device(requested: str | None) -> str:
+def inference_device(requested: str | None) -> str:
+    """The device `predict` and `serve` load the model on: the one asked for, else CUDA when present."""
     import torch
 
     return requested or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | 
         print("error: --batch-size and --max-new-tokens must be >= 1", file=stderr)
         return EXIT_USAGE
     try:
-        model, tokenizer = load_model_and_tokenizer(Path(args.model), device=_device(args.device))
+        model, tokenizer = load_model_and_tokenizer(Path(args.model), device=inference_device(args.device))
     except (FileNotFoundError, OSError, UnsafeModelArtifactError, ValueError) as error:
         print(f"error: cannot load the model from {args.model}: {error}", file=stderr)
         return EXIT_USAGE

@@ -366,6 +366,9 @@ def check_bind(host: str, token: str | None) -> None:
         )
 
 
+MAX_CONNECTIONS = 256
+
+
 def _check_numbers(args: argparse.Namespace) -> None:
     for name in ("max_batch_size", "max_queue", "max_descriptions", "max_body_bytes", "max_new_tokens"):
         if getattr(args, name) < 1:
@@ -374,6 +377,9 @@ def _check_numbers(args: argparse.Namespace) -> None:
         raise ServeSetupError("--max-wait-ms must be >= 0")
     if not 0 <= args.port <= 65535:
         raise ServeSetupError("--port must be between 0 and 65535")
+    if args.max_descriptions > args.max_queue:
+        # A full-size request could never fit the queue: it would get 503 and retry forever.
+        raise ServeSetupError("--max-descriptions must not exceed --max-queue")
 
 
 def _resolve_model_dir(requested: str | None) -> Path:
@@ -407,8 +413,9 @@ def run(args: argparse.Namespace) -> int:
 
     # proxy_headers with the default forwarded_allow_ips (127.0.0.1): client addresses in the access log come
     # from X-Forwarded-For only when a proxy on this machine sets it.
+    # Open connections are bounded (uvicorn answers 503 above it): each may hold a body of up to --max-body-bytes.
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, server_header=False,
-                            timeout_graceful_shutdown=60)
+                            timeout_graceful_shutdown=60, limit_concurrency=MAX_CONNECTIONS)
     uvicorn.Server(config).run(sockets=[config.bind_socket()])  # bind_socket logs the actual port (for --port 0)
     return 0
 
@@ -416,12 +423,12 @@ def run(args: argparse.Namespace) -> int:
 def _build_app(args: argparse.Namespace, model_dir: Path, token: str | None) -> Any:
     from pipelines.decode import DecodingConfig
     from pipelines.model_io import UnsafeModelArtifactError, load_model_and_tokenizer
-    from pipelines.predict import _device, predict_lines
+    from pipelines.predict import inference_device, predict_lines
     from pipelines.serve_batching import BatchingConfig
 
     try:
         info = describe_model(model_dir)
-        model, tokenizer = load_model_and_tokenizer(Path(info["resolved_dir"]), device=_device(args.device))
+        model, tokenizer = load_model_and_tokenizer(Path(info["resolved_dir"]), device=inference_device(args.device))
     except (FileNotFoundError, OSError, UnsafeModelArtifactError, ValueError) as error:
         raise ServeSetupError(f"cannot load the model from {model_dir}: {error}") from error
     # batch_size = max_batch_size: predict_lines then makes one generate call per batch the batcher hands it.

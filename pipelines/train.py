@@ -258,8 +258,8 @@ def find_resume_checkpoint(checkpoints_dir: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
-def check_resume_world_size(checkpoint: Path, world_size: int) -> None:
-    """Refuse a checkpoint written by another number of processes.
+def check_resume_compatible(checkpoint: Path, world_size: int, bf16: bool | None = None) -> None:
+    """Refuse a checkpoint written by another number of processes, or with another bf16 resolution.
 
     The Trainer would restore its step and optimizer anyway, but with another world size the global batch, the
     sampler's shards and the steps per epoch all change, so the resumed run is neither the old one nor a new one.
@@ -271,14 +271,22 @@ def check_resume_world_size(checkpoint: Path, world_size: int) -> None:
             f"cannot resume {checkpoint}: it was written by {recorded} training processes and this run has "
             f"{world_size}; train with {recorded} processes again, or into another output directory"
         )
+    # cpu_bf16 resolves per machine: a run begun with bf16 autocast must not go on in fp32 (or back) elsewhere.
+    if bf16 is not None and "resolved_bf16" in saved and bool(saved["resolved_bf16"]) != bf16:
+        raise ValueError(
+            f"cannot resume {checkpoint}: it was trained with bf16={saved['resolved_bf16']} and this machine "
+            f"resolves bf16={bf16} (cpu_bf16 needs native bf16); resume on a machine like the first, or train anew"
+        )
 
 
 # The sources whose bytes decide what a run trains: the loop and its loss, the entry point that feeds it, the
-# prompt builder that makes every training id, and the loader of the weights. Relative to the package root.
+# prompt builder that makes every training id, the catalog its system prompt is written from, and the loader
+# of the weights. Relative to the package root.
 TRAINING_CODE_FILES: tuple[str, ...] = (
     "pipelines/train.py",
     "pipelines/train_entry.py",
     "pipelines/prompts.py",
+    "data_contracts/command_catalog.yaml",
     "pipelines/model_io.py",
 )
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -658,7 +666,7 @@ def train_lora(
     resume_from = find_resume_checkpoint(checkpoints_dir)
     if resume_from is not None:
         check_model_dir(resume_from, allow_trainer_state=True)
-        check_resume_world_size(resume_from, int(args.world_size))
+        check_resume_compatible(resume_from, int(args.world_size), bf16)
         log(f"resuming from {resume_from}")
     started = time.perf_counter()
     train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -21,10 +22,10 @@ import yaml
 from assets.deploy_assets import deployed_model, rollback_deployment
 from assets.evaluation_assets import regression_gate, regression_metrics
 from assets.resources import ArtifactsResource, LakeResource, ParamsResource
-from assets.training_assets import merged_model
+from assets.training_assets import merged_model, merged_model_matches_adapter
 from data_contracts.commands import Command
 from data_contracts.forms import render_json_commands
-from pipelines.deploy import CURRENT, DEPLOYMENT_RECORD, current_version, deploy_root, read_history
+from pipelines.deploy import CURRENT, DEPLOYMENT_RECORD, current_version, deploy_root, read_history, rollback
 from pipelines.manifest import MANIFEST_NAME, sha256_weights
 from pipelines.model_card import MODEL_CARD_FILE, PLAN_SCHEMA_FILE
 from tests.conftest import PARAMS_PATH, REPO_ROOT, jsonl_bytes
@@ -123,19 +124,24 @@ class Deployer:
         latest.parent.mkdir(parents=True, exist_ok=True)
         latest.write_text(json.dumps(self.world[run]), encoding="utf-8")
 
-    def materialize(self, assets: list, *, gate_passes: bool = True) -> dg.ExecuteInProcessResult:
+    def materialize(self, assets: Any, *, gate_passes: bool = True, promote_rolled_back: bool = False
+                    ) -> dg.ExecuteInProcessResult:
         missing = str(self.tmp_path / "no_such_slice.jsonl")
+        ops: dict[str, Any] = {}
+        if isinstance(assets, list) and regression_metrics in assets:
+            ops["regression_metrics"] = {"config": {
+                "mismatched_cases": missing, "heldout_cases": missing, "public_cases": missing}}
+        if promote_rolled_back:
+            ops["deployed_model"] = {"config": {"promote_rolled_back": True}}
         return dg.materialize(
-            [*GRAPH, regression_gate],
+            [*GRAPH, regression_gate, merged_model_matches_adapter],
             selection=assets,
             resources={
                 "lake": LakeResource(root=str(self.world["lake"])),
                 "artifacts": ArtifactsResource(root=str(self.artifacts)),
                 "params": ParamsResource(path=str(self.params[gate_passes])),
             },
-            run_config={"ops": {"regression_metrics": {"config": {
-                "mismatched_cases": missing, "heldout_cases": missing, "public_cases": missing}}}}
-            if regression_metrics in assets else None,
+            run_config={"ops": ops} if ops else None,
             instance=self.instance,
             raise_on_error=False,
         )
@@ -283,3 +289,47 @@ def test_weights_changed_since_the_evaluation_are_not_promoted(deployer: Deploye
     assert not refused.success
     assert "changed since it was evaluated" in _failure_message(refused, "deployed_model")
     assert deployer.versions() == [promoted] and current_version(deployer.root) == promoted
+
+
+def test_a_merge_that_failed_its_parity_check_is_never_promoted(deployer: Deployer):
+    deployer.use("A")
+    assert deployer.materialize(GRAPH).success
+    (promoted,) = deployer.versions()
+
+    # B is merged; its parity check then compares it with A's base and adapter (its manifest now names them) and
+    # fails: a bad merge, as far as Dagster knows, of weights the gate will pass.
+    deployer.use("B")
+    assert deployer.materialize([merged_model]).success
+    merged_manifest = deployer.artifacts / "merged_model" / MANIFEST_NAME
+    recorded = json.loads(merged_manifest.read_text(encoding="utf-8"))
+    merged_manifest.write_text(json.dumps({**recorded, "base_model_dir": deployer.world["A"]["base_model_dir"],
+                                           "adapter_dir": deployer.world["A"]["adapter_dir"]}), encoding="utf-8")
+    failed_check = deployer.materialize(dg.AssetSelection.checks(merged_model_matches_adapter))
+    assert failed_check.get_asset_check_evaluations()[0].passed is False
+    merged_manifest.write_text(json.dumps(recorded), encoding="utf-8")
+    # Evaluated and gated on their own, B's weights pass the gate; promotion must still heed the merge's check.
+    assert deployer.materialize([regression_metrics]).success
+    refused = deployer.materialize([deployed_model])
+    assert not refused.success
+    assert merged_model_matches_adapter.check_key.name in _failure_message(refused, "deployed_model")
+    assert deployer.versions() == [promoted] and current_version(deployer.root) == promoted
+
+
+def test_a_rollback_sticks_until_the_weights_are_promoted_on_purpose(deployer: Deployer):
+    deployer.use("A")
+    assert deployer.materialize(GRAPH).success
+    deployer.use("B")
+    assert deployer.materialize(GRAPH).success
+    first, second = deployer.versions()
+    rollback(deployer.root)
+    assert current_version(deployer.root) == first
+
+    # The next ordinary run re-merges B and passes the gate again: the rollback must not be undone quietly.
+    again = deployer.materialize(GRAPH)
+    assert not again.success
+    assert "rolled back" in _failure_message(again, "deployed_model")
+    assert current_version(deployer.root) == first and deployer.versions() == [first, second]
+
+    forced = deployer.materialize([deployed_model], promote_rolled_back=True)
+    assert forced.success and _deploy_metadata(forced)["promoted"] is True
+    assert current_version(deployer.root) == deployer.versions()[-1] != second

@@ -280,7 +280,7 @@ def test_decision_token_weight_raises_the_training_loss_of_an_untrained_model(ti
     assert first_train_loss(5.0) > first_train_loss(1.0) * 1.05
 
 
-def test_cpu_bf16_autocasts_only_where_the_cpu_has_native_bf16(monkeypatch) -> None:
+def test_cpu_bf16_resolves_to_bf16_only_where_the_cpu_has_native_bf16(monkeypatch) -> None:
     import torch
 
     from pipelines import train
@@ -370,3 +370,16 @@ def test_progress_is_reported_at_every_logged_step_and_resume_checks_the_world_s
         train_lora(smoke_config(max_steps=4, eval_strategy="steps", eval_steps=1, num_train_epochs=10),
                    tiny_base_dir, augmented_frame, tmp_path)
     assert not (tmp_path / "checkpoints" / "checkpoint-3").exists()
+
+
+def test_resume_refuses_a_checkpoint_of_another_world_size_or_bf16_resolution(tmp_path) -> None:
+    from pipelines.train import check_resume_compatible
+
+    checkpoint = tmp_path / "checkpoint-4"
+    checkpoint.mkdir()
+    (checkpoint / CONFIG_NAME).write_text(json.dumps({"world_size": 1, "resolved_bf16": True}), encoding="utf-8")
+    check_resume_compatible(checkpoint, world_size=1, bf16=True)
+    with pytest.raises(ValueError, match="2 training processes|written by 1"):
+        check_resume_compatible(checkpoint, world_size=2, bf16=True)
+    with pytest.raises(ValueError, match="bf16=True"):
+        check_resume_compatible(checkpoint, world_size=1, bf16=False)
