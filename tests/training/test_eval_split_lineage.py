@@ -128,4 +128,5 @@ def test_regression_set_is_the_recorded_eval_split_after_the_data_moved_on(
     (materialization,) = again.asset_materializations_for_node("regression_metrics")
     assert materialization.metadata["augmented_delta_version"].value == trained_version
     assert materialization.metadata["normalized_delta_version"].value == normalized_version
-    assert again.get_asset_check_evaluations()[0].metadata["cases"].value == len(recorded_eval)
+    (evaluation,) = again.asset_materializations_for_node("regression_metrics")
+    assert evaluation.metadata["eval/cases_evaluated"].value == len(recorded_eval)

@@ -218,3 +218,13 @@ def test_blocking_check_reports_both_measures_and_blocks_a_wrong_merge(tiny_base
     assert 0 < metadata["max_abs_logit_diff"] <= metadata["tolerance"]
     assert 0 < metadata["argmax_agreements"] == metadata["decisive_positions"] <= metadata["positions"]
     assert wrong.metadata["max_abs_logit_diff"].value > wrong.metadata["tolerance"].value
+
+
+def test_logits_of_another_vocabulary_fail_the_parity_check_instead_of_crashing() -> None:
+    import torch
+
+    from pipelines.merge import compare_logits
+
+    expected = [torch.zeros(3, 10)]
+    report = compare_logits(expected, [torch.zeros(3, 12)], rtol=1e-6)
+    assert not report.passed and report.argmax_agreements == 0
