@@ -323,7 +323,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1",
                         help=f"address to bind (default 127.0.0.1; any other needs ${TOKEN_ENV})")
     parser.add_argument("--port", type=int, default=8000, help="port (0: any free port, named in the log)")
-    parser.add_argument("--max-batch-size", type=int, default=16,
+    parser.add_argument("--max-batch-size", type=int, default=32,
                         help="most descriptions decoded in one batch (1 turns batching off)")
     parser.add_argument("--max-wait-ms", type=float, default=25.0,
                         help="how long an idle server waits for more descriptions to join a batch")
