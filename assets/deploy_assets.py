@@ -69,6 +69,24 @@ def _evaluation_summary(metrics: dict[str, Any], gate: Any, run_id: str) -> Eval
     )
 
 
+def _check_result(instance: dg.DagsterInstance, check: Any, asset_name: str, latest: Any) -> tuple[Any, str | None]:
+    """The latest result of `check` and None, or None and why it does not judge `latest` (an asset's newest
+    materialization record, None when there is none)."""
+    check_key = check.check_key
+    record = instance.get_latest_asset_check_evaluation_record(check_key)
+    evaluation = record.event.asset_check_evaluation if record is not None and record.event is not None else None
+    if latest is None or evaluation is None:
+        return None, f"{check_key.name} has no result for the latest {asset_name} (never run, or still running)"
+    target = evaluation.target_materialization_data
+    if target is None or target.storage_id != latest.storage_id:
+        return None, (
+            f"the latest {check_key.name} result judged an earlier {asset_name} materialization "
+            f"(run {target.run_id if target else 'unknown'}), not the latest one "
+            f"(run {latest.event_log_entry.run_id}); run it again"
+        )
+    return evaluation, None
+
+
 def _parity_refusal(instance: dg.DagsterInstance) -> str | None:
     """Why the latest merged_model must not be served as far as merge parity goes, or None when its check passed.
 
@@ -76,15 +94,10 @@ def _parity_refusal(instance: dg.DagsterInstance) -> str | None:
     regression_metrics and deployed_model materialized on their own) only this lookup keeps a bad merge out.
     """
     merges = instance.fetch_materializations(merged_model.key, limit=1).records
-    check_key = merged_model_matches_adapter.check_key
-    record = instance.get_latest_asset_check_evaluation_record(check_key)
-    evaluation = record.event.asset_check_evaluation if record is not None and record.event is not None else None
-    if not merges or evaluation is None:
-        return f"{check_key.name} has no result for the latest merged_model"
-    target = evaluation.target_materialization_data
-    if target is None or target.storage_id != merges[0].storage_id:
-        return f"the latest {check_key.name} result judged an earlier merged_model materialization; run the check again"
-    return None if evaluation.passed else f"{check_key.name} failed on the latest merged_model"
+    evaluation, refusal = _check_result(instance, merged_model_matches_adapter, "merged_model", merges[0] if merges else None)
+    if refusal is not None:
+        return refusal
+    return None if evaluation.passed else f"{merged_model_matches_adapter.check_key.name} failed on the latest merged_model"
 
 
 def gate_verdict(instance: dg.DagsterInstance) -> tuple[GateVerdict, EvaluationSummary | None]:
@@ -101,20 +114,9 @@ def gate_verdict(instance: dg.DagsterInstance) -> tuple[GateVerdict, EvaluationS
     evaluated = metrics.get("merged_weights_sha256") or (entry.tags or {}).get(
         _INPUT_DATA_VERSION_TAG.format(key=merged_model.key.to_user_string())
     )
-    check_key = regression_gate.check_key
-    record = instance.get_latest_asset_check_evaluation_record(check_key)
-    evaluation = record.event.asset_check_evaluation if record is not None and record.event is not None else None
-    if evaluation is None:
-        return GateVerdict(False, f"{check_key.name} has no result for regression_metrics (never run, or still running)",
-                           evaluated), None
-    target = evaluation.target_materialization_data
-    if target is None or target.storage_id != latest.storage_id:
-        return GateVerdict(
-            False,
-            f"the latest {check_key.name} result judged an earlier regression_metrics materialization "
-            f"(run {target.run_id if target else 'unknown'}), not the latest one (run {entry.run_id}); run the gate on it",
-            evaluated,
-        ), None
+    evaluation, refusal = _check_result(instance, regression_gate, "regression_metrics", latest)
+    if refusal is not None:
+        return GateVerdict(False, refusal, evaluated), None
     parity = _parity_refusal(instance)
     if parity is not None:
         return GateVerdict(False, parity, evaluated), None
