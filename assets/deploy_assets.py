@@ -1,7 +1,7 @@
 """The end of the graph: deployed_model promotes the merged model once the regression gate passed on it.
 
-Thin wrapper over `pipelines.deploy` (versioned deploy directory, atomic `current` pointer, rollback) and
-`pipelines.model_card` (chat template, plan schema and model card written into the promoted copy).
+Thin wrapper over `pipelines.serve.deploy` (versioned deploy directory, atomic `current` pointer, rollback) and
+`pipelines.model.model_card` (chat template, plan schema and model card written into the promoted copy).
 
 In a run that also materializes regression_metrics, Dagster skips this asset when the blocking gate fails.
 Materialized on its own it decides for itself, from the instance's records: the latest regression_gate
@@ -22,7 +22,7 @@ import dagster as dg
 from assets.evaluation_assets import regression_gate, regression_metrics
 from assets.resources import ArtifactsResource, LakeResource
 from assets.training_assets import merged_model, merged_model_dir, merged_model_matches_adapter
-from pipelines.deploy import (
+from pipelines.serve.deploy import (
     CURRENT,
     DeployError,
     Deployment,
@@ -32,8 +32,8 @@ from pipelines.deploy import (
     promote,
     rollback,
 )
-from pipelines.lineage import chain_markdown
-from pipelines.model_card import MODEL_CARD_FILE, PLAN_SCHEMA_FILE, EvaluationSummary
+from pipelines.lineage.audit import chain_markdown
+from pipelines.model.model_card import MODEL_CARD_FILE, PLAN_SCHEMA_FILE, EvaluationSummary
 
 DEPLOY_GROUP = "deployment"
 # How Dagster records, on a materialization, the data version each upstream asset had when it ran.
@@ -48,7 +48,7 @@ def _plain(metadata: dict[str, Any]) -> dict[str, Any]:
 
 
 def _evaluation_summary(metrics: dict[str, Any], gate: Any, run_id: str) -> EvaluationSummary:
-    from pipelines.evaluate import GATED_SLICE, SLICES
+    from pipelines.serve.evaluate import GATED_SLICE, SLICES
 
     slices = {}
     for name in SLICES:

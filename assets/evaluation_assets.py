@@ -1,10 +1,10 @@
 """The evaluation end of the graph: regression_metrics (+ its blocking quality gate).
 
-Thin wrapper over `pipelines.evaluate`: build the evaluation slices (eval split, accumulated failures,
+Thin wrapper over `pipelines.serve.evaluate`: build the evaluation slices (eval split, accumulated failures,
 held-out phrasing families, the public examples; each capped per params.yaml `eval.max_cases`), generate
 with the merged model (batched, greedy, constrained by default), write one row per case to the
 `regression_results` Delta table, append new eval-split failures to the mismatched-cases file, and report
-metrics for the whole run, per slice and per phenomenon (`pipelines.phenomena`).
+metrics for the whole run, per slice and per phenomenon (`pipelines.serve.phenomena`).
 The gate reads the table back and judges the eval slice only, so it judges exactly what was written.
 
 The eval slice is the eval split of the augmented-set version the merged model was trained on (its lineage
@@ -23,7 +23,7 @@ import pyarrow as pa
 from assets.automation import TRAINING_CONDITION
 from assets.resources import ArtifactsResource, LakeResource, ParamsResource
 from assets.training_assets import merged_model, merged_model_dir
-from pipelines.evaluate import (
+from pipelines.serve.evaluate import (
     GATED_SLICE,
     CaseResult,
     EvalCase,
@@ -43,10 +43,10 @@ from pipelines.evaluate import (
     results_frame,
     run_evaluation,
 )
-from pipelines.lake import AUGMENTED_TABLE, NORMALIZED_TABLE, read_table, table_path, write_table
-from pipelines.lineage import LineageError, TableLink, read_link, read_manifest, training_tables
-from pipelines.manifest import MANIFEST_NAME
-from pipelines.phenomena import exact_match_by_tag, tag_scores_markdown
+from pipelines.data.lake import AUGMENTED_TABLE, NORMALIZED_TABLE, read_table, table_path, write_table
+from pipelines.lineage.audit import LineageError, TableLink, read_link, read_manifest, training_tables
+from pipelines.lineage.manifest import MANIFEST_NAME
+from pipelines.serve.phenomena import exact_match_by_tag, tag_scores_markdown
 
 EVALUATION_GROUP = "evaluation"
 RESULTS_TABLE = "regression_results"
@@ -80,7 +80,7 @@ class RegressionConfig(dg.Config):
 
 def _profile(params: ParamsResource, model_dir: Path) -> str:
     """The profile the merged model was trained with (its lineage), else the configured one."""
-    from pipelines.train import resolve_profile
+    from pipelines.model.train import resolve_profile
 
     manifest_path = model_dir / MANIFEST_NAME
     if manifest_path.is_file():
@@ -215,7 +215,7 @@ def regression_metrics(
     import pandas as pd
 
     from data_contracts.tables import RegressionResultTable
-    from pipelines.model_io import load_model_and_tokenizer
+    from pipelines.model.model_io import load_model_and_tokenizer
 
     sections = params.load().sections
     model_dir = merged_model_dir(artifacts.path())

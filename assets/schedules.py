@@ -1,6 +1,6 @@
 """A nightly retrain that skips itself when the raw corpus is byte-identical to the last retrain's.
 
-The corpus is what ingest reads (`pipelines.ingest.raw_files`), hashed as the retrain sensor hashes it.
+The corpus is what ingest reads (`pipelines.data.ingest.raw_files`), hashed as the retrain sensor hashes it.
 
 The last retrain is the newest run of the retrain job (sensor- or schedule-launched, not failed or
 canceled) carrying a corpus digest tag; with none on record the schedule retrains.
@@ -15,8 +15,8 @@ import dagster as dg
 
 from assets.automation import retrain_job
 from assets.sensors import CORPUS_DIGEST_TAG, TRIGGER_TAG, default_raw_dir
-from pipelines.fingerprints import corpus_digest
-from pipelines.ingest import corpus_md5s
+from pipelines.data.fingerprints import corpus_digest
+from pipelines.data.ingest import corpus_md5s
 
 NIGHTLY_CRON = "0 2 * * *"
 _NOT_TRAINED = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.CANCELING)

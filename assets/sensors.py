@@ -1,6 +1,6 @@
 """Retrain when the raw corpus changes, judged by content (per-file md5), not by timestamps.
 
-The corpus is what ingest reads (`pipelines.ingest.raw_files`: top-level *.jsonl), so a file the
+The corpus is what ingest reads (`pipelines.data.ingest.raw_files`: top-level *.jsonl), so a file the
 graph would never train on never triggers a retrain. The cursor is the JSON map {relative path: md5}
 seen at the last evaluation. An edit, an added file
 or a deleted file yields exactly one retrain run request; an evaluation with no change yields none.
@@ -17,8 +17,8 @@ from pathlib import Path
 import dagster as dg
 
 from assets.automation import retrain_job
-from pipelines.fingerprints import corpus_digest, diff_fingerprints
-from pipelines.ingest import corpus_md5s
+from pipelines.data.fingerprints import corpus_digest, diff_fingerprints
+from pipelines.data.ingest import corpus_md5s
 
 CORPUS_DIGEST_TAG = "sop2cmd/corpus_digest"
 TRIGGER_TAG = "sop2cmd/trigger"

@@ -1,6 +1,6 @@
 """The training half of the graph: base_model -> lora_checkpoint -> merged_model (+ the merge-parity gate).
 
-Thin wrappers over `pipelines.base_model`, `pipelines.train` and `pipelines.merge`. Artifacts live under
+Thin wrappers over `pipelines.model.base_model`, `pipelines.model.train` and `pipelines.model.merge`. Artifacts live under
 the artifacts root:
 - base_models/<name>-<source hash>/           prepared base model (safetensors, with <eoc>)
 - lora_checkpoint/<profile>-<fingerprint>/     checkpoints/, tensorboard/, adapter/, loss_curve.png, lineage.json
@@ -23,13 +23,13 @@ from assets.automation import TRAINING_CONDITION
 from assets.executors import GPU_STEP_TAGS
 from assets.resources import ArtifactsResource, LakeResource, ParamsResource
 from assets.training_launch import launch_training, resolve_nproc
-from pipelines.base_model import BaseModelInfo, resolve_base_model
-from pipelines.lake import AUGMENTED_TABLE, read_table, table_path, table_version
-from pipelines.lineage import chain_markdown
-from pipelines.manifest import MANIFEST_NAME, build_manifest, data_lineage, write_json_atomic
-from pipelines.merge import merge_adapter, merge_parity
-from pipelines.prompts import system_prompt
-from pipelines.train import TrainConfig, resolve_profile, run_fingerprint, training_code_hash
+from pipelines.model.base_model import BaseModelInfo, resolve_base_model
+from pipelines.data.lake import AUGMENTED_TABLE, read_table, table_path, table_version
+from pipelines.lineage.audit import chain_markdown
+from pipelines.lineage.manifest import MANIFEST_NAME, build_manifest, data_lineage, write_json_atomic
+from pipelines.model.merge import merge_adapter, merge_parity
+from pipelines.model.prompts import system_prompt
+from pipelines.model.train import TrainConfig, resolve_profile, run_fingerprint, training_code_hash
 
 TRAINING_GROUP = "training"
 LATEST_RUN_FILE = "latest.json"

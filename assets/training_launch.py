@@ -1,7 +1,7 @@
 """Launch LoRA training as a separate process tree through Dagster Pipes: `torchrun --nproc-per-node N`.
 
 The asset's step (on whichever worker the executor routed it to, see `assets.executors`) writes a
-training request, starts `torchrun ... -m pipelines.train_entry`, streams the child's logs into the
+training request, starts `torchrun ... -m pipelines.model.train_entry`, streams the child's logs into the
 run (rank 0's progress lines included, each as it is written), and gets the metrics and the lineage manifest
 back as the materialization's metadata, reported by rank 0. N comes from run config: an integer, or "auto" =
 the number of visible GPUs, else 1.
@@ -17,8 +17,8 @@ from typing import Any
 
 import dagster as dg
 
-from pipelines.train import TrainConfig, TrainResult
-from pipelines.train_entry import TrainingRequest
+from pipelines.model.train import TrainConfig, TrainResult
+from pipelines.model.train_entry import TrainingRequest
 
 REQUEST_NAME = "training_request.json"
 _REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def torchrun_command(nproc: int, request_path: Path) -> list[str]:
     launcher = [torchrun] if torchrun else [sys.executable, "-m", "torch.distributed.run"]
     # --standalone: a private rendezvous on a free local port, so concurrent runs never collide.
     return [*launcher, "--standalone", "--nproc-per-node", str(nproc),
-            "-m", "pipelines.train_entry", "--request", str(request_path)]
+            "-m", "pipelines.model.train_entry", "--request", str(request_path)]
 
 
 def _child_env() -> dict[str, str]:

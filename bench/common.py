@@ -146,8 +146,8 @@ def log(message: str) -> None:
 def ensure_augmented_table(lake: Path, params_path: str = "params.yaml") -> Path:
     """Path of the lake's augmented_training_set, running the three data stages first when it is missing."""
     from pipelines.config import load_params
-    from pipelines.data_stages import run_augment_stage, run_normalize_stage, run_raw_stage
-    from pipelines.lake import AUGMENTED_TABLE, table_path, table_version
+    from pipelines.data.stages import run_augment_stage, run_normalize_stage, run_raw_stage
+    from pipelines.data.lake import AUGMENTED_TABLE, table_path, table_version
 
     path = table_path(lake, AUGMENTED_TABLE)
     if table_version(path) is None:

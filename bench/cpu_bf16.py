@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/cpu_bf16.py --rows 48 --repeats 2 --out bench/results/cpu_bf16-<stamp>.json
 
-Both sides train SmolLM2-135M-Instruct through `pipelines.train.train_lora` with the `default` profile of
+Both sides train SmolLM2-135M-Instruct through `pipelines.model.train.train_lora` with the `default` profile of
 params.yaml on the same `--rows` rows (the profile's weighted sampling and seed), warm-up off and a constant
 learning rate, no evaluation during training; only `cpu_bf16` differs. Each run is a fresh process and the
 sides alternate, swapping order every repeat. Reported per side: real tokens/s of the whole `train()` and the
@@ -37,10 +37,10 @@ SIDES = ("fp32", "bf16")
 
 
 def _worker(side: str, rows: int, params_path: str) -> None:
-    from pipelines.base_model import resolve_base_model
+    from pipelines.model.base_model import resolve_base_model
     from pipelines.config import load_params
-    from pipelines.lake import read_table
-    from pipelines.train import cpu_has_native_bf16, resolve_device, resolve_profile, train_lora
+    from pipelines.data.lake import read_table
+    from pipelines.model.train import cpu_has_native_bf16, resolve_device, resolve_profile, train_lora
 
     _, config = resolve_profile(load_params(params_path).sections.get("training"), "default")
     config = dataclasses.replace(

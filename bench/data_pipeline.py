@@ -1,7 +1,7 @@
 """Time the data half of the graph: raw JSONL -> raw_training_data -> normalized_samples -> augmented_training_set.
 
 Each run starts from an empty lake and includes Pandera validation and the Delta writes.
-- plain:   the three `pipelines.data_stages.run_*_stage` calls (what DVC runs, minus interpreter start-up);
+- plain:   the three `pipelines.data.stages.run_*_stage` calls (what DVC runs, minus interpreter start-up);
 - dagster: `dg.materialize` of the three assets and their five blocking checks (checks re-read and
            re-validate every table) on an ephemeral instance.
 The corpus is generated once per (records, seed) with the bundled generator and kept in --workdir;
@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 
 def corpus_dir(workdir: Path, records: int, seed: int) -> Path:
-    from pipelines.corpus_generator import corpus_bytes, generate_corpus
+    from pipelines.corpus.generator import corpus_bytes, generate_corpus
 
     directory = workdir / f"raw-{records}-{seed}"
     path = directory / "corpus.jsonl"
@@ -41,7 +41,7 @@ def corpus_dir(workdir: Path, records: int, seed: int) -> Path:
 
 def run_plain(raw_dir: Path, lake: Path, params_path: Path) -> dict[str, float]:
     from pipelines.config import load_params
-    from pipelines.data_stages import run_augment_stage, run_normalize_stage, run_raw_stage
+    from pipelines.data.stages import run_augment_stage, run_normalize_stage, run_raw_stage
 
     params = load_params(params_path)
     timings: dict[str, float] = {}

@@ -20,12 +20,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO_ROOT, default_lake, log, machine_info, write_json  # noqa: E402
-from pipelines.constrained import GroundedFields, GroundedRow, _CACHE, model_vocab_size  # noqa: E402
-from pipelines.decode import DecodingConfig  # noqa: E402
-from pipelines.evaluate import compute_metrics, eval_split_cases, rates_by_slice, read_cases, run_evaluation  # noqa: E402
-from pipelines.lake import AUGMENTED_TABLE, NORMALIZED_TABLE, read_table, table_path  # noqa: E402
-from pipelines.model_io import eoc_token_id, load_model_and_tokenizer  # noqa: E402
-from pipelines.prompts import serving_user_message  # noqa: E402
+from pipelines.serve.constrained import GroundedFields, GroundedRow, _CACHE, model_vocab_size  # noqa: E402
+from pipelines.serve.decode import DecodingConfig  # noqa: E402
+from pipelines.serve.evaluate import compute_metrics, eval_split_cases, rates_by_slice, read_cases, run_evaluation  # noqa: E402
+from pipelines.data.lake import AUGMENTED_TABLE, NORMALIZED_TABLE, read_table, table_path  # noqa: E402
+from pipelines.model.model_io import eoc_token_id, load_model_and_tokenizer  # noqa: E402
+from pipelines.model.prompts import serving_user_message  # noqa: E402
 
 PUBLIC = REPO_ROOT / "data" / "eval" / "sop_examples.jsonl"
 

@@ -1,7 +1,7 @@
 """Inference throughput: the seed's one-at-a-time greedy loop against the project's batched generation.
 
 Three loops over the same cases of the regression set (eval split + mismatched cases), with the same model,
-all greedy through `pipelines.decode`:
+all greedy through `pipelines.serve.decode`:
 
 - seed: one `model.generate(do_sample=False)` per description, unconstrained (`generate_one_at_a_time`);
 - batched: `generate_batched`, unconstrained;
@@ -48,7 +48,7 @@ LOOPS = tuple(LOOP_MODES)
 
 def resolve_model_dir(choice: str | None) -> tuple[Path, str]:
     """The merged (fine-tuned) model when there is one, else the prepared base model; or what `choice` names."""
-    from pipelines.base_model import resolve_base_model
+    from pipelines.model.base_model import resolve_base_model
 
     artifacts = default_artifacts()
     if choice in (None, "merged"):
@@ -64,8 +64,8 @@ def resolve_model_dir(choice: str | None) -> tuple[Path, str]:
 
 
 def regression_descriptions(lake: Path, limit: int, seed: int) -> list[str]:
-    from pipelines.evaluate import eval_split_cases, read_mismatched_cases, regression_set
-    from pipelines.lake import NORMALIZED_TABLE, read_table, table_path
+    from pipelines.serve.evaluate import eval_split_cases, read_mismatched_cases, regression_set
+    from pipelines.data.lake import NORMALIZED_TABLE, read_table, table_path
 
     from bench.common import REPO_ROOT
 
@@ -83,7 +83,7 @@ def run_loop(
     name: str, model: Any, tokenizer: Any, descriptions: list[str], config: Any, one_at_a_time: bool, constrained: bool
 ) -> dict[str, Any]:
     """One loop over `descriptions`: the seed's one-at-a-time loop or batched generation, free or constrained."""
-    from pipelines.decode import generate_batched, generate_one_at_a_time
+    from pipelines.serve.decode import generate_batched, generate_one_at_a_time
 
     generate = generate_one_at_a_time if one_at_a_time else generate_batched
     loop_config = replace(config, constrained=constrained)
@@ -121,9 +121,9 @@ def differing_cases(a: list[list[int]], b: list[list[int]], descriptions: list[s
 def benchmark(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     import torch
 
-    from pipelines.constrained import plan_logits_processor
-    from pipelines.decode import DecodingConfig
-    from pipelines.model_io import load_model_and_tokenizer, stop_token_ids
+    from pipelines.serve.constrained import plan_logits_processor
+    from pipelines.serve.decode import DecodingConfig
+    from pipelines.model.model_io import load_model_and_tokenizer, stop_token_ids
 
     model_dir, model_name = resolve_model_dir(args.model)
     model, tokenizer = load_model_and_tokenizer(model_dir)

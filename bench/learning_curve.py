@@ -3,7 +3,7 @@
     .venv/bin/python bench/learning_curve.py --profile default --points 5 --eval-cases 80 \\
         --output bench/results/learning_curve-<stamp>.json --png docs/learning_curve.png
 
-Trains the profile once with `pipelines.train.train_lora` (what `lora_checkpoint` runs) on the current
+Trains the profile once with `pipelines.model.train.train_lora` (what `lora_checkpoint` runs) on the current
 augmented_training_set, keeping a checkpoint at `points` evenly spaced optimizer steps. Each checkpoint
 (base + adapter, merged in memory) then decodes a fixed sample of the eval split, the held-out phrasing
 families and the 20 public examples, with the decoding `regression_metrics` uses (greedy, catalog grammar,
@@ -33,10 +33,10 @@ from bench.common import (  # noqa: E402
     write_json,
 )
 from pipelines.config import load_params  # noqa: E402
-from pipelines.decode import DecodingConfig  # noqa: E402
-from pipelines.evaluate import EvalCase, compute_metrics, eval_split_cases, read_cases, run_evaluation  # noqa: E402
-from pipelines.lake import AUGMENTED_TABLE, NORMALIZED_TABLE, read_table, table_path  # noqa: E402
-from pipelines.train import resolve_profile, select_rows, train_lora  # noqa: E402
+from pipelines.serve.decode import DecodingConfig  # noqa: E402
+from pipelines.serve.evaluate import EvalCase, compute_metrics, eval_split_cases, read_cases, run_evaluation  # noqa: E402
+from pipelines.data.lake import AUGMENTED_TABLE, NORMALIZED_TABLE, read_table, table_path  # noqa: E402
+from pipelines.model.train import resolve_profile, select_rows, train_lora  # noqa: E402
 
 ROOT = REPO_ROOT
 SLICES = {"heldout": ROOT / "data" / "heldout" / "phrasing_families.jsonl", "public": ROOT / "data" / "eval" / "sop_examples.jsonl"}
@@ -54,7 +54,7 @@ def _merged(base_dir: Path, checkpoint: Path) -> Any:
     import torch
     from peft import PeftModel
 
-    from pipelines.model_io import check_model_dir, load_causal_lm
+    from pipelines.model.model_io import check_model_dir, load_causal_lm
 
     check_model_dir(checkpoint, allow_trainer_state=True)
     base = load_causal_lm(base_dir, dtype=torch.float32)
@@ -107,7 +107,7 @@ def main() -> None:
     params = load_params(args.params)
     name, config = resolve_profile(params.sections.get("training"), args.profile)
     lake, artifacts = default_lake(), default_artifacts()
-    from pipelines.base_model import resolve_base_model
+    from pipelines.model.base_model import resolve_base_model
 
     base_dir = Path(resolve_base_model(config.base_model, artifacts).path)
     data = read_table(ensure_augmented_table(lake))
@@ -124,7 +124,7 @@ def main() -> None:
         log(f"training {name}: {train_rows} rows, {total_steps} steps, checkpoint every {config.eval_steps}")
         train_lora(config, base_dir, data, run_dir, log=log)
 
-    from pipelines.model_io import load_tokenizer
+    from pipelines.model.model_io import load_tokenizer
 
     tokenizer = load_tokenizer(base_dir)
     cases = _slices(lake, args.eval_cases, args.heldout_cases)

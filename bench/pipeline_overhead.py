@@ -12,7 +12,7 @@ then again `--repeats` times with nothing changed (same raw files, same params, 
 - with `--whole-graph`: the `full_graph` job in-process with the smoke profile (tiny random model), first run
   and no-op repeats, every step's time.
 
-Each data stage reuses its tables when its inputs are unchanged (`pipelines.stage_cache`), so a no-op run
+Each data stage reuses its tables when its inputs are unchanged (`pipelines.data.stage_cache`), so a no-op run
 writes no Delta version; the direct path measures the same functions.
 
     .venv/bin/python bench/pipeline_overhead.py --repeats 3 --out bench/results/pipeline_overhead.json
@@ -46,7 +46,7 @@ ASSET_STEPS = ("raw_training_data", "normalized_samples", "augmented_training_se
 
 def _stage_calls(params_path: Path, lake: Path) -> dict[str, Any]:
     from pipelines.config import load_params
-    from pipelines.data_stages import run_augment_stage, run_normalize_stage, run_raw_stage
+    from pipelines.data.stages import run_augment_stage, run_normalize_stage, run_raw_stage
 
     params = load_params(params_path)
     raw_dir = REPO_ROOT / params.data.raw_dir

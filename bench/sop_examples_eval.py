@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 
 from data_contracts import render_json_commands
-from pipelines.decode import DecodingConfig
-from pipelines.evaluate import compute_metrics, read_cases, run_evaluation
-from pipelines.model_io import load_model_and_tokenizer
+from pipelines.serve.decode import DecodingConfig
+from pipelines.serve.evaluate import compute_metrics, read_cases, run_evaluation
+from pipelines.model.model_io import load_model_and_tokenizer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "data" / "eval" / "sop_examples.jsonl"
 SOURCE = "examples"

@@ -1,6 +1,6 @@
 """Training throughput: the seed configuration against the project's optimized one, back to back.
 
-CPU mode (default) trains SmolLM2-135M-Instruct with LoRA through the project's own `pipelines.train.train_lora`
+CPU mode (default) trains SmolLM2-135M-Instruct with LoRA through the project's own `pipelines.model.train.train_lora`
 for both configurations, on the same rows of the augmented set, for the same number of optimizer steps over the
 same samples (one epoch of `steps x 16` rows, every row within the seed's max_length of 512):
 
@@ -9,7 +9,7 @@ same samples (one epoch of `steps x 16` rows, every row within the seed's max_le
 - optimized: the throughput knobs of the `training.profiles.<profile>` section of params.yaml and TrainConfig's
   defaults (by default the `default` profile: what the project ships): no gradient checkpointing, length-grouped
   micro-batches, logits only at target positions, the shared system-prompt prefix run once per micro-batch
-  (`pipelines.train.completion_token_losses`), with gradient accumulation set so that an optimizer step still
+  (`pipelines.model.train.completion_token_losses`), with gradient accumulation set so that an optimizer step still
   sees 16 samples.
 
 Everything else (learning rate, LoRA, seed, rows) is shared; warm-up is off and the schedule constant, so a
@@ -85,11 +85,11 @@ COMMON_OVERRIDES: dict[str, Any] = {
 }
 
 
-# --- CPU mode: seed vs optimized through pipelines.train -----------------------------------------------
+# --- CPU mode: seed vs optimized through pipelines.model.train -----------------------------------------------
 
 
 def train_config_fields() -> set[str]:
-    from pipelines.train import TrainConfig
+    from pipelines.model.train import TrainConfig
 
     return {f.name for f in fields(TrainConfig)}
 
@@ -114,7 +114,7 @@ def select_benchmark_rows(table: Any, tokenizer: Any, n_train: int, n_eval: int,
     """`n_train` train and `n_eval` eval rows that fit the seed's max_length, and their real token counts."""
     import pandas as pd
 
-    from pipelines.prompts import build_completion_ids, build_prompt_ids
+    from pipelines.model.prompts import build_completion_ids, build_prompt_ids
 
     chosen, tokens = [], {"train": 0, "eval": 0, "train_completion": 0}
     for split, wanted in (("train", n_train), ("eval", n_eval)):
@@ -187,8 +187,8 @@ def eval_loss(base_model_dir: Path, adapter_dir: Path, rows: Any, batch_size: in
     import torch
     from peft import PeftModel
 
-    from pipelines.model_io import load_causal_lm, load_tokenizer
-    from pipelines.prompts import build_completion_ids, build_prompt_ids
+    from pipelines.model.model_io import load_causal_lm, load_tokenizer
+    from pipelines.model.prompts import build_completion_ids, build_prompt_ids
 
     tokenizer = load_tokenizer(adapter_dir)
     model = PeftModel.from_pretrained(load_causal_lm(base_model_dir, dtype=torch.float32), str(adapter_dir)).eval()
@@ -222,7 +222,7 @@ def cpu_worker(spec_path: Path, name: str) -> None:
     import pandas as pd
     import torch
 
-    from pipelines.train import TrainConfig, train_lora
+    from pipelines.model.train import TrainConfig, train_lora
 
     spec = json.loads(spec_path.read_text())
     rows = pd.read_parquet(spec["rows"])
@@ -261,11 +261,11 @@ def cpu_worker(spec_path: Path, name: str) -> None:
 
 
 def cpu_benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    from pipelines.base_model import resolve_base_model
+    from pipelines.model.base_model import resolve_base_model
     from pipelines.config import load_params
-    from pipelines.lake import read_table
-    from pipelines.model_io import load_tokenizer
-    from pipelines.train import resolve_profile
+    from pipelines.data.lake import read_table
+    from pipelines.model.model_io import load_tokenizer
+    from pipelines.model.train import resolve_profile
 
     params = load_params(REPO_ROOT / args.params)
     profile_name, profile = resolve_profile(params.sections.get("training"), args.profile)
@@ -414,10 +414,10 @@ class FlopModel:
 def corpus_lengths(lake: Path | None, limit: int, seed: int) -> list[int]:
     """Token lengths of training rows (SmolLM2 tokenizer) when a lake and the base model are at hand."""
     try:
-        from pipelines.base_model import resolve_base_model
-        from pipelines.lake import read_table
-        from pipelines.model_io import load_tokenizer
-        from pipelines.prompts import build_completion_ids, build_prompt_ids
+        from pipelines.model.base_model import resolve_base_model
+        from pipelines.data.lake import read_table
+        from pipelines.model.model_io import load_tokenizer
+        from pipelines.model.prompts import build_completion_ids, build_prompt_ids
 
         table = ensure_augmented_table(lake or default_lake())
         base = resolve_base_model("smollm2-gguf", default_artifacts())

@@ -20,7 +20,7 @@ from data_contracts.catalog import load_catalog
 SPLITS = ("train", "eval")
 QUARANTINE_STAGES = ("raw", "normalize")
 LANGS = ("zh", "en")
-# Evaluation slices (pipelines.evaluate.SLICES): eval split, past failures, held-out phrasings, public examples.
+# Evaluation slices (pipelines.serve.evaluate.SLICES): eval split, past failures, held-out phrasings, public examples.
 REGRESSION_SOURCES = ("eval", "mismatched", "heldout", "public")
 COMPLETION_END = "<eoc>"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"

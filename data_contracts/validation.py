@@ -306,7 +306,7 @@ def validate_commands(
     Accepts Command objects or JSON-form dicts ({"func_name": ..., "func_parameters": {...}}).
     Tip capacity is tracked across the commands: the last GetDiti on a channel sets its capacity,
     DropDiti clears it. With `description` (the text the plan was made from, as the model saw it:
-    `pipelines.prompts.serving_user_message`), every label (labware, program, position, liquidClass)
+    `pipelines.model.prompts.serving_user_message`), every label (labware, program, position, liquidClass)
     must also occur in it verbatim: the catalog copies labels "exactly as written", so a label the
     text does not contain was invented (rule `ungrounded_string`).
     """

@@ -17,7 +17,7 @@ from assets.data_checks import (
     raw_training_data_contract,
 )
 from assets.resources import ArtifactsResource, LakeResource, ParamsResource
-from pipelines.lake import (
+from pipelines.data.lake import (
     AUGMENTED_TABLE,
     NORMALIZED_TABLE,
     RAW_QUARANTINE_TABLE,
@@ -27,20 +27,7 @@ from pipelines.lake import (
     table_version,
     write_table,
 )
-from tests.conftest import PARAMS_PATH
-
-
-@pytest.fixture()
-def resources(tmp_path: Path, raw_dir: Path, lake: Path) -> dict[str, dg.ConfigurableResource]:
-    params = yaml.safe_load(PARAMS_PATH.read_text(encoding="utf-8"))
-    params["data"]["raw_dir"] = str(raw_dir)
-    params_path = tmp_path / "params.yaml"
-    params_path.write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
-    return {
-        "lake": LakeResource(root=str(lake)),
-        "artifacts": ArtifactsResource(root=str(tmp_path / "artifacts")),
-        "params": ParamsResource(path=str(params_path)),
-    }
+from tests.helpers import PARAMS_PATH
 
 
 def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:

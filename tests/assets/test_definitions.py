@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 
 def test_defs_load_with_data_assets_checks_and_job() -> None:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from pipelines.config import lake_root, load_params, parse_params
-from tests.conftest import PARAMS_PATH
+from tests.helpers import PARAMS_PATH
 
 
 def test_bundled_params_load() -> None:

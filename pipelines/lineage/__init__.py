@@ -1,0 +1,1 @@
+"""The lineage manifest written beside every model, and the audit CLI that reads it."""

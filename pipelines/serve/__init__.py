@@ -1,0 +1,1 @@
+"""Decoding, prediction, evaluation, deployment and the HTTP service."""
