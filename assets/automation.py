@@ -10,8 +10,8 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.executors import GPU_RUN_TAGS
+from pipelines.data.lake import RAW_TABLE
 
-RAW_ASSET = "raw_training_data"
 # Assets that follow their upstream data on their own.
 AUTOMATED_ASSETS: tuple[str, ...] = ("lora_checkpoint", "merged_model", "regression_metrics")
 
@@ -22,7 +22,7 @@ TRAINING_CONDITION: dg.AutomationCondition = (
 # Everything that depends on the raw corpus, plus what those assets also need (the base model).
 retrain_job = dg.define_asset_job(
     name="retrain",
-    selection=dg.AssetSelection.assets(RAW_ASSET).downstream().upstream(),
+    selection=dg.AssetSelection.assets(RAW_TABLE).downstream().upstream(),
     tags=GPU_RUN_TAGS,
     description="Re-ingest the raw corpus and retrain, merge and evaluate the model.",
 )
@@ -34,6 +34,8 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     run_tags=GPU_RUN_TAGS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=60,
-    description="Launches checkpoint, merge and evaluation when their upstream data was updated and passed its checks.",
+    description=(
+        "Launches checkpoint, merge and evaluation when their upstream data was updated and passed its checks."
+    ),
 )
 

@@ -1,7 +1,7 @@
 """The data half of the graph: raw JSONL -> raw_training_data -> normalized_samples -> augmented_training_set.
 
 Each asset runs one `pipelines.data.stages` stage (the same code DVC runs), which writes a new
-Delta version, and reports versions, row counts and pictures as metadata. A stage whose inputs have not
+Delta version, and reports versions, row counts, tables and pictures as metadata. A stage whose inputs have not
 changed since its tables were written reuses them (metadata `reused`; no new version) unless the run
 config sets `force: true`.
 """
@@ -10,9 +10,9 @@ config sets `force: true`.
 import dagster as dg
 import pandas as pd
 
+from assets.metadata_tables import column_schema, column_schema_metadata, frame_preview, metadata_table
 from assets.resources import ArtifactsResource, LakeResource, ParamsResource
-from pipelines.charts import distribution_chart, distribution_markdown, image_markdown
-from pipelines.data.stages import run_augment_stage, run_normalize_stage, run_raw_stage
+from pipelines.charts import distribution_chart, distribution_table, image_markdown
 from pipelines.data.lake import (
     AUGMENTED_TABLE,
     NORMALIZE_QUARANTINE_TABLE,
@@ -21,9 +21,11 @@ from pipelines.data.lake import (
     RAW_TABLE,
     table_path,
 )
+from pipelines.data.stages import run_augment_stage, run_normalize_stage, run_raw_stage
 
 DATA_GROUP = "data"
 PREVIEW_ROWS = 20
+PREVIEW_CHARS = 160  # a detail can quote a long raw line; the quarantine table keeps it whole
 
 
 class DataStageConfig(dg.Config):
@@ -32,20 +34,20 @@ class DataStageConfig(dg.Config):
     force: bool = False  # recompute and write a new Delta version even when nothing changed
 
 
-def _markdown_preview(frame: pd.DataFrame, columns: list[str], rows: int = PREVIEW_ROWS) -> str:
-    if frame.empty:
-        return "_none_"
-    shown = frame[columns].head(rows).astype(str)
-    shown = shown.map(lambda text: text.replace("|", "\\|").replace("\n", " ")[:160])
-    header = "| " + " | ".join(columns) + " |\n| " + " | ".join("---" for _ in columns) + " |\n"
-    body = "\n".join("| " + " | ".join(row) + " |" for row in shown.itertuples(index=False))
-    more = f"\n\n_{len(frame) - rows} more rows not shown_" if len(frame) > rows else ""
-    return header + body + more
+def _quarantine_preview(frame: pd.DataFrame, table: str, columns: list[str]) -> dg.TableMetadataValue:
+    """The first rows of a quarantine table, for the UI (the row count is in the asset's other metadata)."""
+    return frame_preview(frame, column_schema(table, columns), PREVIEW_ROWS, PREVIEW_CHARS)
+
+
+def _distribution(distribution: pd.DataFrame) -> dg.TableMetadataValue:
+    columns, rows = distribution_table(distribution)
+    return metadata_table(rows, columns)
 
 
 @dg.asset(
     group_name=DATA_GROUP,
     kinds={"deltalake", "pandas"},
+    metadata=column_schema_metadata(RAW_TABLE),
     description="Every line of every raw *.jsonl as a validated record, or a quarantine row with its reason.",
 )
 def raw_training_data(
@@ -72,8 +74,8 @@ def raw_training_data(
             "quarantine_delta_version": stage.quarantine_version,
             "table_path": dg.MetadataValue.path(str(table_path(lake.path(), RAW_TABLE))),
             "quarantine_path": dg.MetadataValue.path(str(table_path(lake.path(), RAW_QUARANTINE_TABLE))),
-            "quarantine_preview": dg.MetadataValue.md(
-                _markdown_preview(result.quarantine, ["source_file", "line_number", "reason", "detail"])
+            "quarantine_preview": _quarantine_preview(
+                result.quarantine, RAW_QUARANTINE_TABLE, ["source_file", "line_number", "reason", "detail"]
             ),
         }
     )
@@ -83,6 +85,7 @@ def raw_training_data(
     group_name=DATA_GROUP,
     kinds={"deltalake", "pandas"},
     deps=[raw_training_data],
+    metadata=column_schema_metadata(NORMALIZED_TABLE),
     description="NFKC-normalized descriptions with canonical JSON commands and a stable content id (source_index).",
 )
 def normalized_samples(
@@ -109,9 +112,9 @@ def normalized_samples(
             "quarantine_delta_version": stage.quarantine_version,
             "table_path": dg.MetadataValue.path(str(table_path(lake.path(), NORMALIZED_TABLE))),
             "quarantine_path": dg.MetadataValue.path(str(table_path(lake.path(), NORMALIZE_QUARANTINE_TABLE))),
-            "command_distribution": dg.MetadataValue.md(distribution_markdown(per_command)),
-            "duplicates_preview": dg.MetadataValue.md(
-                _markdown_preview(stage.result.quarantine, ["source_file", "line_number", "detail"])
+            "command_distribution": _distribution(per_command),
+            "duplicates_preview": _quarantine_preview(
+                stage.result.quarantine, NORMALIZE_QUARANTINE_TABLE, ["source_file", "line_number", "detail"]
             ),
         }
     )
@@ -121,6 +124,7 @@ def normalized_samples(
     group_name=DATA_GROUP,
     kinds={"deltalake", "pandas"},
     deps=[normalized_samples],
+    metadata=column_schema_metadata(AUGMENTED_TABLE),
     description="Prompt templates x prefix variants per sample, long-tail weights, train/eval split by source.",
 )
 def augmented_training_set(
@@ -152,7 +156,7 @@ def augmented_training_set(
             "delta_version": stage.augmented_version,
             "input_normalized_delta_version": stage.normalized_version,
             "table_path": dg.MetadataValue.path(str(table_path(lake.path(), AUGMENTED_TABLE))),
-            "command_distribution": dg.MetadataValue.md(distribution_markdown(distribution)),
+            "command_distribution": _distribution(distribution),
             "command_exposure_chart": dg.MetadataValue.md(
                 image_markdown(chart, "train exposure before and after weighting")
             ),

@@ -10,8 +10,8 @@ import dagster as dg
 import pandas as pd
 
 from assets.data_assets import augmented_training_set, normalized_samples, raw_training_data
+from assets.metadata_tables import frame_preview, table_schema
 from assets.resources import LakeResource, ParamsResource
-from pipelines.data.stages import MAX_FAILURE_CASES, contract_failures
 from pipelines.data.ingest import raw_files, split_lines
 from pipelines.data.lake import (
     AUGMENTED_TABLE,
@@ -25,13 +25,17 @@ from pipelines.data.lake import (
     table_version,
 )
 from pipelines.data.split import split_report
+from pipelines.data.stages import MAX_FAILURE_CASES, contract_failures
+
+# Pandera's failure cases, as the check shows them: a failing value can be of any type, so every cell is text.
+_FAILURE_COLUMNS = ("table", "schema_context", "column", "check", "failure_case", "index")
+_FAILURE_CHARS = 200
 
 
-def _markdown(frame: pd.DataFrame) -> str:
-    shown = frame.head(MAX_FAILURE_CASES).astype(str)
-    shown = shown.map(lambda text: text.replace("|", "\\|").replace("\n", " ")[:200])
-    header = "| " + " | ".join(shown.columns) + " |\n| " + " | ".join("---" for _ in shown.columns) + " |\n"
-    return header + "\n".join("| " + " | ".join(row) + " |" for row in shown.itertuples(index=False))
+def _failure_table(cases: pd.DataFrame) -> dg.TableMetadataValue:
+    columns = [name for name in _FAILURE_COLUMNS if name in cases]
+    schema = table_schema([(name, "string") for name in columns])
+    return frame_preview(cases[columns].astype(str), schema, MAX_FAILURE_CASES, _FAILURE_CHARS)
 
 
 def _contract_result(lake: LakeResource, tables: list[str]) -> dg.AssetCheckResult:
@@ -50,9 +54,8 @@ def _contract_result(lake: LakeResource, tables: list[str]) -> dg.AssetCheckResu
     if not failures:
         return dg.AssetCheckResult(passed=True, metadata=metadata)
     cases = pd.concat(failures, ignore_index=True)
-    columns = [c for c in ("table", "schema_context", "column", "check", "failure_case", "index") if c in cases]
     metadata["n_failure_cases"] = len(cases)
-    metadata["failure_cases"] = dg.MetadataValue.md(_markdown(cases[columns]))
+    metadata["failure_cases"] = _failure_table(cases)
     return dg.AssetCheckResult(passed=False, metadata=metadata)
 
 

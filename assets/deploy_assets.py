@@ -20,8 +20,11 @@ from typing import Any
 import dagster as dg
 
 from assets.evaluation_assets import regression_gate, regression_metrics
+from assets.metadata_tables import metadata_table
 from assets.resources import ArtifactsResource, LakeResource
 from assets.training_assets import merged_model, merged_model_dir, merged_model_matches_adapter
+from pipelines.lineage.audit import chain_markdown
+from pipelines.model.model_card import MODEL_CARD_FILE, PLAN_SCHEMA_FILE, EvaluationSummary
 from pipelines.serve.deploy import (
     CURRENT,
     DeployError,
@@ -32,8 +35,8 @@ from pipelines.serve.deploy import (
     promote,
     rollback,
 )
-from pipelines.lineage.audit import chain_markdown
-from pipelines.model.model_card import MODEL_CARD_FILE, PLAN_SCHEMA_FILE, EvaluationSummary
+from pipelines.serve.eval_cases import GATED_SLICE, SLICES
+from pipelines.serve.phenomena import TAG_SCORE_COLUMNS, tag_scores_from_rows, tag_scores_markdown
 
 DEPLOY_GROUP = "deployment"
 # How Dagster records, on a materialization, the data version each upstream asset had when it ran.
@@ -47,9 +50,14 @@ def _plain(metadata: dict[str, Any]) -> dict[str, Any]:
     return {key: getattr(value, "value", value) for key, value in metadata.items()}
 
 
-def _evaluation_summary(metrics: dict[str, Any], gate: Any, run_id: str) -> EvaluationSummary:
-    from pipelines.serve.evaluate import GATED_SLICE, SLICES
+def _tag_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of regression_metrics' exact-match-per-tag table ([] when the materialization has none)."""
+    table = metrics.get("exact_match_by_tag")
+    return [dict(record.data) for record in table.records] if table is not None else []
 
+
+def _evaluation_summary(metrics: dict[str, Any], gate: Any, run_id: str) -> EvaluationSummary:
+    tag_rows = _tag_rows(metrics)
     slices = {}
     for name in SLICES:
         rates = {f: metrics[f"{name}/{f}"] for f in _SLICE_FIELDS if f"{name}/{f}" in metrics}
@@ -62,7 +70,8 @@ def _evaluation_summary(metrics: dict[str, Any], gate: Any, run_id: str) -> Eval
         gate_metadata=_plain(dict(gate.metadata)),
         headline={key: metrics[key] for key in _HEADLINE if key in metrics},
         slices=slices,
-        tags_markdown=metrics.get("exact_match_by_tag_md"),
+        # Markdown for the model card, a file for people to read.
+        tags_markdown=tag_scores_markdown(tag_scores_from_rows(tag_rows)) if tag_rows else None,
         constrained=metrics.get("constrained"),
         results_delta_version=metrics.get("results_delta_version"),
         evaluated_in_run=run_id,
@@ -94,18 +103,21 @@ def _parity_refusal(instance: dg.DagsterInstance) -> str | None:
     regression_metrics and deployed_model materialized on their own) only this lookup keeps a bad merge out.
     """
     merges = instance.fetch_materializations(merged_model.key, limit=1).records
-    evaluation, refusal = _check_result(instance, merged_model_matches_adapter, "merged_model", merges[0] if merges else None)
+    check = merged_model_matches_adapter
+    evaluation, refusal = _check_result(instance, check, "merged_model", merges[0] if merges else None)
     if refusal is not None:
         return refusal
-    return None if evaluation.passed else f"{merged_model_matches_adapter.check_key.name} failed on the latest merged_model"
+    return None if evaluation.passed else f"{check.check_key.name} failed on the latest merged_model"
 
 
-def gate_verdict(instance: dg.DagsterInstance) -> tuple[GateVerdict, EvaluationSummary | None]:
+def gate_verdict(
+    instance: dg.DagsterInstance,
+) -> tuple[GateVerdict, EvaluationSummary | None, list[dict[str, Any]]]:
     """What the instance recorded about the latest regression_metrics and its gate (and about the merge parity
-    check of the latest merged_model), as a promotion verdict."""
+    check of the latest merged_model), as a promotion verdict, with the evaluation's summary and tag scores."""
     records = instance.fetch_materializations(regression_metrics.key, limit=1).records
     if not records:
-        return GateVerdict(False, "regression_metrics has never been materialized", None), None
+        return GateVerdict(False, "regression_metrics has never been materialized", None), None, []
     latest = records[0]
     entry = latest.event_log_entry
     metrics = _plain(dict(entry.asset_materialization.metadata))
@@ -116,13 +128,13 @@ def gate_verdict(instance: dg.DagsterInstance) -> tuple[GateVerdict, EvaluationS
     )
     evaluation, refusal = _check_result(instance, regression_gate, "regression_metrics", latest)
     if refusal is not None:
-        return GateVerdict(False, refusal, evaluated), None
+        return GateVerdict(False, refusal, evaluated), None, []
     parity = _parity_refusal(instance)
     if parity is not None:
-        return GateVerdict(False, parity, evaluated), None
+        return GateVerdict(False, parity, evaluated), None, []
     summary = _evaluation_summary(metrics, evaluation, entry.run_id)
     description = evaluation.description or ("passed" if evaluation.passed else "failed")
-    return GateVerdict(bool(evaluation.passed), description, evaluated), summary
+    return GateVerdict(bool(evaluation.passed), description, evaluated), summary, _tag_rows(metrics)
 
 
 def _metadata(deployment: Deployment, root: Path, lake: Path, promoted: bool) -> dict[str, Any]:
@@ -147,8 +159,8 @@ def _metadata(deployment: Deployment, root: Path, lake: Path, promoted: bool) ->
         for name, value in evaluation.gate_metadata.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 metadata[f"gate/{name}"] = float(value)
-        if evaluation.tags_markdown:
-            metadata["exact_match_by_tag"] = dg.MetadataValue.md(evaluation.tags_markdown)
+    if record.get("exact_match_by_tag"):
+        metadata["exact_match_by_tag"] = metadata_table(record["exact_match_by_tag"], TAG_SCORE_COLUMNS)
     return metadata
 
 
@@ -170,10 +182,10 @@ class DeployConfig(dg.Config):
 def deployed_model(
     context: dg.AssetExecutionContext, config: DeployConfig, artifacts: ArtifactsResource, lake: LakeResource
 ) -> dg.MaterializeResult:
-    verdict, evaluation = gate_verdict(context.instance)
+    verdict, evaluation, tag_rows = gate_verdict(context.instance)
     root = deploy_root(artifacts.path())
     try:
-        result = promote(merged_model_dir(artifacts.path()), root, verdict, evaluation=evaluation,
+        result = promote(merged_model_dir(artifacts.path()), root, verdict, evaluation=evaluation, tag_scores=tag_rows,
                          run_id=context.run_id, promote_rolled_back=config.promote_rolled_back)
     except PromotionRefused as error:
         raise dg.Failure(description=f"not promoted: {error}", metadata={"gate_passed": verdict.passed},
@@ -186,7 +198,9 @@ def deployed_model(
         ) from error
     deployment = result.deployment
     if result.promoted:
-        context.log.info(f"promoted {deployment.version} (previous: {result.previous}); {root / CURRENT} -> {deployment.version}")
+        context.log.info(
+            f"promoted {deployment.version} (previous: {result.previous}); {root / CURRENT} -> {deployment.version}"
+        )
     else:
         context.log.info(f"{deployment.version} already holds these weights and is current; nothing changed")
     return dg.MaterializeResult(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.config import Params, artifacts_root, lake_root, load_params
+from pipelines.config import Params, TrainConfig, artifacts_root, lake_root, load_params
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -28,12 +28,22 @@ class ArtifactsResource(dg.ConfigurableResource):
 
 
 class ParamsResource(dg.ConfigurableResource):
-    """The params file every stage reads (the same one DVC tracks)."""
+    """The params file every stage reads (the same one DVC tracks), and the training profile of the run.
+
+    The profile is run-level (resource config, e.g. `resources: {params: {config: {profile: smoke}}}`), so every
+    asset of one run trains, merges, evaluates and gates with the same profile.
+    """
 
     path: str = "params.yaml"
+    # Unset: $SOP2CMD_PROFILE, else params.yaml training.profile.
+    profile: str | None = None
 
     def load(self) -> Params:
         return load_params(self.path)
+
+    def training_profile(self) -> tuple[str, TrainConfig]:
+        """The run's training profile and its settings (`pipelines.config.TrainingParams.resolve`)."""
+        return self.load().training.resolve(self.profile)
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:

@@ -1,19 +1,17 @@
 """The training half of the graph: base_model -> lora_checkpoint -> merged_model (+ the merge-parity gate).
 
-Thin wrappers over `pipelines.model.base_model`, `pipelines.model.train` and `pipelines.model.merge`. Artifacts live under
-the artifacts root:
-- base_models/<name>-<source hash>/           prepared base model (safetensors, with <eoc>)
-- lora_checkpoint/<profile>-<fingerprint>/     checkpoints/, tensorboard/, adapter/, loss_curve.png, lineage.json
-- lora_checkpoint/<profile>-<fingerprint>-retrain-<run id>/  a forced retrain of the same run
-- lora_checkpoint/latest.json                  which run the last materialization produced
-- merged_model/                                merged safetensors model + tokenizer + lineage.json
+Thin wrappers over `pipelines.model.base_model`, `pipelines.model.training_runs` (which run a materialization
+means, reusing a finished one; the layout of lora_checkpoint/ is described there), `assets.training_launch`
+(training under torchrun through Dagster Pipes) and `pipelines.model.merge`. Artifacts live under the artifacts
+root:
+- base_models/<name>-<source hash>/   prepared base model (safetensors, with <eoc>)
+- base_models/latest.json             the base model base_model prepared last: what lora_checkpoint trains on
+- lora_checkpoint/                    the runs, and latest.json: which run the last materialization produced
+- merged_model/                       merged safetensors model + tokenizer + lineage.json
 
-The fingerprint is the run's whole identity (config, data, base weights, training code, world size). An ordinary
-materialization reuses the newest finished run of its identity, so a forced retrain stays the current one.
+Every asset takes the training profile from the run's `params` resource (`ParamsResource.training_profile`).
 """
 
-import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,34 +21,46 @@ from assets.automation import TRAINING_CONDITION
 from assets.executors import GPU_STEP_TAGS
 from assets.resources import ArtifactsResource, LakeResource, ParamsResource
 from assets.training_launch import launch_training, resolve_nproc
-from pipelines.model.base_model import BaseModelInfo, resolve_base_model
-from pipelines.data.lake import AUGMENTED_TABLE, read_table, table_path, table_version
+from pipelines.charts import image_markdown
+from pipelines.data.lake import AUGMENTED_TABLE
 from pipelines.lineage.audit import chain_markdown
-from pipelines.lineage.manifest import MANIFEST_NAME, build_manifest, data_lineage, write_json_atomic
+from pipelines.lineage.manifest import read_manifest
+from pipelines.model.base_model import BaseModelInfo, read_latest_base, record_latest_base, resolve_base_model
 from pipelines.model.merge import merge_adapter, merge_parity
-from pipelines.model.prompts import system_prompt
-from pipelines.model.train import TrainConfig, resolve_profile, run_fingerprint, training_code_hash
+from pipelines.model.training_runs import (
+    TrainingRun,
+    TrainingRunPlan,
+    finish_run,
+    new_run_dir,
+    plan_training_run,
+    read_latest_run,
+    record_latest_run,
+    reuse_finished_run,
+)
 
 TRAINING_GROUP = "training"
-LATEST_RUN_FILE = "latest.json"
-RUN_COMPLETE = "RUN_COMPLETE.json"
 
 
 class TrainingRunConfig(dg.Config):
-    """Run config of the training assets. Unset profile: $SOP2CMD_PROFILE, else params.yaml training.profile."""
+    """Run config of lora_checkpoint (the profile is the run's, on the `params` resource)."""
 
-    profile: str | None = None
     force_retrain: bool = False
     # Training processes (torchrun --nproc-per-node): an integer, or "auto" = visible GPUs, else 1.
     nproc_per_node: str = "auto"
 
 
-def _profile(params: ParamsResource, config: TrainingRunConfig) -> tuple[str, TrainConfig]:
-    return resolve_profile(params.load().sections.get("training"), config.profile)
-
-
-def _base_info(artifacts: ArtifactsResource, train_config: TrainConfig) -> BaseModelInfo:
-    return resolve_base_model(train_config.base_model, artifacts.path())
+def _base_model_metadata(profile: str, info: BaseModelInfo) -> dict[str, Any]:
+    return {
+        "profile": profile,
+        "source": info.source,
+        "path": dg.MetadataValue.path(info.path),
+        "weights_sha256": info.weights_sha256,
+        "source_sha256": info.source_hash,
+        "parameter_count": info.parameter_count,
+        "eoc_token_id": info.eoc_token_id,
+        "stop_token_ids": dg.MetadataValue.json(info.stop_token_ids),
+        "chat_template": dg.MetadataValue.md(f"```jinja\n{info.chat_template}\n```"),
+    }
 
 
 @dg.asset(
@@ -59,49 +69,61 @@ def _base_info(artifacts: ArtifactsResource, train_config: TrainConfig) -> BaseM
     description="The configured base model, converted once to safetensors with the <eoc> token added.",
 )
 def base_model(
-    context: dg.AssetExecutionContext,
-    config: TrainingRunConfig,
-    artifacts: ArtifactsResource,
-    params: ParamsResource,
+    context: dg.AssetExecutionContext, artifacts: ArtifactsResource, params: ParamsResource
 ) -> dg.MaterializeResult:
-    profile, train_config = _profile(params, config)
-    info = _base_info(artifacts, train_config)
+    profile, train_config = params.training_profile()
+    info = resolve_base_model(train_config.base_model, artifacts.path())
+    record_latest_base(info, profile, artifacts.path())
     context.log.info(f"profile {profile}: base model {info.source} at {info.path}")
     return dg.MaterializeResult(
-        metadata={
-            "profile": profile,
-            "source": info.source,
-            "path": dg.MetadataValue.path(info.path),
-            "weights_sha256": info.weights_sha256,
-            "source_sha256": info.source_hash,
-            "parameter_count": info.parameter_count,
-            "eoc_token_id": info.eoc_token_id,
-            "stop_token_ids": dg.MetadataValue.json(info.stop_token_ids),
-            "chat_template": dg.MetadataValue.md(f"```jinja\n{info.chat_template}\n```"),
-        },
-        data_version=dg.DataVersion(info.weights_sha256[:16]),
+        metadata=_base_model_metadata(profile, info), data_version=dg.DataVersion(info.weights_sha256[:16])
     )
 
 
-def _runs_root(artifacts: ArtifactsResource) -> Path:
-    return artifacts.path() / "lora_checkpoint"
+def _plan_run(
+    config: TrainingRunConfig, lake: LakeResource, artifacts: ArtifactsResource, params: ParamsResource
+) -> TrainingRunPlan:
+    """The run's profile, on the base model base_model prepared and the current augmented set."""
+    profile, train_config = params.training_profile()
+    try:
+        base = read_latest_base(artifacts.path(), train_config.base_model)
+        return plan_training_run(
+            profile, train_config, base, lake.path(), Path(params.load().data.raw_dir), artifacts.path(),
+            resolve_nproc(config.nproc_per_node),
+        )
+    except (FileNotFoundError, ValueError) as error:
+        raise dg.Failure(str(error)) from error
 
 
-def _completed_at_ns(run_dir: Path) -> int:
-    marker = run_dir / RUN_COMPLETE
-    recorded = json.loads(marker.read_text(encoding="utf-8")).get("completed_at_ns")
-    # Markers written before the time was recorded: the file's own write time (written once, atomically).
-    return int(recorded) if recorded is not None else marker.stat().st_mtime_ns
-
-
-def newest_complete_run(run_dir: Path) -> Path | None:
-    """The most recently finished of `run_dir` and its forced retrains (`<run_dir>-retrain-*`), if any finished."""
-    if not run_dir.parent.is_dir():
-        return None
-    retrain_prefix = f"{run_dir.name}-retrain-"
-    candidates = [run_dir, *(p for p in run_dir.parent.iterdir() if p.name.startswith(retrain_prefix))]
-    finished = [p for p in candidates if (p / RUN_COMPLETE).is_file()]
-    return max(finished, key=_completed_at_ns, default=None)
+def _checkpoint_metadata(plan: TrainingRunPlan, run: TrainingRun) -> dict[str, Any]:
+    metrics = run.metrics
+    metadata: dict[str, Any] = {
+        "profile": plan.profile,
+        "run_dir": dg.MetadataValue.path(str(run.run_dir)),
+        "run_fingerprint": plan.fingerprint,
+        "world_size": plan.world_size,
+        "training_code_sha256": plan.code_hash,
+        "adapter_dir": dg.MetadataValue.path(str(run.run_dir / "adapter")),
+        "tensorboard_dir": dg.MetadataValue.path(str(run.run_dir / "tensorboard")),
+        "device": metrics["device"],
+        "train_wall_time_s": metrics["train_wall_time_s"],
+        "tokens_per_s": metrics["tokens_per_s"],
+        "train_loss": metrics["train_loss"],
+        "eval_loss": metrics["eval_loss"],
+        "global_step": metrics["global_step"],
+        "train_rows": metrics["train_rows"],
+        "eval_rows": metrics["eval_rows"],
+        "resumed_from": str(metrics.get("resumed_from")),
+        "reused": metrics["reused"],
+        "adapter_sha256": metrics["adapter_sha256"],
+        "augmented_delta_version": plan.data_version,
+        "augmented_content_hash": plan.lineage.content_hash,
+        "lineage": dg.MetadataValue.json(run.manifest),
+    }
+    if run.loss_curve_png is not None and Path(run.loss_curve_png).is_file():
+        metadata["loss_curve"] = dg.MetadataValue.path(str(run.loss_curve_png))
+        metadata["loss_curve_preview"] = dg.MetadataValue.md(image_markdown(run.loss_curve_png, "loss curve"))
+    return metadata
 
 
 @dg.asset(
@@ -121,90 +143,21 @@ def lora_checkpoint(
     artifacts: ArtifactsResource,
     params: ParamsResource,
 ) -> dg.MaterializeResult:
-    settings = params.load()
-    profile, train_config = _profile(params, config)
-    info = _base_info(artifacts, train_config)
-    data_path = table_path(lake.path(), AUGMENTED_TABLE)
-    version = table_version(data_path)
-    if version is None:
-        raise dg.Failure(f"the augmented training set does not exist yet at {data_path}; materialize it first")
-    data = read_table(data_path, version=version)
-    lineage = data_lineage(data, AUGMENTED_TABLE, version, Path(settings.data.raw_dir))
-    # The resolved count, not "auto": the same run on another number of GPUs has another global batch.
-    world_size = resolve_nproc(config.nproc_per_node)
-    code_hash = training_code_hash()
-    fingerprint = run_fingerprint(train_config, lineage.content_hash, info.weights_sha256, code_hash, world_size)
-    run_dir = _runs_root(artifacts) / f"{profile}-{fingerprint}"
-    # The newest, not the first: after a forced retrain, that retrain is what this identity means now.
-    finished = None if config.force_retrain else newest_complete_run(run_dir)
-
-    if finished is not None:
-        run_dir = finished
-        context.log.info(f"{run_dir} already holds this exact run (same data, config, base, code and world size); "
-                         "reusing it")
-        manifest = json.loads((run_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
-        metrics = {**manifest["training_metrics"], "reused": True}
-        loss_png = run_dir / "loss_curve.png"
+    plan = _plan_run(config, lake, artifacts, params)
+    # The newest finished run of this identity, not the first: after a forced retrain, that retrain.
+    run = None if config.force_retrain else reuse_finished_run(plan)
+    if run is not None:
+        context.log.info(f"{run.run_dir} already holds this exact run (same data, config, base, code and world "
+                         "size); reusing it")
     else:
-        if config.force_retrain and run_dir.exists():
-            run_dir = run_dir.with_name(f"{run_dir.name}-retrain-{context.run_id[:8]}")
-        manifest = build_manifest(
-            kind="lora_checkpoint",
-            data=lineage,
-            training_config={"profile": profile, **train_config.to_dict(), "world_size": world_size,
-                             "training_code_sha256": code_hash},
-            base_model={k: v for k, v in info.to_dict().items() if k != "chat_template"},
-            # What every training prompt began with: the merged and deployed model's chat template carries it.
-            extra={"system_prompt": system_prompt()},
-        )
-        result = launch_training(context, train_config, Path(info.path), data_path, version, run_dir,
-                                 manifest=manifest, nproc_per_node=world_size)
-        manifest, metrics, loss_png = result.manifest, {**result.metrics, "reused": False}, result.loss_curve_png
-        write_json_atomic(run_dir / RUN_COMPLETE, {"adapter_sha256": metrics["adapter_sha256"],
-                                                   "completed_at_ns": time.time_ns()})
-
-    write_json_atomic(_runs_root(artifacts) / LATEST_RUN_FILE, {
-        "profile": profile,
-        "fingerprint": fingerprint,
-        "run_dir": str(run_dir.resolve()),
-        "adapter_dir": str((run_dir / "adapter").resolve()),
-        "base_model_dir": info.path,
-        "adapter_sha256": metrics["adapter_sha256"],
-    })
-    metadata: dict[str, Any] = {
-        "profile": profile,
-        "run_dir": dg.MetadataValue.path(str(run_dir)),
-        "run_fingerprint": fingerprint,
-        "world_size": world_size,
-        "training_code_sha256": code_hash,
-        "adapter_dir": dg.MetadataValue.path(str(run_dir / "adapter")),
-        "tensorboard_dir": dg.MetadataValue.path(str(run_dir / "tensorboard")),
-        "device": metrics["device"],
-        "train_wall_time_s": metrics["train_wall_time_s"],
-        "tokens_per_s": metrics["tokens_per_s"],
-        "train_loss": metrics["train_loss"],
-        "eval_loss": metrics["eval_loss"],
-        "global_step": metrics["global_step"],
-        "train_rows": metrics["train_rows"],
-        "eval_rows": metrics["eval_rows"],
-        "resumed_from": str(metrics.get("resumed_from")),
-        "reused": metrics["reused"],
-        "adapter_sha256": metrics["adapter_sha256"],
-        "augmented_delta_version": version,
-        "augmented_content_hash": lineage.content_hash,
-        "lineage": dg.MetadataValue.json(manifest),
-    }
-    if loss_png is not None and Path(loss_png).is_file():
-        metadata["loss_curve"] = dg.MetadataValue.path(str(loss_png))
-        metadata["loss_curve_preview"] = dg.MetadataValue.md(_png_markdown(Path(loss_png)))
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(metrics["adapter_sha256"][:16]))
-
-
-def _png_markdown(path: Path) -> str:
-    import base64
-
-    encoded = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f"![loss curve](data:image/png;base64,{encoded})"
+        run_dir = new_run_dir(plan, config.force_retrain, context.run_id)
+        result = launch_training(context, plan.config, Path(plan.base.path), plan.data_path, plan.data_version,
+                                 run_dir, manifest=plan.manifest(), nproc_per_node=plan.world_size)
+        run = finish_run(run_dir, result)
+    record_latest_run(plan, run, artifacts.path())
+    return dg.MaterializeResult(
+        metadata=_checkpoint_metadata(plan, run), data_version=dg.DataVersion(run.metrics["adapter_sha256"][:16])
+    )
 
 
 def merged_model_dir(artifacts_root: Path) -> Path:
@@ -221,12 +174,12 @@ def merged_model_dir(artifacts_root: Path) -> Path:
 def merged_model(
     context: dg.AssetExecutionContext, artifacts: ArtifactsResource, lake: LakeResource
 ) -> dg.MaterializeResult:
-    latest_file = _runs_root(artifacts) / LATEST_RUN_FILE
-    if not latest_file.is_file():
-        raise dg.Failure(f"no trained adapter recorded at {latest_file}; materialize lora_checkpoint first")
-    latest = json.loads(latest_file.read_text(encoding="utf-8"))
+    try:
+        latest = read_latest_run(artifacts.path())
+    except FileNotFoundError as error:
+        raise dg.Failure(str(error)) from error
     adapter_dir = Path(latest["adapter_dir"])
-    manifest = json.loads((adapter_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+    manifest = read_manifest(adapter_dir)
     manifest = {**manifest, "adapter_dir": str(adapter_dir), "base_model_dir": latest["base_model_dir"],
                 "profile": latest["profile"]}
     result = merge_adapter(Path(latest["base_model_dir"]), adapter_dir, merged_model_dir(artifacts.path()), manifest)
@@ -255,7 +208,7 @@ def merged_model(
 )
 def merged_model_matches_adapter(artifacts: ArtifactsResource) -> dg.AssetCheckResult:
     merged_dir = merged_model_dir(artifacts.path())
-    manifest = json.loads((merged_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+    manifest = read_manifest(merged_dir)
     report = merge_parity(Path(manifest["base_model_dir"]), Path(manifest["adapter_dir"]), merged_dir)
     return dg.AssetCheckResult(
         passed=report.passed,

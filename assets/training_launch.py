@@ -17,7 +17,8 @@ from typing import Any
 
 import dagster as dg
 
-from pipelines.model.train import TrainConfig, TrainResult
+from pipelines.config import TrainConfig
+from pipelines.model.train import TrainResult
 from pipelines.model.train_entry import TrainingRequest
 
 REQUEST_NAME = "training_request.json"
@@ -72,7 +73,7 @@ def launch_training(
     output_dir.mkdir(parents=True, exist_ok=True)
     nproc = resolve_nproc(nproc_per_node)
     request_path = TrainingRequest(
-        train_config=config.to_dict(),
+        train_config=config,
         base_model_dir=str(base_model_dir),
         data_path=str(Path(data_path).resolve()),
         data_version=int(data_version),

@@ -37,12 +37,12 @@ SIDES = ("fp32", "bf16")
 
 
 def _worker(side: str, rows: int, params_path: str) -> None:
-    from pipelines.model.base_model import resolve_base_model
     from pipelines.config import load_params
     from pipelines.data.lake import read_table
-    from pipelines.model.train import cpu_has_native_bf16, resolve_device, resolve_profile, train_lora
+    from pipelines.model.base_model import resolve_base_model
+    from pipelines.model.train import cpu_has_native_bf16, resolve_device, train_lora
 
-    _, config = resolve_profile(load_params(params_path).sections.get("training"), "default")
+    _, config = load_params(params_path).training.resolve("default")
     config = dataclasses.replace(
         config, max_train_samples=rows, cpu_bf16=side == "bf16", eval_strategy="no", warmup_steps=0,
         lr_scheduler_type="constant",

@@ -127,11 +127,12 @@ def main(argv: list[str] | None = None) -> int:
                 timings = run_dagster(raw_dir, lake, params_path, args.workdir)
             # CPU of this process only (raw-parsing workers are not included; --workers 1 puts all the
             # work in this process, which measures the pipeline's total CPU); the load average
-            # tells how much of the 2 cores other processes took during the run.
+            # tells how much of the machine's cores other processes took during the run.
             timings["main_process_cpu"] = time.process_time() - cpu
             timings["load_1min_after"] = os.getloadavg()[0]
             results[mode].append(timings)
-            print(f"run {repeat + 1} {mode}: " + ", ".join(f"{k}={v:.2f}" for k, v in timings.items()), file=sys.stderr)
+            described = ", ".join(f"{k}={v:.2f}" for k, v in timings.items())
+            print(f"run {repeat + 1} {mode}: {described}", file=sys.stderr)
 
     print(f"records={args.records} repeats={args.repeats} cpus={os.cpu_count()} python={platform.python_version()}")
     print("| mode | stage | median s | runs (s) |")
@@ -141,11 +142,13 @@ def main(argv: list[str] | None = None) -> int:
             if key in ("rows", "records", "load_1min_after"):
                 continue
             values = [run[key] for run in runs]
-            print(f"| {mode} | {key} | {statistics.median(values):.1f} | {', '.join(f'{v:.1f}' for v in values)} |")
+            listed = ", ".join(f"{v:.1f}" for v in values)
+            print(f"| {mode} | {key} | {statistics.median(values):.1f} | {listed} |")
     loads = [run["load_1min_after"] for runs in results.values() for run in runs]
     print(f"1-minute load average after each run: {', '.join(f'{v:.1f}' for v in loads)}")
     if "plain" in results:
-        print(f"augmented rows: {int(results['plain'][0]['rows'])}, raw records: {int(results['plain'][0]['records'])}")
+        first = results["plain"][0]
+        print(f"augmented rows: {int(first['rows'])}, raw records: {int(first['records'])}")
     if args.json:
         args.json.write_text(json.dumps({"records": args.records, "results": results}, indent=2), encoding="utf-8")
     return 0

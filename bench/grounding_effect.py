@@ -20,12 +20,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO_ROOT, default_lake, log, machine_info, write_json  # noqa: E402
-from pipelines.serve.constrained import GroundedFields, GroundedRow, _CACHE, model_vocab_size  # noqa: E402
-from pipelines.serve.decode import DecodingConfig  # noqa: E402
-from pipelines.serve.evaluate import compute_metrics, eval_split_cases, rates_by_slice, read_cases, run_evaluation  # noqa: E402
 from pipelines.data.lake import AUGMENTED_TABLE, NORMALIZED_TABLE, read_table, table_path  # noqa: E402
 from pipelines.model.model_io import eoc_token_id, load_model_and_tokenizer  # noqa: E402
 from pipelines.model.prompts import serving_user_message  # noqa: E402
+from pipelines.serve.constrained import _CACHE, model_vocab_size  # noqa: E402
+from pipelines.serve.decode import DecodingConfig  # noqa: E402
+from pipelines.serve.eval_metrics import compute_metrics, rates_by_slice  # noqa: E402
+from pipelines.serve.eval_slices import eval_split_cases, read_cases  # noqa: E402
+from pipelines.serve.evaluate import run_evaluation  # noqa: E402
+from pipelines.serve.grounding import GroundedFields, GroundedRow  # noqa: E402
 
 PUBLIC = REPO_ROOT / "data" / "eval" / "sop_examples.jsonl"
 
@@ -52,7 +55,8 @@ def main() -> None:
     args = parser.parse_args()
 
     lake = default_lake()
-    eval_cases = eval_split_cases(read_table(table_path(lake, AUGMENTED_TABLE)), read_table(table_path(lake, NORMALIZED_TABLE)))
+    augmented = read_table(table_path(lake, AUGMENTED_TABLE))
+    eval_cases = eval_split_cases(augmented, read_table(table_path(lake, NORMALIZED_TABLE)))
     cases = eval_cases[: args.eval_cases] + read_cases(PUBLIC, "public")
     model, tokenizer = load_model_and_tokenizer(args.model)
     grounded = DecodingConfig(max_new_tokens=384, batch_size=args.batch_size, constrained=True, grounded=True)
@@ -79,7 +83,8 @@ def main() -> None:
             "grounded_rows_per_description_s": rows_s / len(cases),
             "share_of_per_case_decoding": (rows_s / len(cases) + tables_s / len(cases)) / per_case,
         },
-        "command": "bench/grounding_effect.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
+        "command": "bench/grounding_effect.py "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
     }
     write_json(payload, args.output)
 

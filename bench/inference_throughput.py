@@ -1,15 +1,17 @@
-"""Inference throughput: the seed's one-at-a-time greedy loop against the project's batched generation.
+"""Inference throughput: the unoptimized one-at-a-time greedy loop against the project's batched generation.
 
 Three loops over the same cases of the regression set (eval split + mismatched cases), with the same model,
 all greedy through `pipelines.serve.decode`:
 
-- seed: one `model.generate(do_sample=False)` per description, unconstrained (`generate_one_at_a_time`);
+- `seed_one_at_a_time`, the unoptimized baseline: one `model.generate(do_sample=False)` per description,
+  unconstrained (`bench/baseline_decode.py`). "seed" in loop names and result keys means this baseline,
+  the original project's loop;
 - batched: `generate_batched`, unconstrained;
 - batched + constrained: `generate_batched` with the catalog grammar (xgrammar).
 
 Figures per loop (medians over repeats): cases/s (cases / wall time of the loop), p50/p95 latency per case
 (the wall time of the generate call that produced the case: what a caller waits), generated tokens.
-Greedy outputs of the seed loop and the batched loop must be token-for-token identical; the benchmark
+Greedy outputs of the baseline loop and the batched loop must be token-for-token identical; the benchmark
 exits with status 1 naming the differing cases otherwise. The grammar is compiled before timing (once per
 process, reported separately) because a server compiles it once, not per request.
 
@@ -64,15 +66,15 @@ def resolve_model_dir(choice: str | None) -> tuple[Path, str]:
 
 
 def regression_descriptions(lake: Path, limit: int, seed: int) -> list[str]:
-    from pipelines.serve.evaluate import eval_split_cases, read_mismatched_cases, regression_set
-    from pipelines.data.lake import NORMALIZED_TABLE, read_table, table_path
-
     from bench.common import REPO_ROOT
+    from pipelines.data.lake import NORMALIZED_TABLE, read_table, table_path
+    from pipelines.serve.eval_slices import eval_split_cases, read_mismatched_cases, regression_set
 
     augmented = read_table(ensure_augmented_table(lake))
     normalized = read_table(table_path(lake, NORMALIZED_TABLE))
     cases = regression_set(
-        eval_split_cases(augmented, normalized), read_mismatched_cases(REPO_ROOT / "data/regression/mismatched_cases.jsonl")
+        eval_split_cases(augmented, normalized),
+        read_mismatched_cases(REPO_ROOT / "data/regression/mismatched_cases.jsonl"),
     )
     if limit and len(cases) > limit:
         cases = random.Random(seed).sample(cases, limit)
@@ -82,8 +84,9 @@ def regression_descriptions(lake: Path, limit: int, seed: int) -> list[str]:
 def run_loop(
     name: str, model: Any, tokenizer: Any, descriptions: list[str], config: Any, one_at_a_time: bool, constrained: bool
 ) -> dict[str, Any]:
-    """One loop over `descriptions`: the seed's one-at-a-time loop or batched generation, free or constrained."""
-    from pipelines.serve.decode import generate_batched, generate_one_at_a_time
+    """One loop over `descriptions`: the baseline one-at-a-time loop or batched generation, free or constrained."""
+    from bench.baseline_decode import generate_one_at_a_time
+    from pipelines.serve.decode import generate_batched
 
     generate = generate_one_at_a_time if one_at_a_time else generate_batched
     loop_config = replace(config, constrained=constrained)
@@ -121,9 +124,9 @@ def differing_cases(a: list[list[int]], b: list[list[int]], descriptions: list[s
 def benchmark(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     import torch
 
+    from pipelines.model.model_io import load_model_and_tokenizer, stop_token_ids
     from pipelines.serve.constrained import plan_logits_processor
     from pipelines.serve.decode import DecodingConfig
-    from pipelines.model.model_io import load_model_and_tokenizer, stop_token_ids
 
     model_dir, model_name = resolve_model_dir(args.model)
     model, tokenizer = load_model_and_tokenizer(model_dir)
@@ -141,13 +144,18 @@ def benchmark(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
         for name in order:
             result = run_loop(name, model, tokenizer, descriptions, config, *LOOP_MODES[name])
             log(f"repeat {repeat + 1}/{args.repeats} {name}: {result['cases_per_s']:.3f} cases/s, "
-                f"p50 {result['p50_latency_s']:.2f}s, p95 {result['p95_latency_s']:.2f}s (load {result['load_before']})")
+                f"p50 {result['p50_latency_s']:.2f}s, p95 {result['p95_latency_s']:.2f}s "
+                f"(load {result['load_before']})")
             runs[name].append(result)
 
     reference = runs["seed_one_at_a_time"][0]["_token_ids"]
     identity = {
         "batched_vs_seed": differing_cases(reference, runs["batched"][0]["_token_ids"], descriptions),
-        "seed_repeats": [d for r in runs["seed_one_at_a_time"][1:] for d in differing_cases(reference, r["_token_ids"], descriptions)],
+        "seed_repeats": [
+            d
+            for r in runs["seed_one_at_a_time"][1:]
+            for d in differing_cases(reference, r["_token_ids"], descriptions)
+        ],
         "constrained_repeats": [
             d for r in runs["batched_constrained"][1:]
             for d in differing_cases(runs["batched_constrained"][0]["_token_ids"], r["_token_ids"], descriptions)
@@ -163,11 +171,8 @@ def benchmark(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
         for result in results:
             result.pop("_token_ids")
 
-    summary = {
-        name: {key: summarize([r[key] for r in results])
-               for key in ("cases_per_s", "wall_s", "cpu_s", "p50_latency_s", "p95_latency_s", "new_tokens_per_s", "new_tokens")}
-        for name, results in runs.items()
-    }
+    keys = ("cases_per_s", "wall_s", "cpu_s", "p50_latency_s", "p95_latency_s", "new_tokens_per_s", "new_tokens")
+    summary = {name: {key: summarize([r[key] for r in results]) for key in keys} for name, results in runs.items()}
     for name, results in runs.items():
         summary[name]["load_1min"] = [r["load_before"][0] for r in results]
     median = {name: summary[name]["cases_per_s"]["median"] for name in LOOPS}
@@ -203,7 +208,8 @@ def benchmark(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None,
-                        help="'merged' (default when present), a base model source (smollm2-gguf, tiny) or a directory")
+                        help="'merged' (default when present), a base model source (smollm2-gguf, tiny) "
+                             "or a directory")
     parser.add_argument("--cases", type=int, default=32, help="cases drawn from the regression set (0 = all)")
     parser.add_argument("--batch-size", type=int, default=32, help="rows per batch (params.yaml eval.batch_size: 32)")
     parser.add_argument("--max-new-tokens", type=int, default=384)

@@ -33,13 +33,20 @@ from bench.common import (  # noqa: E402
     write_json,
 )
 from pipelines.config import load_params  # noqa: E402
-from pipelines.serve.decode import DecodingConfig  # noqa: E402
-from pipelines.serve.evaluate import EvalCase, compute_metrics, eval_split_cases, read_cases, run_evaluation  # noqa: E402
 from pipelines.data.lake import AUGMENTED_TABLE, NORMALIZED_TABLE, read_table, table_path  # noqa: E402
-from pipelines.model.train import resolve_profile, select_rows, train_lora  # noqa: E402
+from pipelines.model.train import train_lora  # noqa: E402
+from pipelines.model.training_data import select_rows  # noqa: E402
+from pipelines.serve.decode import DecodingConfig  # noqa: E402
+from pipelines.serve.eval_cases import EvalCase  # noqa: E402
+from pipelines.serve.eval_metrics import compute_metrics  # noqa: E402
+from pipelines.serve.eval_slices import eval_split_cases, read_cases  # noqa: E402
+from pipelines.serve.evaluate import run_evaluation  # noqa: E402
 
 ROOT = REPO_ROOT
-SLICES = {"heldout": ROOT / "data" / "heldout" / "phrasing_families.jsonl", "public": ROOT / "data" / "eval" / "sop_examples.jsonl"}
+SLICES = {
+    "heldout": ROOT / "data" / "heldout" / "phrasing_families.jsonl",
+    "public": ROOT / "data" / "eval" / "sop_examples.jsonl",
+}
 
 
 def _checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
@@ -104,8 +111,7 @@ def main() -> None:
     parser.add_argument("--png", type=Path, default=ROOT / "docs" / "learning_curve.png")
     args = parser.parse_args()
 
-    params = load_params(args.params)
-    name, config = resolve_profile(params.sections.get("training"), args.profile)
+    name, config = load_params(args.params).training.resolve(args.profile)
     lake, artifacts = default_lake(), default_artifacts()
     from pipelines.model.base_model import resolve_base_model
 
@@ -148,9 +154,10 @@ def main() -> None:
             f"| {public['exact_match']:.2f} ({round(public['exact_match'] * public['cases'])}) |"
         )
     _plot(points, args.png)
+    command = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None)
     write_json(
         {"machine": machine_info(), "profile": name, "config": config.to_dict(), "run_dir": str(run_dir),
-         "points": points, "command": "bench/learning_curve.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None)},
+         "points": points, "command": "bench/learning_curve.py " + command},
         args.output,
     )
 

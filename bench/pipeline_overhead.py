@@ -118,11 +118,13 @@ def whole_graph(work: Path, repeats: int) -> dict[str, Any]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    return {"profile": "smoke", "first": first, "noop": {key: summarize([run[key] for run in noop]) for key in noop[0]}}
+    summary = {key: summarize([run[key] for run in noop]) for key in noop[0]}
+    return {"profile": "smoke", "first": first, "noop": summary}
 
 
 def cli_run(dagster_home: Path, env: dict[str, str]) -> float:
-    command = [str(Path(sys.executable).with_name("dagster")), "job", "execute", "-m", "assets.definitions", "-j", "data_job"]
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    command = [dagster, "job", "execute", "-m", "assets.definitions", "-j", "data_job"]
     with Stopwatch() as watch:
         process = subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, **env, "DAGSTER_HOME": str(dagster_home)},
                                  capture_output=True, text=True)

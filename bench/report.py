@@ -1,5 +1,8 @@
 """Render the JSON results of the throughput benchmarks as the markdown tables of docs/benchmarks.md.
 
+"seed" in result keys and table rows names the unoptimized baseline each throughput benchmark compares
+against (the original project's configuration and generation loop).
+
     .venv/bin/python bench/report.py bench/results/train_throughput.json bench/results/inference_throughput.json \
         bench/results/pipeline_overhead.json
 """
@@ -26,8 +29,8 @@ def machine_line(result: dict[str, Any]) -> str:
 def load_line(loads: list[float], cores: int) -> str:
     # The benchmark's own threads keep the load near `cores` between back-to-back runs.
     busy = max(loads) > cores + 0.5
-    return (f"1-min load average at the start of each run: {', '.join(f'{x:.1f}' for x in loads)} "
-            f"({'LOADED: other work shared the CPUs' if busy else f'quiet: the benchmark itself keeps it near {cores}'})")
+    state = "LOADED: other work shared the CPUs" if busy else f"quiet: the benchmark itself keeps it near {cores}"
+    return f"1-min load average at the start of each run: {', '.join(f'{x:.1f}' for x in loads)} ({state})"
 
 
 def train_section(r: dict[str, Any]) -> str:
@@ -51,9 +54,11 @@ def train_section(r: dict[str, Any]) -> str:
                 f"{r['ratio_real_tokens_per_cpu_s']:.2f}x | | | | |")
     loads = s["seed"]["load_1min"] + s["optimized"]["load_1min"]
     text = "\n".join(rows)
-    text += (f"\n\nPer-pair ratios (real tokens/s): {', '.join(f'{x:.2f}' for x in r['pair_ratios_real_tokens_per_s'])}. "
-             f"{r['steps']} optimizer steps x {r['samples_per_step']} samples ({r['real_tokens']['train']} real tokens) "
-             f"per run, {r['repeats']} runs per configuration, medians (min-max). Eval loss on {r['eval_rows']} eval rows "
+    pair_ratios = ", ".join(f"{x:.2f}" for x in r["pair_ratios_real_tokens_per_s"])
+    text += (f"\n\nPer-pair ratios (real tokens/s): {pair_ratios}. "
+             f"{r['steps']} optimizer steps x {r['samples_per_step']} samples "
+             f"({r['real_tokens']['train']} real tokens) per run, {r['repeats']} runs per configuration, "
+             f"medians (min-max). Eval loss on {r['eval_rows']} eval rows "
              f"(token-mean over completion tokens): optimized <= seed x (1 + {r['eval_tolerance']}): "
              f"{'yes' if r['eval_loss_not_worse'] else 'NO'}.\n\n{load_line(loads, r['machine']['cpu_count'])}.\n")
     return text
@@ -72,7 +77,8 @@ def inference_section(r: dict[str, Any]) -> str:
             + f"\n\nRatios (medians): batched/seed **{r['ratio_batched_vs_seed']:.2f}x**, "
               f"batched constrained/seed **{r['ratio_batched_constrained_vs_seed']:.2f}x**; constrained over "
               f"unconstrained batched: **{r['constrained_overhead_vs_batched']:+.1%}** wall "
-              f"({r.get('constrained_overhead_per_new_token', float('nan')):+.1%} per generated token). Greedy outputs identical "
+              f"({r.get('constrained_overhead_per_new_token', float('nan')):+.1%} per generated token). "
+              f"Greedy outputs identical "
               f"between the seed loop and the batched loop: {'yes' if r['greedy_outputs_identical'] else 'NO'}. "
               f"Model {r['model']}, {r['cases']} regression cases, batch {r['batch_size']}, max_new_tokens "
               f"{r['max_new_tokens']}, {r['repeats']} repeats; grammar compiled once before timing "
@@ -83,7 +89,8 @@ def pipeline_section(r: dict[str, Any]) -> str:
     d, g = r["direct"], r["dagster_in_process"]
     rows = ["| path | first run s | no-op re-run s (median, min-max) |", "| --- | --- | --- |",
             f"| direct stage calls (3 stages) | {d['first']['total']:.2f} | {_m(d['noop']['total'], 2)} |",
-            f"| Dagster in-process `data_job` (3 assets + 5 checks) | {g['first']['total']:.2f} | {_m(g['noop']['total'], 2)} |"]
+            f"| Dagster in-process `data_job` (3 assets + 5 checks) | {g['first']['total']:.2f} | "
+            f"{_m(g['noop']['total'], 2)} |"]
     if "dagster_cli" in r:
         c = r["dagster_cli"]
         rows.append(f"| `dagster job execute -j data_job` ({r['executor_cli']} executor) | {c['first_s']:.1f} | "
@@ -102,7 +109,9 @@ def pipeline_section(r: dict[str, Any]) -> str:
                 per.append(f"| {step} | {w['first'].get(step, float('nan')):.2f} | {_m(noop, 2)} |")
         per.append(f"| **whole run** | {w['first']['total']:.2f} | {_m(w['noop']['total'], 2)} |")
     loads = [r["load_start"][0], r["load_end"][0]]
-    extra = f" Importing the code location alone: {r['import_code_location_s']:.1f} s." if "import_code_location_s" in r else ""
+    extra = ""
+    if "import_code_location_s" in r:
+        extra = f" Importing the code location alone: {r['import_code_location_s']:.1f} s."
     return ("\n".join(rows + per)
             + f"\n\nNo-op goal (< {r['noop_goal_s']:.0f} s): {'met' if r['noop_goal_met'] else 'NOT met'}.{extra}\n\n"
               f"{load_line(loads, r['machine']['cpu_count'])}.\n")

@@ -52,7 +52,9 @@ TARGET_RATIO = 3.0
 MODES = ("unbatched", "batched")
 
 
-def start_server(model_dir: Path, log_path: Path, max_batch_size: int, args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
+def start_server(
+    model_dir: Path, log_path: Path, max_batch_size: int, args: argparse.Namespace
+) -> tuple[subprocess.Popen, str]:
     command = [
         sys.executable, "-m", "pipelines", "serve", "--model", str(model_dir), "--port", "0",
         "--max-batch-size", str(max_batch_size), "--max-wait-ms", str(args.max_wait_ms),
@@ -154,7 +156,9 @@ def drive(url: str, descriptions: list[str], clients: int, timeout_s: float) -> 
     }
 
 
-def run_mode(mode: str, model_dir: Path, descriptions: list[str], args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
+def run_mode(
+    mode: str, model_dir: Path, descriptions: list[str], args: argparse.Namespace, log_dir: Path
+) -> dict[str, Any]:
     max_batch_size = 1 if mode == "unbatched" else args.max_batch_size
     log_path = log_dir / f"serve-{mode}-{os.getpid()}-{time.time_ns()}.log"
     process, url = start_server(model_dir, log_path, max_batch_size, args)
@@ -236,7 +240,8 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None,
-                        help="'merged' (default when present), a base model source (smollm2-gguf, tiny) or a directory")
+                        help="'merged' (default when present), a base model source (smollm2-gguf, tiny) "
+                             "or a directory")
     parser.add_argument("--cases", type=int, default=64, help="cases drawn from the regression set (0 = all)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent HTTP clients")
     parser.add_argument("--max-batch-size", type=int, default=16, help="the batched server's --max-batch-size")

@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/sop_examples_eval.py --model artifacts/merged_model [--no-constrained]
 
-Reads the project's copy of the examples (data/eval/sop_examples.jsonl, as regression_metrics does) and prints a markdown
-table (id, exact match, prediction or the rule it broke) followed by the headline metrics.
+Reads the project's copy of the examples (data/eval/sop_examples.jsonl, as regression_metrics does) and
+prints a markdown table (id, exact match, prediction or the rule it broke) followed by the headline metrics.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ import json
 from pathlib import Path
 
 from data_contracts import render_json_commands
-from pipelines.serve.decode import DecodingConfig
-from pipelines.serve.evaluate import compute_metrics, read_cases, run_evaluation
 from pipelines.model.model_io import load_model_and_tokenizer
+from pipelines.serve.decode import DecodingConfig
+from pipelines.serve.eval_metrics import compute_metrics
+from pipelines.serve.eval_slices import read_cases
+from pipelines.serve.evaluate import run_evaluation
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "data" / "eval" / "sop_examples.jsonl"
 SOURCE = "examples"
@@ -40,9 +42,13 @@ def main() -> None:
     print("| --- | --- | --- |")
     for result in results:
         checked = result.checked
-        shown = render_json_commands(checked.commands) if checked.catalog_valid else "REJECTED: " + checked.error_message()
+        if checked.catalog_valid:
+            shown = render_json_commands(checked.commands)
+        else:
+            shown = "REJECTED: " + checked.error_message()
         shown = shown.replace("|", "\\|").replace("\n", " ")
-        print(f"| {result.case.case_id.removeprefix(SOURCE + ':')} | {'yes' if result.exact_match else 'no'} | `{shown[:400]}` |")
+        case_id = result.case.case_id.removeprefix(SOURCE + ":")
+        print(f"| {case_id} | {'yes' if result.exact_match else 'no'} | `{shown[:400]}` |")
     headline = compute_metrics(results, wall_s).headline()
     print()
     print(json.dumps({key: round(value, 4) for key, value in headline.items()}))

@@ -1,28 +1,30 @@
-"""Training throughput: the seed configuration against the project's optimized one, back to back.
+"""Training throughput: the unoptimized baseline configuration against the project's optimized one, back to back.
 
-CPU mode (default) trains SmolLM2-135M-Instruct with LoRA through the project's own `pipelines.model.train.train_lora`
-for both configurations, on the same rows of the augmented set, for the same number of optimizer steps over the
-same samples (one epoch of `steps x 16` rows, every row within the seed's max_length of 512):
+CPU mode (default) trains SmolLM2-135M-Instruct with LoRA through the project's own
+`pipelines.model.train.train_lora` for both configurations, on the same rows of the augmented set, for the same
+number of optimizer steps over the same samples (one epoch of `steps x 16` rows, every row within the
+baseline's max_length of 512):
 
-- seed: per-device batch 4 x gradient accumulation 4, gradient checkpointing, padded batches in random order,
-  logits (and the cross-entropy) over every position, prompt positions masked (completion-only loss);
+- baseline, named "seed" in result keys and worker names (the original project's configuration): per-device
+  batch 4 x gradient accumulation 4, gradient checkpointing, padded batches in random order, logits (and the
+  cross-entropy) over every position, prompt positions masked (completion-only loss);
 - optimized: the throughput knobs of the `training.profiles.<profile>` section of params.yaml and TrainConfig's
-  defaults (by default the `default` profile: what the project ships): no gradient checkpointing, length-grouped
-  micro-batches, logits only at target positions, the shared system-prompt prefix run once per micro-batch
-  (`pipelines.model.train.completion_token_losses`), with gradient accumulation set so that an optimizer step still
-  sees 16 samples.
+  defaults (by default the `default` profile: what the project ships): no gradient checkpointing,
+  length-grouped micro-batches, logits only at target positions, the shared system-prompt prefix run once per
+  micro-batch (`pipelines.model.trainer.completion_token_losses`), with gradient accumulation set so that an
+  optimizer step still sees 16 samples.
 
-Everything else (learning rate, LoRA, seed, rows) is shared; warm-up is off and the schedule constant, so a
-handful of steps trains at the configured rate. Each run is a fresh worker process (exact peak RSS); runs
-alternate seed/optimized and swap order every repeat, so drift in the machine's load hits both sides.
+Everything else (learning rate, LoRA, random seed, rows) is shared; warm-up is off and the schedule constant,
+so a handful of steps trains at the configured rate. Each run is a fresh worker process (exact peak RSS); runs
+alternate baseline/optimized and swap order every repeat, so drift in the machine's load hits both sides.
 
 Figures per configuration (medians over repeats): real tokens/s (non-padding tokens of the rows trained on /
 training wall time), real tokens per CPU-second (much less sensitive to other processes on a shared machine),
 peak RSS (CPU) or torch.cuda.max_memory_allocated (GPU), mean training loss, eval loss on the same eval rows.
 
-GPU mode (`--gpu`) builds random-init Qwen3 architectures from the config dicts below (no download), trains bf16
-LoRA on sequences with the corpus's lengths and reports tokens/s, MFU against `--peak-tflops` and peak memory.
-`--gpu --arch tiny --device cpu --dtype float32` runs the same code path on a CPU in seconds.
+GPU mode (`--gpu`, `bench/gpu_train_throughput.py`) builds random-init Qwen3 architectures (no download), trains
+bf16 LoRA on sequences with the corpus's lengths and reports tokens/s, MFU against `--peak-tflops` and peak
+memory. `--gpu --arch tiny --device cpu --dtype float32` runs the same code path on a CPU in seconds.
 
     .venv/bin/python bench/train_throughput.py --steps 2 --repeats 3 --out bench/results/train_throughput.json
     .venv/bin/python bench/train_throughput.py --gpu --arch qwen3-4b --peak-tflops 989
@@ -32,11 +34,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import sys
 import tempfile
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +58,11 @@ from bench.common import (  # noqa: E402
     summarize,
     write_json,
 )
+from bench.gpu_train_throughput import QWEN3_ARCHS, gpu_benchmark  # noqa: E402
 
-SAMPLES_PER_STEP = 16  # the seed's 4 x 4
-SEED_MAX_LENGTH = 512
-SEED_KNOBS: dict[str, Any] = {
+SAMPLES_PER_STEP = 16  # the baseline's 4 x 4
+BASELINE_MAX_LENGTH = 512
+BASELINE_KNOBS: dict[str, Any] = {
     "per_device_train_batch_size": 4,
     "gradient_accumulation_steps": 4,
     "gradient_checkpointing": True,
@@ -69,10 +71,10 @@ SEED_KNOBS: dict[str, Any] = {
     "shared_prefix": False,
 }
 # Knobs that change speed, not what is learned; the optimized side takes them from the profile.
-THROUGHPUT_KNOBS = tuple(SEED_KNOBS)
+THROUGHPUT_KNOBS = tuple(BASELINE_KNOBS)
 # Shared by both sides so they train on the same rows with the same schedule.
 COMMON_OVERRIDES: dict[str, Any] = {
-    "max_length": SEED_MAX_LENGTH,
+    "max_length": BASELINE_MAX_LENGTH,
     "num_train_epochs": 1.0,
     "max_steps": -1,
     "max_train_samples": None,
@@ -85,33 +87,37 @@ COMMON_OVERRIDES: dict[str, Any] = {
 }
 
 
-# --- CPU mode: seed vs optimized through pipelines.model.train -----------------------------------------------
+# --- CPU mode: baseline vs optimized through pipelines.model.train -------------------------------------------
 
 
 def train_config_fields() -> set[str]:
-    from pipelines.model.train import TrainConfig
+    from pipelines.config import TrainConfig
 
     return {f.name for f in fields(TrainConfig)}
 
 
 def build_configs(profile_values: dict[str, Any], device: str) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    """(seed, optimized, knobs TrainConfig does not have yet) as TrainConfig keyword dicts."""
+    """(baseline, optimized, knobs TrainConfig does not have yet) as TrainConfig keyword dicts."""
     known = train_config_fields()
     base = {**profile_values, **COMMON_OVERRIDES, "device": device}
-    seed = {**base, **SEED_KNOBS}
+    baseline = {**base, **BASELINE_KNOBS}
     optimized = dict(base)
     batch = int(optimized.get("per_device_train_batch_size", SAMPLES_PER_STEP))
     if SAMPLES_PER_STEP % batch:
-        raise ValueError(f"per_device_train_batch_size {batch} must divide {SAMPLES_PER_STEP} (the seed's samples per step)")
+        raise ValueError(
+            f"per_device_train_batch_size {batch} must divide {SAMPLES_PER_STEP} (the baseline's samples per step)"
+        )
     optimized["gradient_accumulation_steps"] = SAMPLES_PER_STEP // batch
     missing = sorted(k for k in THROUGHPUT_KNOBS if k not in known)
-    seed = {k: v for k, v in seed.items() if k in known}
+    baseline = {k: v for k, v in baseline.items() if k in known}
     optimized = {k: v for k, v in optimized.items() if k in known}
-    return seed, optimized, missing
+    return baseline, optimized, missing
 
 
-def select_benchmark_rows(table: Any, tokenizer: Any, n_train: int, n_eval: int, seed: int) -> tuple[Any, dict[str, int]]:
-    """`n_train` train and `n_eval` eval rows that fit the seed's max_length, and their real token counts."""
+def select_benchmark_rows(
+    table: Any, tokenizer: Any, n_train: int, n_eval: int, seed: int
+) -> tuple[Any, dict[str, int]]:
+    """`n_train` train and `n_eval` eval rows that fit the baseline's max_length, and their real token counts."""
     import pandas as pd
 
     from pipelines.model.prompts import build_completion_ids, build_prompt_ids
@@ -126,7 +132,7 @@ def select_benchmark_rows(table: Any, tokenizer: Any, n_train: int, n_eval: int,
             row = rows.iloc[index]
             prompt = len(build_prompt_ids(tokenizer, row["prompt"]))
             completion = len(build_completion_ids(tokenizer, row["completion"]))
-            if prompt + completion > SEED_MAX_LENGTH:
+            if prompt + completion > BASELINE_MAX_LENGTH:
                 continue
             taken.append(index)
             tokens[split] += prompt + completion
@@ -135,7 +141,9 @@ def select_benchmark_rows(table: Any, tokenizer: Any, n_train: int, n_eval: int,
             if len(taken) == wanted:
                 break
         if len(taken) < wanted:
-            raise ValueError(f"only {len(taken)} {split} rows fit max_length {SEED_MAX_LENGTH}; asked for {wanted}")
+            raise ValueError(
+                f"only {len(taken)} {split} rows fit max_length {BASELINE_MAX_LENGTH}; asked for {wanted}"
+            )
         chosen.append(rows.iloc[taken])
     return pd.concat(chosen, ignore_index=True), tokens
 
@@ -222,7 +230,8 @@ def cpu_worker(spec_path: Path, name: str) -> None:
     import pandas as pd
     import torch
 
-    from pipelines.model.train import TrainConfig, train_lora
+    from pipelines.config import TrainConfig
+    from pipelines.model.train import train_lora
 
     spec = json.loads(spec_path.read_text())
     rows = pd.read_parquet(spec["rows"])
@@ -261,19 +270,17 @@ def cpu_worker(spec_path: Path, name: str) -> None:
 
 
 def cpu_benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    from pipelines.model.base_model import resolve_base_model
     from pipelines.config import load_params
     from pipelines.data.lake import read_table
+    from pipelines.model.base_model import resolve_base_model
     from pipelines.model.model_io import load_tokenizer
-    from pipelines.model.train import resolve_profile
 
-    params = load_params(REPO_ROOT / args.params)
-    profile_name, profile = resolve_profile(params.sections.get("training"), args.profile)
+    profile_name, profile = load_params(REPO_ROOT / args.params).training.resolve(args.profile)
     profile_values = profile.to_dict()
     if args.base_model:
         profile_values["base_model"] = args.base_model
     base = resolve_base_model(profile_values["base_model"], default_artifacts())
-    seed_config, optimized_config, missing = build_configs(profile_values, args.device)
+    baseline_config, optimized_config, missing = build_configs(profile_values, args.device)
     if missing:
         log(f"TrainConfig lacks {missing}: those knobs run at their TrainConfig defaults on both sides")
 
@@ -288,7 +295,7 @@ def cpu_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "rows": str(work / "rows.parquet"),
         "base_model_dir": base.path,
         "real_tokens": real_tokens,
-        "configs": {"seed": seed_config, "optimized": optimized_config},
+        "configs": {"seed": baseline_config, "optimized": optimized_config},
     }
     spec_path = work / "spec.json"
     spec_path.write_text(json.dumps(spec, indent=2))
@@ -301,14 +308,16 @@ def cpu_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         for name in order:
             log(f"repeat {repeat + 1}/{args.repeats}: {name} (load {load_average()})")
             result = run_worker(Path(__file__), ["--worker", name, "--spec", str(spec_path)])
-            log(f"  {name}: {result['real_tokens_per_s']:.1f} real tok/s, {result['real_tokens_per_cpu_s']:.1f} tok/cpu-s, "
+            log(f"  {name}: {result['real_tokens_per_s']:.1f} real tok/s, "
+                f"{result['real_tokens_per_cpu_s']:.1f} tok/cpu-s, "
                 f"eval_loss {result['eval_loss']:.4f}, peak RSS {result['peak_rss_mib']} MiB")
             runs[name].append(result)
 
     summary = {name: _summarize_runs(results) for name, results in runs.items()}
-    pair_ratios = [o["real_tokens_per_s"] / s["real_tokens_per_s"] for s, o in zip(runs["seed"], runs["optimized"])]
-    pair_cpu_ratios = [o["real_tokens_per_cpu_s"] / s["real_tokens_per_cpu_s"] for s, o in zip(runs["seed"], runs["optimized"])]
-    seed_eval = summary["seed"]["eval_loss"]["median"]
+    pairs = list(zip(runs["seed"], runs["optimized"]))
+    pair_ratios = [o["real_tokens_per_s"] / b["real_tokens_per_s"] for b, o in pairs]
+    pair_cpu_ratios = [o["real_tokens_per_cpu_s"] / b["real_tokens_per_cpu_s"] for b, o in pairs]
+    baseline_eval = summary["seed"]["eval_loss"]["median"]
     optimized_eval = summary["optimized"]["eval_loss"]["median"]
     ratio = summary["optimized"]["real_tokens_per_s"]["median"] / summary["seed"]["real_tokens_per_s"]["median"]
     step_ratio = (summary["optimized"]["step_real_tokens_per_s"]["median"]
@@ -324,7 +333,7 @@ def cpu_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "eval_rows": args.eval_samples,
         "real_tokens": real_tokens,
         "repeats": args.repeats,
-        "configs": {"seed": seed_config, "optimized": optimized_config},
+        "configs": {"seed": baseline_config, "optimized": optimized_config},
         "knobs_missing_in_train_config": missing,
         "summary": summary,
         "ratio_real_tokens_per_s": ratio,
@@ -333,7 +342,7 @@ def cpu_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "ratio_real_tokens_per_cpu_s": summary["optimized"]["real_tokens_per_cpu_s"]["median"]
         / summary["seed"]["real_tokens_per_cpu_s"]["median"],
         "pair_ratios_real_tokens_per_cpu_s": pair_cpu_ratios,
-        "eval_loss_not_worse": optimized_eval <= seed_eval * (1 + args.eval_tolerance),
+        "eval_loss_not_worse": optimized_eval <= baseline_eval * (1 + args.eval_tolerance),
         "eval_tolerance": args.eval_tolerance,
         "target_ratio": 2.0,
         "target_met": ratio >= 2.0,
@@ -351,207 +360,6 @@ def _summarize_runs(results: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-# --- GPU mode: random-init Qwen3 architectures, bf16 LoRA, MFU --------------------------------------------
-
-# Published Qwen3 shapes (config.json of each model); random init, nothing is downloaded.
-QWEN3_ARCHS: dict[str, dict[str, Any]] = {
-    "qwen3-0.6b": {
-        "vocab_size": 151936, "hidden_size": 1024, "intermediate_size": 3072, "num_hidden_layers": 28,
-        "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128, "tie_word_embeddings": True,
-        "max_position_embeddings": 40960, "rope_theta": 1000000.0, "rms_norm_eps": 1e-6,
-    },
-    "qwen3-4b": {
-        "vocab_size": 151936, "hidden_size": 2560, "intermediate_size": 9728, "num_hidden_layers": 36,
-        "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "tie_word_embeddings": True,
-        "max_position_embeddings": 40960, "rope_theta": 1000000.0, "rms_norm_eps": 1e-6,
-    },
-    # The same architecture scaled down, so the GPU code path runs on a CPU in seconds.
-    "tiny": {
-        "vocab_size": 1024, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-        "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "tie_word_embeddings": True,
-        "max_position_embeddings": 2048, "rope_theta": 1000000.0, "rms_norm_eps": 1e-6,
-    },
-}
-LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
-
-
-@dataclass(frozen=True)
-class FlopModel:
-    """Model FLOPs of one LoRA training token, from the architecture (LoRA's own matmuls are negligible).
-
-    Frozen linear layers cost 2 FLOPs per weight forward and 2 backward (the input gradient; no weight
-    gradient), attention scores and values 4 * heads * head_dim * context forward and twice that backward,
-    the lm_head only at target positions. `six_n` is the usual full-fine-tuning convention (6 x parameters),
-    kept for comparison with figures quoted that way.
-    """
-
-    linear_params_per_layer: int
-    layers: int
-    attention_width: int  # heads x head_dim
-    hidden: int
-    vocab: int
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "FlopModel":
-        d, ff = config["hidden_size"], config["intermediate_size"]
-        q = config["num_attention_heads"] * config["head_dim"]
-        kv = config["num_key_value_heads"] * config["head_dim"]
-        return cls(d * q + 2 * d * kv + q * d + 3 * d * ff, config["num_hidden_layers"], q, d, config["vocab_size"])
-
-    def lora_training_flops(self, sequence_lengths: list[int], target_tokens: int) -> float:
-        tokens = sum(sequence_lengths)
-        linear = 4 * self.linear_params_per_layer * self.layers * tokens
-        # causal attention: token i attends to i+1 positions; forward QK^T and AV = 4 * width per pair
-        pairs = sum(n * (n + 1) / 2 for n in sequence_lengths)
-        attention = 3 * 4 * self.attention_width * self.layers * pairs
-        head = 4 * self.hidden * self.vocab * target_tokens
-        return float(linear + attention + head)
-
-    def six_n_flops(self, tokens: int) -> float:
-        return 6.0 * (self.linear_params_per_layer * self.layers + self.hidden * self.vocab) * tokens
-
-
-def corpus_lengths(lake: Path | None, limit: int, seed: int) -> list[int]:
-    """Token lengths of training rows (SmolLM2 tokenizer) when a lake and the base model are at hand."""
-    try:
-        from pipelines.model.base_model import resolve_base_model
-        from pipelines.data.lake import read_table
-        from pipelines.model.model_io import load_tokenizer
-        from pipelines.model.prompts import build_completion_ids, build_prompt_ids
-
-        table = ensure_augmented_table(lake or default_lake())
-        base = resolve_base_model("smollm2-gguf", default_artifacts())
-        tokenizer = load_tokenizer(Path(base.path))
-        rows = read_table(table)
-        rows = rows[rows["split"] == "train"].sample(n=min(limit, len(rows)), random_state=seed)
-        return [
-            len(build_prompt_ids(tokenizer, r.prompt)) + len(build_completion_ids(tokenizer, r.completion))
-            for r in rows.itertuples()
-        ]
-    except Exception as error:  # no lake or no base model on a bare GPU machine: corpus-like lengths
-        log(f"corpus lengths unavailable ({error}); drawing lengths in [230, 512] like the augmented set")
-        rng = random.Random(seed)
-        return [rng.randint(230, 512) for _ in range(limit)]
-
-
-def gpu_benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import Qwen3Config, Qwen3ForCausalLM
-
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = getattr(torch, args.dtype)
-    arch = QWEN3_ARCHS[args.arch]
-    torch.manual_seed(0)
-    config = Qwen3Config(**arch)
-    config._attn_implementation = args.attn
-    with torch.device(device):
-        model = Qwen3ForCausalLM(config).to(dtype)
-    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=LORA_TARGETS,
-                                             task_type="CAUSAL_LM"))
-    if args.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
-    model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    flops = FlopModel.from_config(arch)
-
-    count = args.micro_batch * (args.steps + args.warmup)
-    if args.synthetic_lengths:
-        rng = random.Random(0)
-        lengths = [rng.randint(230, 512) for _ in range(count)]
-    else:
-        lengths = corpus_lengths(Path(args.lake) if args.lake else None, count, 0)
-    lengths = [min(n, arch["max_position_embeddings"]) for n in lengths]
-    generator = torch.Generator().manual_seed(0)
-
-    def micro_batches() -> list[tuple[list[int], Any, Any, Any]]:
-        # Length bucketing: sorted lengths cut into micro-batches (little padding), batches in random order.
-        pool = sorted(lengths)
-        chunks = [pool[i : i + args.micro_batch] for i in range(0, len(pool) - args.micro_batch + 1, args.micro_batch)]
-        random.Random(0).shuffle(chunks)
-        batches = []
-        for chunk in chunks:
-            width = max(chunk)
-            ids = torch.randint(4, arch["vocab_size"], (len(chunk), width), generator=generator)
-            mask = torch.zeros((len(chunk), width), dtype=torch.long)
-            labels = torch.full((len(chunk), width), -100, dtype=torch.long)
-            for row, n in enumerate(chunk):
-                mask[row, :n] = 1
-                prompt = int(n * 0.68)  # the corpus: ~32% of each row is completion
-                labels[row, prompt:n] = ids[row, prompt:n]
-            batches.append((chunk, ids.to(device), mask.to(device), labels.to(device)))
-        return batches
-
-    def step(ids: Any, mask: Any, labels: Any) -> tuple[Any, int]:
-        keep = torch.zeros_like(labels, dtype=torch.bool)
-        keep[:, :-1] = labels[:, 1:] != -100
-        output = model(input_ids=ids, attention_mask=mask, logits_to_keep=keep, use_cache=False)
-        targets = labels[:, 1:][keep[:, :-1]]
-        loss = torch.nn.functional.cross_entropy(output.logits.float(), targets)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss.detach(), int(targets.numel())  # no .item(): a host sync per step would stall the GPU queue
-
-    def synchronize() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    batches = micro_batches()
-    for _, ids, mask, labels in batches[: args.warmup]:
-        step(ids, mask, labels)
-    synchronize()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    measured = batches[args.warmup :]
-    real_tokens = padded_tokens = target_tokens = 0
-    seen_lengths: list[int] = []
-    losses = []
-    with Stopwatch() as watch:
-        for chunk, ids, mask, labels in measured:
-            loss, targets = step(ids, mask, labels)
-            losses.append(loss)
-            real_tokens += sum(chunk)
-            padded_tokens += ids.numel()
-            target_tokens += targets
-            seen_lengths += chunk
-        synchronize()
-    losses = [float(loss) for loss in losses]
-    model_flops = flops.lora_training_flops(seen_lengths, target_tokens)
-    achieved = model_flops / watch.wall_s
-    peak = args.peak_tflops * 1e12
-    result = {
-        "benchmark": "train_throughput",
-        "mode": "gpu",
-        "machine": machine_info(),
-        "arch": args.arch,
-        "architecture": arch,
-        "device": str(device),
-        "dtype": args.dtype,
-        "attn_implementation": args.attn,
-        "gradient_checkpointing": args.gradient_checkpointing,
-        "micro_batch": args.micro_batch,
-        "steps": args.steps,
-        "real_tokens": real_tokens,
-        "padded_tokens": padded_tokens,
-        "wall_s": watch.wall_s,
-        "real_tokens_per_s": real_tokens / watch.wall_s,
-        "model_tflops_per_s": achieved / 1e12,
-        "peak_tflops": args.peak_tflops,
-        "mfu": achieved / peak,
-        "mfu_6n_convention": flops.six_n_flops(real_tokens) / watch.wall_s / peak,
-        "first_loss": losses[0],
-        "last_loss": losses[-1],
-        "peak_rss_mib": peak_rss_mib(),
-    }
-    if device.type == "cuda":
-        result["peak_cuda_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    if not all(math.isfinite(x) for x in losses):
-        raise RuntimeError(f"non-finite loss in the GPU benchmark: {losses}")
-    return result
-
-
 # --- command line ----------------------------------------------------------------------------------------
 
 
@@ -561,7 +369,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="runs per configuration (medians are reported)")
     parser.add_argument("--eval-samples", type=int, default=8, help="eval rows for the eval loss (CPU mode)")
     parser.add_argument("--eval-tolerance", type=float, default=0.01,
-                        help="relative slack of the 'optimized eval loss <= seed eval loss' check")
+                        help="relative slack of the 'optimized eval loss <= baseline eval loss' check")
     parser.add_argument("--profile", default="default", help="params.yaml training profile of the optimized side")
     parser.add_argument("--base-model", default=None, help="override the profile's base_model (e.g. 'tiny')")
     parser.add_argument("--params", default="params.yaml")

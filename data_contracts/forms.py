@@ -33,15 +33,20 @@ def _has_surrogate(text: str) -> bool:
     return not text.isascii() and _SURROGATE.search(text) is not None
 
 
+def _check_input_size(text: Any, what: str) -> None:
+    """CommandParseError unless `text` is a str within MAX_TEXT_CHARS; `what` names it in the message."""
+    if not isinstance(text, str):
+        raise CommandParseError(f"{what} must be a str, got {type(text).__name__}")
+    if len(text) > MAX_TEXT_CHARS:
+        raise CommandParseError(f"{what} is {len(text)} characters, more than the limit of {MAX_TEXT_CHARS}")
+
+
 # --- text form ------------------------------------------------------------------------------
 
 
 def parse_text_commands(text: str) -> list[Command]:
     """Commands from the text form, one call per non-empty line; CommandParseError names the 1-based line."""
-    if not isinstance(text, str):
-        raise CommandParseError(f"command text must be a str, got {type(text).__name__}")
-    if len(text) > MAX_TEXT_CHARS:
-        raise CommandParseError(f"command text is {len(text)} characters, more than the limit of {MAX_TEXT_CHARS}")
+    _check_input_size(text, "command text")
     commands = []
     for line_number, line in enumerate(text.split("\n"), start=1):
         stripped = line.strip()
@@ -50,9 +55,10 @@ def parse_text_commands(text: str) -> list[Command]:
     return commands
 
 
-# Fast path for the common, simple spelling of a call (plain quotes, no escapes, flat lists). ast.parse
-# costs ~35us a line, which dominates a 100k-record stage. Anything this grammar does not match goes
-# to the ast path, which is the reference: a test checks both paths agree on generated lines.
+# Fast path for the common, simple spelling of a call (plain quotes, no escapes, flat lists): ast.parse
+# would dominate the raw stage's time on a large corpus (docs/benchmarks.md, "Where the time goes").
+# Anything this grammar does not match goes to the ast path, which is the reference: a test checks
+# both paths agree on generated lines.
 _WS = r"[ \t]*"
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 # No backslashes (escapes), control characters or lone surrogates: their meaning is the ast path's business.
@@ -111,7 +117,9 @@ def _fast_parse(line: str) -> Command | None:
 
 def _parse_call_line(line: str, line_number: int) -> Command:
     if len(line) > MAX_LINE_CHARS:
-        raise CommandParseError(f"line is {len(line)} characters, more than the limit of {MAX_LINE_CHARS}", line_number)
+        raise CommandParseError(
+            f"line is {len(line)} characters, more than the limit of {MAX_LINE_CHARS}", line_number
+        )
     command = _fast_parse(line)
     if command is not None:
         return command
@@ -127,7 +135,9 @@ def _parse_call_line_ast(line: str, line_number: int) -> Command:
         raise CommandParseError(f"not a valid call: {type(exc).__name__}", line_number) from None
     call = tree.body
     if not isinstance(call, ast.Call):
-        raise CommandParseError(f"expected one call like Name(key=value, ...), got {_describe_node(call)}", line_number)
+        raise CommandParseError(
+            f"expected one call like Name(key=value, ...), got {_describe_node(call)}", line_number
+        )
     if not isinstance(call.func, ast.Name):
         raise CommandParseError(f"the called name must be a plain name, got {_describe_node(call.func)}", line_number)
     name = call.func.id
@@ -153,7 +163,9 @@ def _literal(node: ast.expr, where: str, line_number: int, depth: int) -> Any:
         if isinstance(value, float) and not math.isfinite(value):
             raise CommandParseError(f"{where}: number {value!r} is not finite", line_number)
         if isinstance(value, str) and _has_surrogate(value):
-            raise CommandParseError(f"{where}: the string holds a lone surrogate, which is not valid text", line_number)
+            raise CommandParseError(
+                f"{where}: the string holds a lone surrogate, which is not valid text", line_number
+            )
         return value
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
         operand = node.operand
@@ -239,10 +251,7 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)
 
 def parse_json_commands(text: str) -> list[Command]:
     """Commands from the JSON form {"commands": [...]}; CommandParseError on bad JSON or a wrong shape."""
-    if not isinstance(text, str):
-        raise CommandParseError(f"command JSON must be a str, got {type(text).__name__}")
-    if len(text) > MAX_TEXT_CHARS:
-        raise CommandParseError(f"command JSON is {len(text)} characters, more than the limit of {MAX_TEXT_CHARS}")
+    _check_input_size(text, "command JSON")
     try:
         document = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
@@ -275,7 +284,9 @@ def commands_from_document(document: Any) -> list[Command]:
         # Names the text form cannot spell would break the round trip between the two forms.
         for label in (name, *params):
             if not label.isidentifier() or keyword.iskeyword(label):
-                raise CommandParseError(f"command {index} ({name}): {label!r} is not a valid command or parameter name")
+                raise CommandParseError(
+                    f"command {index} ({name}): {label!r} is not a valid command or parameter name"
+                )
         for key, value in params.items():
             if type(value) is int or (type(value) is str and value.isascii()) or _is_plain_list(value):
                 continue  # the common case, checked without building the error context

@@ -1,7 +1,8 @@
 """Pandera contracts (pandas backend) for every table the data and evaluation stages write.
 
-Checks are vectorized: the augmented table reaches ~1.6M rows and is validated with lazy=True,
-so no check calls a Python function per row except the one type test of the list column.
+Checks are vectorized: the augmented table is the largest table the pipeline writes (sizes and timings
+in docs/benchmarks.md, "Data pipeline") and is validated with lazy=True, so no check calls a Python
+function per row except the one type test of the list column.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ QUARANTINE_STAGES = ("raw", "normalize")
 LANGS = ("zh", "en")
 # Evaluation slices (pipelines.serve.evaluate.SLICES): eval split, past failures, held-out phrasings, public examples.
 REGRESSION_SOURCES = ("eval", "mismatched", "heldout", "public")
-COMPLETION_END = "<eoc>"
+EOC_TOKEN = "<eoc>"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 REASON_PATTERN = r"^[a-z][a-z0-9_]*$"
 
@@ -33,7 +34,7 @@ _LIST_TYPES = (list, tuple, np.ndarray)
 def _list_column_ok(series: pd.Series, allowed: frozenset[str], min_len: int = 1) -> pd.Series:
     """Per row: the value is a list of at least `min_len` strings, each one of `allowed`."""
     try:
-        # One C-level conversion instead of a Python call per row (1.6M rows in the augmented table).
+        # One C-level conversion instead of a Python call per row (the augmented table is the largest).
         arrow = pa_arrow.array(series, type=pa_arrow.list_(pa_arrow.string()), from_pandas=True)
     except (pa_arrow.ArrowInvalid, pa_arrow.ArrowTypeError):
         return _list_column_ok_slow(series, allowed, min_len)
@@ -58,12 +59,26 @@ def _list_column_ok_slow(series: pd.Series, allowed: frozenset[str], min_len: in
 
 def _unique(series: pd.Series) -> pd.Series:
     # duplicated() hashes once and names every offending row; pandera's unique=True goes through
-    # is_unique (pyarrow unique), about twice as slow on 1.6M strings.
+    # is_unique (pyarrow unique), which is slower on the augmented table's ids.
     return ~series.duplicated(keep=False)
 
 
 def _command_names() -> frozenset[str]:
     return frozenset(load_catalog().commands)
+
+
+def _catalog_command_names_check() -> classmethod:
+    """A new check that `command_names` lists catalog commands, for one table model.
+
+    Each model needs its own: pandera consumes a check's name when it first builds a schema from it,
+    so a check inherited by two models would lose its name in the second.
+    """
+
+    @pa.check("command_names", name="list_of_catalog_commands")
+    def check(cls: type, series: pd.Series) -> pd.Series:
+        return _list_column_ok(series, _command_names())
+
+    return check
 
 
 class _ContractModel(pa.DataFrameModel):
@@ -120,9 +135,7 @@ class NormalizedSampleTable(_ContractModel):
     class Config:
         name = "normalized_samples"
 
-    @pa.check("command_names", name="list_of_catalog_commands")
-    def _command_names_are_catalog_commands(cls, series: pd.Series) -> pd.Series:
-        return _list_column_ok(series, _command_names())
+    _command_names_are_catalog_commands = _catalog_command_names_check()
 
     @pa.check("source_index", name="unique")
     def _source_index_unique(cls, series: pd.Series) -> pd.Series:
@@ -142,7 +155,7 @@ class AugmentedSampleTable(_ContractModel):
     template: Series[str] = pa.Field(str_length={"min_value": 1})
     variant: Series[str] = pa.Field(str_length={"min_value": 1})
     prompt: Series[str] = pa.Field(str_length={"min_value": 1})
-    completion: Series[str] = pa.Field(str_startswith='{"commands": [', str_endswith=COMPLETION_END)
+    completion: Series[str] = pa.Field(str_startswith='{"commands": [', str_endswith=EOC_TOKEN)
     command_names: Series[Any]
     weight: Series[float] = pa.Field(gt=0)
     split: Series[str] = pa.Field(isin=list(SPLITS))
@@ -150,9 +163,7 @@ class AugmentedSampleTable(_ContractModel):
     class Config:
         name = "augmented_training_set"
 
-    @pa.check("command_names", name="list_of_catalog_commands")
-    def _command_names_are_catalog_commands(cls, series: pd.Series) -> pd.Series:
-        return _list_column_ok(series, _command_names())
+    _command_names_are_catalog_commands = _catalog_command_names_check()
 
     @pa.check("sample_id", name="unique")
     def _sample_id_unique(cls, series: pd.Series) -> pd.Series:

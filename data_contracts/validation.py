@@ -117,12 +117,19 @@ def _is_int(value: Any) -> bool:
 Checker = Callable[[Any, str, _Reporter], None]
 
 
-def _check_channels(value: Any, field: str, report: _Reporter) -> None:
+def _is_nonempty_list(value: Any, field: str, report: _Reporter, items: str, at_least_one: str) -> bool:
+    """Whether `value` is a non-empty list; otherwise reports "must be a list of <items>" or "must <at_least_one>"."""
     if type(value) is not list:
-        report.value(field, value, TYPE, "must be a list of channel numbers")
-        return
+        report.value(field, value, TYPE, f"must be a list of {items}")
+        return False
     if not value:
-        report.value(field, value, EMPTY_LIST, "must name at least one channel")
+        report.value(field, value, EMPTY_LIST, f"must {at_least_one}")
+        return False
+    return True
+
+
+def _check_channels(value: Any, field: str, report: _Reporter) -> None:
+    if not _is_nonempty_list(value, field, report, "channel numbers", "name at least one channel"):
         return
     seen: set[Any] = set()
     for position, channel in enumerate(value):
@@ -138,11 +145,7 @@ def _check_channels(value: Any, field: str, report: _Reporter) -> None:
 
 def _make_wells_checker(well_names: frozenset[str], example: str) -> Checker:
     def check(value: Any, field: str, report: _Reporter) -> None:
-        if type(value) is not list:
-            report.value(field, value, TYPE, "must be a list of well names")
-            return
-        if not value:
-            report.value(field, value, EMPTY_LIST, "must name at least one well")
+        if not _is_nonempty_list(value, field, report, "well names", "name at least one well"):
             return
         for position, well in enumerate(value):
             if type(well) is not str:
@@ -154,11 +157,7 @@ def _make_wells_checker(well_names: frozenset[str], example: str) -> Checker:
 
 
 def _check_vols(value: Any, field: str, report: _Reporter) -> None:
-    if type(value) is not list:
-        report.value(field, value, TYPE, "must be a list of volumes in microlitres")
-        return
-    if not value:
-        report.value(field, value, EMPTY_LIST, "must hold at least one volume")
+    if not _is_nonempty_list(value, field, report, "volumes in microlitres", "hold at least one volume"):
         return
     for position, volume in enumerate(value):
         if not _is_number(volume):
@@ -200,7 +199,9 @@ def _check_label(value: Any, field: str, report: _Reporter) -> None:
         report.value(field, value, EMPTY_STRING, "must not be empty")
     elif not _is_plain_label(value):
         # A line break, control character or quote in a label is never lab text; it breaks robot scripts.
-        report.value(field, value, INVALID_LABEL, "must be plain text without line breaks, control characters or quotes")
+        report.value(
+            field, value, INVALID_LABEL, "must be plain text without line breaks, control characters or quotes"
+        )
 
 
 def _make_int_range_checker(low: int, high: int | None, unit: str) -> Checker:
@@ -260,7 +261,9 @@ def _build_rules(catalog: Catalog) -> _Rules:
     for name, spec in catalog.commands.items():
         unknown_types = {p.type for p in spec.params.values()} - set(type_checkers)
         if unknown_types:
-            raise ContractError(f"catalog command {name} uses parameter types with no checker: {sorted(unknown_types)}")
+            raise ContractError(
+                f"catalog command {name} uses parameter types with no checker: {sorted(unknown_types)}"
+            )
         types = {param: p.type for param, p in spec.params.items()}
         has_channels = "channels" in types
         volume_params = [p for p, t in types.items() if t == "vols"]
@@ -389,7 +392,10 @@ def _check_grounding(spec: _CommandRules, params: Mapping[str, Any], description
         # Non-strings and blank labels already have their own issue (type, empty_string).
         if type(value) is str and value.strip() and value not in description:
             report.value(
-                param, value, UNGROUNDED_STRING, "does not occur in the description; labels are copied exactly as written"
+                param,
+                value,
+                UNGROUNDED_STRING,
+                "does not occur in the description; labels are copied exactly as written",
             )
 
 
@@ -435,7 +441,10 @@ def _track_tips(
 
 
 def ensure_valid(commands: Iterable[Command | Mapping[str, Any]], description: str | None = None) -> None:
-    """Raise CatalogViolation listing every issue unless the commands are valid (grounded in `description` if given)."""
+    """Raise CatalogViolation listing every issue unless the commands are valid.
+
+    With `description`, labels must also be grounded in it (see `validate_commands`).
+    """
     issues = validate_commands(commands, description)
     if issues:
         raise CatalogViolation(issues)

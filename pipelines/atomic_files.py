@@ -3,7 +3,7 @@
 Every temporary path is a hidden sibling of what it becomes, `.<name>.<kind>-<pid>-<random>`, created
 exclusively (O_EXCL / mkdir), so two writers never share one and a crash leaves a recognisable leftover:
 
-- `tmp`: a file being written (`write_text_atomic`).
+- `tmp`: a file being written (`write_text_atomic`, `write_json_atomic`).
 - `staging`: a directory being built (`staging_directory`); its writer holds an flock on the sibling
   `<staging>.lock` for as long as it lives, which is how a dead writer's staging is told from a live one.
 - `old`: the previous version of a directory, moved aside during `replace_directory`.
@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 TEMP_FILE = "tmp"
 STAGING = "staging"
@@ -39,22 +41,34 @@ def unique_sibling(path: Path, kind: str) -> Path:
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
-    """Write `text` so that a reader sees the old file or the whole new one (unique temp, fsync, rename)."""
+    """Write `text` (UTF-8) so that a reader sees the old file or the whole new one."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, content: bytes) -> Path:
+    """Write `content` so that a reader sees the old file or the whole new one (unique temp, fsync, rename)."""
     path = Path(path)
     temp = unique_sibling(path, TEMP_FILE)
     # O_EXCL: a temp path can never be one another writer is using; 0o666 lets the umask decide, as open() does.
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with open(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with open(fd, "wb") as handle:
+            handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
     return path
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> Path:
+    """Write JSON so that a reader never sees a half-written file, even with other writers of the same path."""
+    # Serialized before any file is touched: a payload that fails to encode leaves nothing behind.
+    text = json.dumps(payload, ensure_ascii=False, indent=2, sort_keys=True, default=str)
+    return write_text_atomic(path, text)
 
 
 @contextmanager
@@ -107,7 +121,7 @@ def replace_directory(new: Path, target: Path, *, keep_existing: Callable[[Path]
             os.rename(target, aside)
         # Between these two renames `target` does not exist; `aside` holds the complete old version.
         os.rename(new, target)
-        _fsync_directory(target.parent)
+        fsync_directory(target.parent)
         if aside is not None:
             shutil.rmtree(aside)
     return True
@@ -136,7 +150,7 @@ def _recover_locked(target: Path) -> None:
             # aside means someone deleted the target by hand, and which version to restore is their call.
             raise RuntimeError(f"{target} is missing and several previous versions are aside: {asides}")
         os.rename(asides.pop(), target)
-        _fsync_directory(target.parent)
+        fsync_directory(target.parent)
     for aside in asides:
         shutil.rmtree(aside, ignore_errors=True)  # the replacement that moved it aside completed
     for staging in (p for p, kind in leftovers if kind == STAGING):
@@ -195,7 +209,8 @@ def _locked_directory(directory: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make a rename or a new entry in `directory` durable (the file's own fsync does not cover its name)."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -211,4 +226,4 @@ def _fsync_tree(root: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        _fsync_directory(Path(folder))
+        fsync_directory(Path(folder))

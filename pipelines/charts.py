@@ -1,33 +1,34 @@
-"""Pictures of the command distribution for asset metadata: a markdown table and a PNG bar chart."""
+"""The command distribution for asset metadata: table rows, a PNG bar chart, and the chart inline as markdown."""
 
 from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+# The distribution columns the table shows, in order: column -> (type, what it counts).
 _COLUMNS = {
-    "command": "command",
-    "samples": "samples",
-    "train_sources": "train sources",
-    "eval_sources": "eval sources",
-    "train_rows": "train rows (unweighted exposure)",
-    "exposure_weighted": "weighted train exposure",
+    "command": ("string", "command"),
+    "samples": ("int", "samples"),
+    "train_sources": ("int", "train sources"),
+    "eval_sources": ("int", "eval sources"),
+    "train_rows": ("int", "train rows (unweighted exposure)"),
+    "exposure_weighted": ("float", "weighted train exposure"),
 }
 
 
-def distribution_markdown(distribution: pd.DataFrame) -> str:
+def distribution_table(distribution: pd.DataFrame) -> tuple[list[tuple[str, str, str]], list[dict[str, Any]]]:
+    """(columns as (name, type, description), rows), most frequent command first; only the columns present."""
     frame = distribution.sort_values("samples", ascending=False)
-    present = [c for c in _COLUMNS if c in frame.columns]
-    lines = [
-        "| " + " | ".join(_COLUMNS[c] for c in present) + " |",
-        "| " + " | ".join("---" if c == "command" else "---:" for c in present) + " |",
-    ]
-    for row in frame[present].itertuples(index=False):
-        cells = [f"{value:,.1f}" if isinstance(value, float) else f"{value}" for value in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    present = [name for name in _COLUMNS if name in frame.columns]
+    columns = [(name, *_COLUMNS[name]) for name in present]
+    # Exposure to one decimal: what a reader compares, and the same whether it was just computed or read back
+    # from a reused stage's saved summary (JSON keeps 10 decimals).
+    rows = [{name: round(value, 1) if isinstance(value, float) else value for name, value in row.items()}
+            for row in frame[present].to_dict("records")]
+    return columns, rows
 
 
 def distribution_chart(distribution: pd.DataFrame, path: str | Path) -> Path:

@@ -11,12 +11,18 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "generate-corpus": ("pipelines.corpus.generator", "write the bundled seed corpus (fixed seed)"),
+    "generate-corpus": ("pipelines.corpus.cli", "write the bundled seed corpus (fixed seed)"),
     "stage": ("pipelines.data.stages", "run one data stage (raw | normalize | augment), as DVC does"),
     "predict": ("pipelines.serve.predict", "turn descriptions into catalog-valid commands with a trained model"),
-    "serve": ("pipelines.serve.server", "serve the deployed model over HTTP (POST /v1/plans), with the same gate as predict"),
+    "serve": (
+        "pipelines.serve.server",
+        "serve the deployed model over HTTP (POST /v1/plans), with the same gate as predict",
+    ),
     "lineage": ("pipelines.lineage.audit", "print and verify the data lineage of a model directory"),
-    "deploy": ("pipelines.serve.deploy", "show promoted models and roll deploy/current back (status | list | rollback)"),
+    "deploy": (
+        "pipelines.serve.deploy",
+        "show promoted models and roll deploy/current back (status | list | rollback)",
+    ),
 }
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipelines.model.train import TrainConfig
+from pipelines.config import TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PARAMS_PATH = REPO_ROOT / "params.yaml"
@@ -68,7 +68,8 @@ def gold_text(example: dict) -> str:
 # --- a small augmented set and a smoke training config --------------------------------------------------------
 
 _SAMPLES = [
-    ("行1:用通道1从样品板A1吸取20ul", [("Aspirate", {"channels": [1], "labware": "样品板", "wells": ["A1"], "vols": [20]})]),
+    ("行1:用通道1从样品板A1吸取20ul",
+     [("Aspirate", {"channels": [1], "labware": "样品板", "wells": ["A1"], "vols": [20]})]),
     ("用通道1-2安装50ul枪头", [("GetDiti", {"ditiType": "50ul", "channels": [1, 2]})]),
     ("弃去通道1的枪头", [("DropDiti", {"channels": [1]})]),
     ("程序暂停3分钟", [("Delay", {"seconds": 180})]),

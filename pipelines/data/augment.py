@@ -26,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from data_contracts.tables import EOC_TOKEN
 from pipelines.config import AugmentParams
 from pipelines.data.lake import AUGMENTED_TABLE, SCHEMAS
 from pipelines.data.normalize import detect_lang, line_prefixes
@@ -59,7 +60,7 @@ def templates_for(params: AugmentParams, lang: str) -> list[str]:
 @dataclass(frozen=True)
 class AugmentResult:
     table: pd.DataFrame
-    # The same rows as Arrow, the form written to Delta (no second conversion of ~1M rows).
+    # The same rows as Arrow, the form written to Delta (no second conversion of the largest table of the pipeline).
     arrow: pa.Table
     # One row per command: samples, train/eval sources, train rows, train exposure before and after weighting.
     distribution: pd.DataFrame
@@ -166,7 +167,7 @@ def augment_samples(samples: pd.DataFrame, params: AugmentParams) -> AugmentResu
     normalized = samples["input_text"].tolist()
     langs = samples["lang"].tolist() if "lang" in samples else [detect_lang(t) for t in normalized]
     raw_inputs = samples["raw_input"].tolist()
-    completions = [cmds + params.eoc_token for cmds in samples["commands_json"].tolist()]
+    completions = [cmds + EOC_TOKEN for cmds in samples["commands_json"].tolist()]
 
     split = assign_splits(sids, names, params.eval_fraction, params.split_seed)
     sample_split = np.array([split.split_of[sid] for sid in sids], dtype=object)

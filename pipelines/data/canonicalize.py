@@ -20,6 +20,7 @@ written. The input is already NFKC-folded (full-width digits, "℃" -> "°C", "�
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from decimal import Decimal
 
 _NUM = r"\d+(?:\.\d+)?"
@@ -141,7 +142,11 @@ def canonical_durations(text: str) -> str:
 
 _ROWS = "ABCDEFGH"
 _WELL = r"([A-H])(1[0-2]|[1-9])"
-_RANGE_DASH = r"\s*(?:-|–|—|~|到|至|(?<![A-Za-z])(?:to|through|thru)(?![A-Za-z]))\s*"
+# What joins the two ends of a range: a dash, or a word for "to".
+_DASHES = "-|–|—|~"
+_ZH_TO = "到|至"
+_EN_TO = r"(?<![A-Za-z])(?:to|through|thru)(?![A-Za-z])"
+_RANGE_DASH = rf"\s*(?:{_DASHES}|{_ZH_TO}|{_EN_TO})\s*"
 _WELL_RANGE = re.compile(rf"(?<![A-Za-z0-9_]){_WELL}{_RANGE_DASH}{_WELL}(?![0-9])")
 
 
@@ -165,13 +170,14 @@ _CHANNEL_NUM = r"([1-8])"
 _CHANNEL_COUNT_ZH = r"([1-8]|[一二两三四五六七八])"
 _ZH_CHANNEL_PATTERNS = (
     # 通道1-4, 通道1到通道4, 第1到第4通道, 1-4号通道, 1至4号通道
-    re.compile(rf"通道\s*{_CHANNEL_NUM}\s*(?:-|–|—|~|到|至)\s*(?:通道)?\s*{_CHANNEL_NUM}(?![0-9])"),
-    re.compile(rf"(?<![0-9A-Za-z_])第?\s*{_CHANNEL_NUM}\s*(?:-|–|—|~|到|至)\s*第?\s*{_CHANNEL_NUM}\s*号?\s*通道"),
+    re.compile(rf"通道\s*{_CHANNEL_NUM}\s*(?:{_DASHES}|{_ZH_TO})\s*(?:通道)?\s*{_CHANNEL_NUM}(?![0-9])"),
+    re.compile(rf"(?<![0-9A-Za-z_])第?\s*{_CHANNEL_NUM}\s*(?:{_DASHES}|{_ZH_TO})\s*第?\s*{_CHANNEL_NUM}\s*号?\s*通道"),
 )
 _ZH_CHANNEL_COUNTS = re.compile(rf"(?:前|全部|所有)?\s*(?<![0-9第号,、])({_CHANNEL_COUNT_ZH})\s*个?\s*通道")
 _ZH_ALL_CHANNELS = re.compile(r"(?:全部|所有)通道")
 _EN_CHANNEL_RANGE = re.compile(
-    rf"{_WORD_START}(?:channels?|ch\.?)\s*{_CHANNEL_NUM}\s*(?:-|–|—|~|(?<![A-Za-z])(?:to|through|thru)(?![A-Za-z]))\s*(?:channel\s*)?{_CHANNEL_NUM}(?![0-9])",
+    rf"{_WORD_START}(?:channels?|ch\.?)\s*{_CHANNEL_NUM}\s*(?:{_DASHES}|{_EN_TO})\s*"
+    rf"(?:channel\s*)?{_CHANNEL_NUM}(?![0-9])",
     re.IGNORECASE,
 )
 _EN_CHANNEL_COUNTS = re.compile(
@@ -184,20 +190,24 @@ def _channel_list(first: int, last: int) -> str:
     return ",".join(str(channel) for channel in range(first, last + 1))
 
 
-def _zh_range(match: re.Match[str]) -> str:
-    first, last = int(match.group(1)), int(match.group(2))
-    return f"通道{_channel_list(first, last)}" if first < last else match.group(0)
+def _channel_range(prefix: str) -> Callable[[re.Match[str]], str]:
+    """A rewrite of a matched channel range (first, last) to `prefix` + "1,2,...", or as written if backwards."""
+
+    def rewrite(match: re.Match[str]) -> str:
+        first, last = int(match.group(1)), int(match.group(2))
+        return f"{prefix}{_channel_list(first, last)}" if first < last else match.group(0)
+
+    return rewrite
+
+
+_zh_range = _channel_range("通道")
+_en_range = _channel_range("channels ")
 
 
 def _zh_count(match: re.Match[str]) -> str:
     count = int(_number(match.group(1)))
     # "3号通道" / "第3通道" name channel 3 and never reach here (the lookbehind and "号" keep them out).
     return f"通道{_channel_list(1, count)}"
-
-
-def _en_range(match: re.Match[str]) -> str:
-    first, last = int(match.group(1)), int(match.group(2))
-    return f"channels {_channel_list(first, last)}" if first < last else match.group(0)
 
 
 def _en_count(match: re.Match[str]) -> str:

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+
 def file_md5(path: Path) -> str:
     """md5 of the file's bytes: what DVC 3 records in .dvc files and dvc.lock for a single file."""
     with open(path, "rb") as handle:

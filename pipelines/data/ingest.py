@@ -205,8 +205,8 @@ def _raw_text(data: bytes, max_line_bytes: int) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-# Parsing and validating a line costs ~0.4 ms of pure Python, so large corpora are parsed in
-# worker processes; below this many lines starting the workers costs more than it saves.
+# Parsing and validating a line is pure Python (its cost: docs/benchmarks.md, "Where the time goes"), so large
+# corpora are parsed in worker processes; below this many lines starting the workers costs more than it saves.
 PARALLEL_MIN_LINES = 5_000
 _CHUNK_LINES = 2_000
 

@@ -1,4 +1,4 @@
-"""Delta Lake storage for the data stages: where each table lives, its Arrow schema, write and read.
+"""Delta Lake storage: the name and Arrow schema of every table the graph writes, write and read.
 
 Schemas are explicit so that an empty table (a clean corpus has no quarantine rows) still has typed
 columns, and so that every write of a table produces the same Delta schema.
@@ -21,6 +21,8 @@ RAW_QUARANTINE_TABLE = "quarantine/raw"
 NORMALIZE_QUARANTINE_TABLE = "quarantine/normalize"
 NORMALIZED_TABLE = "normalized_samples"
 AUGMENTED_TABLE = "augmented_training_set"
+# One row per evaluated case of the regression_metrics asset (`pipelines.serve.eval_tables.results_frame`).
+RESULTS_TABLE = "regression_results"
 
 _STR = pa.string()
 
@@ -62,6 +64,23 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("split", _STR),
         ]
     ),
+    RESULTS_TABLE: pa.schema(
+        [
+            ("case_id", _STR),
+            ("source_index", _STR),
+            ("split_source", _STR),
+            ("prompt", _STR),
+            ("gold_json", _STR),
+            ("raw_output", _STR),
+            ("predicted_json", _STR),
+            ("json_valid", pa.bool_()),
+            ("catalog_valid", pa.bool_()),
+            ("exact_match", pa.bool_()),
+            ("error", _STR),
+            ("latency_s", pa.float64()),
+            ("constrained", pa.bool_()),
+        ]
+    ),
 }
 QUARANTINE_SCHEMA = pa.schema(
     [
@@ -84,7 +103,9 @@ INPUTS_COMMIT_KEY = "sop2cmd_inputs"
 
 def inputs_metadata(versions: dict[str, int]) -> dict[str, str]:
     """Commit metadata recording the upstream table versions a write was computed from."""
-    return {INPUTS_COMMIT_KEY: json.dumps({table: int(version) for table, version in versions.items()}, sort_keys=True)}
+    return {
+        INPUTS_COMMIT_KEY: json.dumps({table: int(version) for table, version in versions.items()}, sort_keys=True)
+    }
 
 
 def table_path(lake: str | os.PathLike[str], table: str) -> Path:

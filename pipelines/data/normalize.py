@@ -22,7 +22,7 @@ from pipelines.data.lake import NORMALIZE_QUARANTINE_TABLE, NORMALIZED_TABLE, fr
 # A bare number prefix needs its punctuation and must not swallow a decimal ("1.5 ml").
 _LINE_PREFIX = re.compile(
     r"""^\s*(?:
-        (?:(?:行|步骤)\s*\d+|第\s*\d+\s*[步行])\s*(?:[:、)]|\.(?!\d)|(?![.\d]))  # 行1:  步骤3:  第2步、 (not 第2号通道)
+        (?:(?:行|步骤)\s*\d+|第\s*\d+\s*[步行])\s*(?:[:、)]|\.(?!\d)|(?![.\d])) # 行1:  步骤3:  第2步、 (not 第2号通道)
       | (?:line|step)\s*\d+(?:\s*(?:[:)]|\.(?!\d))|\s+) # Line 2:  Step 4.  Step 5 (not "Step 1.5")
       | \(\s*\d+\s*\)                                    # (1)
       | \d+\s*(?:[:)]|、(?!\s*\d)|\.(?!\d))              # 1.  2、  3)  (not the list 1、3、5)

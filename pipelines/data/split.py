@@ -109,7 +109,7 @@ class SplitReport:
 def split_report(rows: pa.Table) -> SplitReport:
     """Leakage and stratification of a table with source_index, split and command_names columns.
 
-    Arrow group-bys, because the augmented table has ~1M rows.
+    Arrow group-bys, because the augmented table holds several rows per sample (sizes in docs/benchmarks.md).
     """
     pairs = rows.select(["source_index", "split"]).group_by(["source_index", "split"]).aggregate([])
     per_source = pairs.group_by("source_index").aggregate([("split", "count")])

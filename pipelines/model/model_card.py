@@ -170,14 +170,25 @@ def _front_matter(base_source: str | None) -> str:
 
 def _lora_rows(training_config: Mapping[str, Any], adapter_config: Mapping[str, Any] | None) -> list[str]:
     adapter_config = adapter_config or {}
+    target_modules = adapter_config.get("target_modules") or training_config.get("lora_target_modules") or []
     rows = {
         "r": adapter_config.get("r", training_config.get("lora_r")),
         "alpha": adapter_config.get("lora_alpha", training_config.get("lora_alpha")),
         "dropout": adapter_config.get("lora_dropout", training_config.get("lora_dropout")),
-        "target modules": ", ".join(sorted(adapter_config.get("target_modules") or training_config.get("lora_target_modules") or [])) or None,
+        "target modules": ", ".join(sorted(target_modules)) or None,
     }
-    training_keys = ("profile", "learning_rate", "num_train_epochs", "max_steps", "max_train_samples",
-                     "per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "seed", "world_size")
+    training_keys = (
+        "profile",
+        "learning_rate",
+        "num_train_epochs",
+        "max_steps",
+        "max_train_samples",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "max_length",
+        "seed",
+        "world_size",
+    )
     lines = ["| LoRA | value |", "| --- | --- |"]
     lines += [f"| {name} | {_fmt(value)} |" for name, value in rows.items()]
     shown = [(key, training_config[key]) for key in training_keys if key in training_config]
@@ -190,13 +201,16 @@ def _lora_rows(training_config: Mapping[str, Any], adapter_config: Mapping[str, 
 def _data_rows(manifest: Mapping[str, Any]) -> list[str]:
     data = manifest.get("data") or {}
     git = manifest.get("git") or {}
+    n_train = len(data.get("train_source_index") or [])
+    n_eval = len(data.get("eval_source_index") or [])
+    dirty = " (working tree dirty)" if git.get("dirty") else ""
     lines = [
         "| data | value |",
         "| --- | --- |",
         f"| training set | `{data.get('table', '-')}` Delta version {_fmt(data.get('delta_version'))} |",
         f"| training set content sha256 | `{_fmt(data.get('content_hash'))}` |",
-        f"| source records | {len(data.get('train_source_index') or [])} train, {len(data.get('eval_source_index') or [])} eval (held out) |",
-        f"| code | git commit `{_fmt(git.get('commit'))}`" + (" (working tree dirty)" if git.get("dirty") else "") + " |",
+        f"| source records | {n_train} train, {n_eval} eval (held out) |",
+        f"| code | git commit `{_fmt(git.get('commit'))}`{dirty} |",
     ]
     for name, md5 in sorted((data.get("raw_files_md5") or {}).items()):
         lines.append(f"| raw file `{name}` | DVC md5 `{md5}` |")
@@ -208,27 +222,36 @@ def _evaluation_section(evaluation: EvaluationSummary | None) -> list[str]:
     if evaluation is None:
         return lines + [
             "Not evaluated yet: this directory was written when the adapter was merged. The regression metrics "
-            "and the quality gate's verdict are in the card of the promoted copy (`<artifacts>/deploy/current/README.md`).",
+            "and the quality gate's verdict are in the card of the promoted copy "
+            "(`<artifacts>/deploy/current/README.md`).",
             "",
         ]
     verdict = "passed" if evaluation.gate_passed else "FAILED"
-    decoding = {True: "constrained to the catalog grammar", False: "free generation", None: "-"}[evaluation.constrained]
+    why = f" ({evaluation.gate_description})" if evaluation.gate_description else ""
+    decodings = {True: "constrained to the catalog grammar", False: "free generation", None: "-"}
+    decoding = decodings[evaluation.constrained]
     lines += [
         f"Quality gate on the `{evaluation.gated_slice}` slice (the eval split of the training set version above, "
-        f"never trained on): **{verdict}**" + (f" ({evaluation.gate_description})" if evaluation.gate_description else "") + ".",
+        f"never trained on): **{verdict}**{why}.",
         f"Decoding: greedy, {decoding}.",
         "",
     ]
-    gate_rates = sorted(k for k in evaluation.gate_metadata if not k.startswith("min_") and f"min_{k}" in evaluation.gate_metadata)
+    gate = evaluation.gate_metadata
+    gate_rates = sorted(k for k in gate if not k.startswith("min_") and f"min_{k}" in gate)
     if gate_rates:
         lines += ["| gated rate | observed | required |", "| --- | --- | --- |"]
-        lines += [f"| {k} | {_fmt(evaluation.gate_metadata[k])} | >= {_fmt(evaluation.gate_metadata[f'min_{k}'])} |" for k in gate_rates]
+        lines += [f"| {k} | {_fmt(gate[k])} | >= {_fmt(gate[f'min_{k}'])} |" for k in gate_rates]
         lines.append("")
     if evaluation.slices:
-        lines += ["| slice | cases | json_valid_rate | catalog_valid_rate | exact_match |", "| --- | --- | --- | --- | --- |"]
+        lines += [
+            "| slice | cases | json_valid_rate | catalog_valid_rate | exact_match |",
+            "| --- | --- | --- | --- | --- |",
+        ]
         for name, rates in evaluation.slices.items():
-            lines.append(f"| {name} | {_fmt(rates.get('cases_evaluated'))} | {_fmt(rates.get('json_valid_rate'))} | "
-                         f"{_fmt(rates.get('catalog_valid_rate'))} | {_fmt(rates.get('exact_match'))} |")
+            lines.append(
+                f"| {name} | {_fmt(rates.get('cases_evaluated'))} | {_fmt(rates.get('json_valid_rate'))} | "
+                f"{_fmt(rates.get('catalog_valid_rate'))} | {_fmt(rates.get('exact_match'))} |"
+            )
         lines.append("")
     if evaluation.headline:
         lines += ["All slices together:", "", "| metric | value |", "| --- | --- |"]
@@ -237,7 +260,8 @@ def _evaluation_section(evaluation: EvaluationSummary | None) -> list[str]:
     if evaluation.tags_markdown:
         lines += ["Exact match per phenomenon tag (exact matches/cases per slice):", "", evaluation.tags_markdown, ""]
     if evaluation.results_delta_version is not None:
-        lines += [f"Per-case results: Delta table `regression_results`, version {evaluation.results_delta_version}.", ""]
+        version = evaluation.results_delta_version
+        lines += [f"Per-case results: Delta table `regression_results`, version {version}.", ""]
     return lines
 
 
@@ -282,13 +306,14 @@ def model_card_markdown(
             f"`{_fmt(deployment.get('previous'))}`.",
             "",
         ]
-    lines += ["## Training", "", f"Base model: `{base.get('source', '-')}`"
-              + (f" ({base.get('model_type')}, {base.get('parameter_count'):,} parameters)" if base.get("parameter_count") else "")
-              + ".", ""]
+    parameter_count = base.get("parameter_count")
+    size = f" ({base.get('model_type')}, {parameter_count:,} parameters)" if parameter_count else ""
+    lines += ["## Training", "", f"Base model: `{base.get('source', '-')}`{size}.", ""]
     lines += _lora_rows(training_config, adapter_config) + [""]
     lines += _data_rows(manifest) + [""]
     lines += [
-        f"`{MANIFEST_NAME}` beside the weights records all of this; `python -m pipelines lineage {model_dir} --verify` "
+        f"`{MANIFEST_NAME}` beside the weights records all of this; "
+        f"`python -m pipelines lineage {model_dir} --verify` "
         "resolves the chain back to the raw corpus lines and recomputes every hash.",
         "",
     ]

@@ -11,9 +11,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from data_contracts.tables import EOC_TOKEN
+
 PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"})
 # Files a trainer checkpoint legitimately keeps next to its safetensors; they are never model weights
-# and are only read by our own resume code (see pipelines.model.train), so they do not make a model dir unsafe.
+# and are only read by our own resume code (see pipelines.model.checkpoints), so they do not make a model dir unsafe.
 _TRAINER_STATE_FILES = frozenset({"optimizer.pt", "scheduler.pt", "training_args.bin", "scaler.pt"})
 _CONFIG_FILES = ("config.json", "adapter_config.json", "tokenizer_config.json")
 
@@ -45,7 +47,9 @@ def check_model_dir(model_dir: Path, *, allow_trainer_state: bool = False) -> No
         try:
             config = json.loads(config_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:
-            raise UnsafeModelArtifactError(f"refusing to load {model_dir}: {name} is not valid JSON ({error})") from error
+            raise UnsafeModelArtifactError(
+                f"refusing to load {model_dir}: {name} is not valid JSON ({error})"
+            ) from error
         if isinstance(config, dict) and config.get("auto_map"):
             raise UnsafeModelArtifactError(
                 f"refusing to load {model_dir}: {name} has 'auto_map', which asks for remote code "
@@ -88,14 +92,16 @@ def load_model_and_tokenizer(model_dir: Path, *, dtype: Any = None, device: str 
     return load_causal_lm(model_dir, dtype=dtype, device=device), load_tokenizer(model_dir)
 
 
-def eoc_token_id(tokenizer: Any, eoc_token: str = "<eoc>") -> int:
+def eoc_token_id(tokenizer: Any, eoc_token: str = EOC_TOKEN) -> int:
     token_id = tokenizer.convert_tokens_to_ids(eoc_token)
     if token_id is None or token_id == tokenizer.unk_token_id:
-        raise ValueError(f"tokenizer has no {eoc_token!r} token; was the base model prepared by pipelines.model.base_model?")
+        raise ValueError(
+            f"tokenizer has no {eoc_token!r} token; was the base model prepared by pipelines.model.base_model?"
+        )
     return int(token_id)
 
 
-def stop_token_ids(tokenizer: Any, eoc_token: str = "<eoc>") -> list[int]:
+def stop_token_ids(tokenizer: Any, eoc_token: str = EOC_TOKEN) -> list[int]:
     """Token ids generation must stop on: `<eoc>` first, then the tokenizer's eos."""
     ids = [eoc_token_id(tokenizer, eoc_token)]
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:

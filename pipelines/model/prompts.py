@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-EOC_TOKEN = "<eoc>"
+from data_contracts.tables import EOC_TOKEN
 
 
 @lru_cache(maxsize=1)
@@ -27,8 +27,8 @@ def system_prompt() -> str:
     return _SYSTEM_PROMPT_TEMPLATE.format(command_names=", ".join(_catalog_command_names()))
 
 
-# Kept short on purpose: every training token of it is paid on every sample, and on CPU it was over a
-# third of an average sequence. The rules are the seed's; the command names come from the catalog.
+# Kept short on purpose: every token of it is paid on every training sample, where it is a large share of an
+# average sequence. The rules are the unoptimized baseline's; the command names come from the catalog.
 _SYSTEM_PROMPT_TEMPLATE = (
     "Turn the lab step into liquid-handler commands. Output JSON only: "
     '{{"commands": [{{"func_name": ..., "func_parameters": {{...}}}}]}} with exactly these field names. '

@@ -1,4 +1,4 @@
-"""A tiny random causal LM with a real tokenizer, built offline in about a second.
+"""A tiny random causal LM with a real tokenizer, built offline, fast enough for every test to build its own.
 
 Tests and the `smoke` profile use it instead of a downloaded model: it has the same shape of
 interface as SmolLM2 (ChatML chat template, `<eoc>` special token, tied embeddings, safetensors),
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-EOC_TOKEN = "<eoc>"
+from data_contracts.tables import EOC_TOKEN
+
 PAD_TOKEN = "<pad>"
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
@@ -27,23 +28,38 @@ CHATML_TEMPLATE = (
 
 # Enough text for BPE merges over the corpus' vocabulary: Chinese SOP phrasing, English phrasing,
 # catalog names, JSON punctuation and digits. Anything else still encodes through the byte alphabet.
-_TRAINING_TEXT = """
-行1:用通道1-4从样品板A1-D1各吸取20ul，分配到反应板B3-E3，每孔20微升，然后弃去枪头。
-步骤4：1-4号通道安装200 µL吸头后，自储液槽A1-D1每通道吸取120 µL，注入细胞板B3-E3（每孔120 µL），最后退掉吸头。
-程序暂停，计时3小时后继续。摇板：反应板A，700转每分钟，持续4分钟。孵育 37 摄氏度 30 分钟。混匀 5 次，毫升，微升。
-请把下面的实验步骤转换成机器人指令：实验记录：请生成对应的移液工作站命令。问：以下操作对应哪些机器人命令？答：
-Draw 12 µl per channel out of Src_Plate B1-E1, channels 1-4. Keep Assay_Plate at 42 °C for 45 minutes (incubation).
-Convert this lab step into robot commands: Bench note: Write the liquid-handler commands for it.
-Q: Which robot commands carry out the following step? A: Pick up 50ul tips on the first 4 channels, then drop the tips.
-You are a helpful AI assistant. Output JSON only. Use the exact field names func_name and func_parameters.
-{"commands": [{"func_name": "GetDiti", "func_parameters": {"ditiType": "50ul", "channels": [1, 2, 3, 4]}}]}
-{"commands": [{"func_name": "Aspirate", "func_parameters": {"channels": [1], "labware": "Plate1", "wells": ["A1"], "vols": [20]}}]}
-{"commands": [{"func_name": "Dispense", "func_parameters": {"channels": [1, 2], "labware": "PCR_Plate", "wells": ["B3", "C3"], "vols": [10.5, 10.5], "liquidClass": "Water"}}]}
-{"commands": [{"func_name": "Mix", "func_parameters": {"times": 5}}, {"func_name": "Transfer", "func_parameters": {"srcLabware": "A", "srcWells": ["H12"], "dstLabware": "B", "dstWells": ["G11"]}}]}
-{"commands": [{"func_name": "DropDiti"}, {"func_name": "Delay", "func_parameters": {"seconds": 10800}}, {"func_name": "Incubate", "func_parameters": {"temperature": 42}}]}
-{"commands": [{"func_name": "Shake", "func_parameters": {"rpm": 700}}, {"func_name": "PCR", "func_parameters": {"program": "PCR_35"}}, {"func_name": "MoveLabware", "func_parameters": {"position": "Deck3"}}]}
-0123456789 10ul 50ul 200ul 1000ul A B C D E F G H 1 2 3 4 5 6 7 8 9 10 11 12 ml mL uL μL
-"""
+_TRAINING_TEXT = (
+    "\n"
+    "行1:用通道1-4从样品板A1-D1各吸取20ul，分配到反应板B3-E3，每孔20微升，然后弃去枪头。\n"
+    "步骤4：1-4号通道安装200 µL吸头后，自储液槽A1-D1每通道吸取120 µL，注入细胞板B3-E3（每孔120 µL），"
+    "最后退掉吸头。\n"
+    "程序暂停，计时3小时后继续。摇板：反应板A，700转每分钟，持续4分钟。孵育 37 摄氏度 30 分钟。混匀 5 "
+    "次，毫升，微升。\n"
+    "请把下面的实验步骤转换成机器人指令：实验记录：请生成对应的移液工作站命令。问："
+    "以下操作对应哪些机器人命令？答：\n"
+    "Draw 12 µl per channel out of Src_Plate B1-E1, channels 1-4. Keep Assay_Plate at 42 °C for 45 "
+    "minutes (incubation).\n"
+    "Convert this lab step into robot commands: Bench note: Write the liquid-handler commands for it.\n"
+    "Q: Which robot commands carry out the following step? A: Pick up 50ul tips on the first 4 channels, "
+    "then drop the tips.\n"
+    "You are a helpful AI assistant. Output JSON only. Use the exact field names func_name and "
+    "func_parameters.\n"
+    '{"commands": [{"func_name": "GetDiti", "func_parameters": {"ditiType": "50ul", "channels": [1, 2, '
+    "3, 4]}}]}\n"
+    '{"commands": [{"func_name": "Aspirate", "func_parameters": {"channels": [1], "labware": "Plate1", '
+    '"wells": ["A1"], "vols": [20]}}]}\n'
+    '{"commands": [{"func_name": "Dispense", "func_parameters": {"channels": [1, 2], "labware": '
+    '"PCR_Plate", "wells": ["B3", "C3"], "vols": [10.5, 10.5], "liquidClass": "Water"}}]}\n'
+    '{"commands": [{"func_name": "Mix", "func_parameters": {"times": 5}}, {"func_name": "Transfer", '
+    '"func_parameters": {"srcLabware": "A", "srcWells": ["H12"], "dstLabware": "B", "dstWells": '
+    '["G11"]}}]}\n'
+    '{"commands": [{"func_name": "DropDiti"}, {"func_name": "Delay", "func_parameters": {"seconds": '
+    '10800}}, {"func_name": "Incubate", "func_parameters": {"temperature": 42}}]}\n'
+    '{"commands": [{"func_name": "Shake", "func_parameters": {"rpm": 700}}, {"func_name": "PCR", '
+    '"func_parameters": {"program": "PCR_35"}}, {"func_name": "MoveLabware", "func_parameters": '
+    '{"position": "Deck3"}}]}\n'
+    "0123456789 10ul 50ul 200ul 1000ul A B C D E F G H 1 2 3 4 5 6 7 8 9 10 11 12 ml mL uL μL\n"
+)
 
 
 def _train_tokenizer(vocab_size: int):

@@ -1,4 +1,6 @@
-"""The one training entry point, for 1 or N processes: `torchrun --nproc-per-node N -m pipelines.model.train_entry --request R`.
+"""The one training entry point, for 1 or N processes.
+
+`torchrun --nproc-per-node N -m pipelines.model.train_entry --request R`
 
 Every process runs the same `train_lora`; under torchrun (WORLD_SIZE > 1) the HF Trainer wraps the model
 in DistributedDataParallel itself (gloo on CPU, nccl on GPU) and shards the batches. Only rank 0 talks
@@ -9,7 +11,8 @@ Without Pipes (a shell, another scheduler) it logs to stderr.
 Progress goes through Pipes' log channel: Dagster writes each Pipes log message into the run's event log as it
 arrives, whereas `report_custom_message` payloads are only handed to the launching step after the process ends.
 
-The request is a JSON file (see `TrainingRequest`), so this module never needs Dagster to run.
+The request is a JSON file (see `TrainingRequest`: a typed TrainConfig in memory, plain JSON on disk, converted
+in `read`/`write` only), so this module never needs Dagster to run.
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.config import TrainConfig
+
 # Set by the Dagster side of Pipes (dagster_pipes.DAGSTER_PIPES_CONTEXT_ENV_VAR); torchrun passes it to every rank.
 PIPES_CONTEXT_ENV = "DAGSTER_PIPES_CONTEXT"
 
 
 @dataclass
 class TrainingRequest:
-    train_config: dict[str, Any]
+    train_config: TrainConfig
     base_model_dir: str
     data_path: str
     data_version: int
@@ -38,8 +43,10 @@ class TrainingRequest:
     manifest: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def read(cls, path: Path) -> "TrainingRequest":
-        return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
+    def read(cls, path: Path) -> TrainingRequest:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
+        train_config = TrainConfig.from_dict(values.pop("train_config"), "train_config", source=str(path))
+        return cls(train_config=train_config, **values)
 
     def write(self, path: Path) -> Path:
         Path(path).write_text(json.dumps(asdict(self), ensure_ascii=False, default=str), encoding="utf-8")
@@ -96,15 +103,15 @@ def materialization_metadata(metrics: dict[str, Any], manifest: dict[str, Any], 
 
 def run_request(request: TrainingRequest, rank: Rank, log: Callable[[str], None]):
     from pipelines.data.lake import read_table
-    from pipelines.model.train import TrainConfig, TrainingProgress, train_lora
+    from pipelines.model.train import train_lora
+    from pipelines.model.trainer import TrainingProgress
 
     def progress(update: TrainingProgress) -> None:
         log(update.describe())
 
-    config = TrainConfig.from_dict(request.train_config)
     data = read_table(request.data_path, version=request.data_version)
     log(f"training on {request.data_path} v{request.data_version} ({len(data)} rows), world size {rank.world_size}")
-    return train_lora(config, Path(request.base_model_dir), data, Path(request.output_dir),
+    return train_lora(request.train_config, Path(request.base_model_dir), data, Path(request.output_dir),
                       manifest=request.manifest, log=log, progress=progress)
 
 

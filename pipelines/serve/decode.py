@@ -1,22 +1,23 @@
-"""Greedy generation of command plans: batched (the project's path) and one at a time (the seed's loop).
+"""Greedy generation of command plans, a batch of descriptions per `generate` call.
 
-Both build prompts with `pipelines.model.prompts` only and stop on `<eoc>` (and the tokenizer's eos). Greedy
-decoding is deterministic, so both paths must give the same tokens for the same description;
-`bench/inference_throughput.py` and the tests check that.
+Prompts come from `pipelines.model.prompts` only, and generation stops on `<eoc>` (and the tokenizer's eos).
+Greedy decoding is deterministic, so a description gives the same tokens in a batch as alone; the
+unoptimized baseline the benchmark compares against (`bench/baseline_decode.py`, one `generate` call per
+description), `bench/inference_throughput.py` and the tests check that.
 
 Batches are left-padded with an attention mask: generation appends on the right, so every row's
 last prompt token sits in the same column, and transformers derives position ids from the mask, so a
 padded row sees the same positions as the row alone. Descriptions are grouped by prompt length before
 batching (less padding, less wasted compute); results come back in input order.
 
-Every prompt starts with the same chat-template tokens and system prompt (119 of ~160 tokens with
-SmolLM2), so a batch runs that shared prefix once, copies its keys and values into every row of a static
-cache and prefills only the suffixes: the padding then sits between prefix and suffix, where the mask
-hides it and the positions derived from the mask stay those of the row alone.
+Every prompt starts with the same chat-template tokens and system prompt (most of a prompt's tokens),
+so a batch runs that shared prefix once, copies its keys and values into every row of a static cache
+and prefills only the suffixes: the padding then sits between prefix and suffix, where the mask hides
+it and the positions derived from the mask stay those of the row alone.
 
 Constrained decoding is grounded by default: labels may only copy text from the row's own user message
-(the normalized description, `serving_user_message`), see `pipelines.serve.constrained`. Both loops hand the
-processor the same per-row texts, so grounding keeps them token-for-token equal.
+(the normalized description, `serving_user_message`), see `pipelines.serve.grounding`. Each row's
+processor state is its own, so grounding keeps a row's tokens the same in a batch as alone.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.serve.constrained import DecodingLimits, plan_logits_processor
+from data_contracts.tables import EOC_TOKEN
 from pipelines.model.prompts import build_prompt_ids, serving_user_message
+from pipelines.serve.constrained import DecodingLimits, plan_logits_processor
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class DecodingConfig:
     # Ground well names too. Off: a range ("A1-D1" on 4 channels) names wells the text never spells out (B1, C1).
     grounded_wells: bool = False
     limits: DecodingLimits = field(default_factory=DecodingLimits)
-    eoc_token: str = "<eoc>"
+    eoc_token: str = EOC_TOKEN
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,8 @@ def _prefilled_cache(model: Any, prefix: list[int], rows: int, max_length: int) 
     """A static KV cache for `rows` rows of up to `max_length` tokens, holding `prefix` (run once) in every row.
 
     Static rather than dynamic: a dynamic cache concatenates every layer's keys and values at each decoding
-    step, which costs more as the outputs grow (a static one writes in place: ~6% faster at 384 new tokens
-    for a batch of 16, with the same greedy outputs). Call under inference_mode.
+    step, which costs more as the outputs grow, while a static one writes in place with the same greedy
+    outputs (docs/benchmarks.md, "Inference throughput"). Call under inference_mode.
     """
     import torch
     from transformers import DynamicCache, StaticCache
@@ -102,7 +104,8 @@ def _prefilled_cache(model: Any, prefix: list[int], rows: int, max_length: int) 
     if not prefix:
         return cache
     prefix_cache = DynamicCache(config=model.config)
-    model(input_ids=torch.tensor([prefix], device=device), past_key_values=prefix_cache, use_cache=True, logits_to_keep=1)
+    prefix_ids = torch.tensor([prefix], device=device)
+    model(input_ids=prefix_ids, past_key_values=prefix_cache, use_cache=True, logits_to_keep=1)
     positions = torch.arange(len(prefix), device=device)
     for index, layer in enumerate(prefix_cache.layers):
         keys = layer.keys.expand(rows, -1, -1, -1).contiguous()
@@ -119,15 +122,8 @@ def _generate(model: Any, tokenizer: Any, prompts: list[_Prompt], config: Decodi
     stop_ids = _stop_ids(tokenizer, config.eoc_token)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[-1]
     prefix = shared_prefix_length(rows) if len(rows) > 1 else 0
-    suffix_width = max(len(row) for row in rows) - prefix
-    width = prefix + suffix_width
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        input_ids[i, :prefix] = torch.tensor(row[:prefix], dtype=torch.long)
-        input_ids[i, width - (len(row) - prefix) :] = torch.tensor(row[prefix:], dtype=torch.long)
-        attention_mask[i, :prefix] = 1
-        attention_mask[i, width - (len(row) - prefix) :] = 1
+    input_ids, attention_mask = _padded_after_prefix(rows, prefix, pad_id)
+    width = input_ids.shape[1]
     device = next(model.parameters()).device
     processors = []
     if config.constrained:
@@ -140,8 +136,11 @@ def _generate(model: Any, tokenizer: Any, prompts: list[_Prompt], config: Decodi
         )
     started = time.perf_counter()
     with torch.inference_mode():
-        # One row (the seed's loop) keeps transformers' default cache, exactly what the seed ran.
-        cache = _prefilled_cache(model, rows[0][:prefix], len(rows), width + config.max_new_tokens) if len(rows) > 1 else None
+        # A single row has no prefix to share: it keeps transformers' default cache, as the unoptimized
+        # baseline does.
+        cache = None
+        if len(rows) > 1:
+            cache = _prefilled_cache(model, rows[0][:prefix], len(rows), width + config.max_new_tokens)
         output = model.generate(
             input_ids=input_ids.to(device),
             attention_mask=attention_mask.to(device),
@@ -155,6 +154,21 @@ def _generate(model: Any, tokenizer: Any, prompts: list[_Prompt], config: Decodi
         )
     latency = time.perf_counter() - started
     return [_to_generation(tokenizer, output[i, width:].tolist(), stop_ids, pad_id, latency) for i in range(len(rows))]
+
+
+def _padded_after_prefix(rows: list[list[int]], prefix: int, pad_id: int) -> tuple[Any, Any]:
+    """(input_ids, attention_mask): the shared prefix first, then each row's suffix left-padded to one width."""
+    import torch
+
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, :prefix] = torch.tensor(row[:prefix], dtype=torch.long)
+        input_ids[i, width - (len(row) - prefix) :] = torch.tensor(row[prefix:], dtype=torch.long)
+        attention_mask[i, :prefix] = 1
+        attention_mask[i, width - (len(row) - prefix) :] = 1
+    return input_ids, attention_mask
 
 
 def _to_generation(tokenizer: Any, new_ids: list[int], stop_ids: list[int], pad_id: int, latency: float) -> Generation:
@@ -187,17 +201,11 @@ def generate_batched(
     results: dict[int, Generation] = {}
     for start in range(0, len(order), config.batch_size):
         chunk = order[start : start + config.batch_size]
+        generations = _generate(model, tokenizer, [prompts[i] for i in chunk], config)
         # strict: a batch that returned a different number of rows would pair outputs with the wrong descriptions.
-        for index, generation in zip(chunk, _generate(model, tokenizer, [prompts[i] for i in chunk], config), strict=True):
+        for index, generation in zip(chunk, generations, strict=True):
             results[index] = generation
         if on_batch is not None:
             on_batch(start + len(chunk), len(order))
     return [results[index] for index in range(len(prompts))]
 
-
-def generate_one_at_a_time(
-    model: Any, tokenizer: Any, descriptions: Sequence[str], config: DecodingConfig | None = None
-) -> list[Generation]:
-    """The seed's loop: one `model.generate(do_sample=False)` per description (the benchmark's baseline)."""
-    config = config or DecodingConfig()
-    return [_generate(model, tokenizer, [prompt], config)[0] for prompt in _prompts_for(tokenizer, descriptions)]

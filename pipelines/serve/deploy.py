@@ -30,15 +30,22 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from pipelines.atomic_files import TEMP_FILE, replace_directory, staging_directory, unique_sibling
-from pipelines.lineage.manifest import MANIFEST_NAME, sha256_weights, write_json_atomic
+from pipelines.atomic_files import (
+    TEMP_FILE,
+    fsync_directory,
+    replace_directory,
+    staging_directory,
+    unique_sibling,
+    write_json_atomic,
+)
+from pipelines.lineage.manifest import MANIFEST_NAME, read_manifest, sha256_weights
 
 DEPLOY_DIR = "deploy"
 CURRENT = "current"
@@ -161,11 +168,7 @@ def _switch_current(root: Path, version: str) -> None:
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
-    fd = os.open(root, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_directory(root)
 
 
 def _append_history(root: Path, entry: dict[str, Any]) -> None:
@@ -224,6 +227,7 @@ def promote(
     gate: GateVerdict,
     *,
     evaluation: Any = None,
+    tag_scores: Sequence[Mapping[str, Any]] = (),
     run_id: str | None = None,
     promote_rolled_back: bool = False,
 ) -> PromotionResult:
@@ -232,13 +236,16 @@ def promote(
     Refuses (PromotionRefused, `root` untouched) unless `gate` passed on exactly these weights, and, unless
     `promote_rolled_back`, when a rollback moved away from these weights. When the current deployment already
     holds these weights nothing changes (`promoted` is False). `evaluation`
-    (`pipelines.model.model_card.EvaluationSummary`) goes into deployment.json and the model card.
+    (`pipelines.model.model_card.EvaluationSummary`) goes into deployment.json and the model card; `tag_scores`
+    (rows of `pipelines.serve.phenomena.tag_score_rows`) into deployment.json, for the UI's table.
     """
     from pipelines.model.model_card import explain_model_dir
 
     merged_dir, root = Path(merged_dir), Path(root)
     if not (merged_dir / MANIFEST_NAME).is_file():
-        raise PromotionRefused(f"{merged_dir} has no {MANIFEST_NAME}; only a merged model written by sop2cmd is promoted")
+        raise PromotionRefused(
+            f"{merged_dir} has no {MANIFEST_NAME}; only a merged model written by sop2cmd is promoted"
+        )
     weights_sha256 = sha256_weights(merged_dir)
     _check_gate(gate, merged_dir, weights_sha256)
 
@@ -248,7 +255,8 @@ def promote(
             return PromotionResult(current, promoted=False, previous=current.previous)
         if not promote_rolled_back and weights_sha256 in rolled_back_weights(root):
             raise PromotionRefused(
-                f"weights {weights_sha256[:16]}... were rolled back from {current.version if current else 'a version'} "
+                f"weights {weights_sha256[:16]}... were rolled back from "
+                f"{current.version if current else 'a version'} "
                 f"(see {root / HISTORY_FILE}); to serve them again, roll forward (`python -m pipelines deploy "
                 "rollback --to <version>`) or materialize deployed_model with config promote_rolled_back: true"
             )
@@ -260,9 +268,10 @@ def promote(
             copied = sha256_weights(staging)
             if copied != weights_sha256:
                 raise PromotionRefused(
-                    f"{merged_dir} changed while it was copied (weights {copied[:16]}..., judged {weights_sha256[:16]}...)"
+                    f"{merged_dir} changed while it was copied "
+                    f"(weights {copied[:16]}..., judged {weights_sha256[:16]}...)"
                 )
-            manifest = json.loads((staging / MANIFEST_NAME).read_text(encoding="utf-8"))
+            manifest = read_manifest(staging)
             record = {
                 "version": version,
                 "promoted_at": _now(),
@@ -273,6 +282,7 @@ def promote(
                 "previous": current.version if current else None,
                 "gate": asdict(gate),
                 "evaluation": evaluation.to_dict() if evaluation is not None else None,
+                "exact_match_by_tag": [dict(row) for row in tag_scores],
                 "lineage": {key: manifest.get(key) for key in ("profile", "adapter_sha256", "adapter_dir",
                                                                 "base_model_dir", "data", "git", "training_config")},
             }
@@ -298,7 +308,9 @@ def rollback(root: Path, to: str | None = None) -> tuple[Deployment, Deployment]
             raise DeployError(f"nothing is deployed under {root} ({CURRENT} does not exist)")
         target_version = to or current.previous
         if target_version is None:
-            raise DeployError(f"{current.version} was the first promotion under {root}; there is nothing to roll back to")
+            raise DeployError(
+                f"{current.version} was the first promotion under {root}; there is nothing to roll back to"
+            )
         if target_version == current.version:
             raise DeployError(f"{target_version} is already current")
         try:
@@ -324,7 +336,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("status", help="the current deployment: version, weights hash, gate metrics")
     sub.add_parser("list", help="every promoted version, oldest first; * marks the current one")
     rollback_parser = sub.add_parser("rollback", help="point current back at the version promoted before it")
-    rollback_parser.add_argument("--to", default=None, metavar="VERSION", help="roll back (or forward) to this version instead")
+    rollback_parser.add_argument(
+        "--to", default=None, metavar="VERSION", help="roll back (or forward) to this version instead"
+    )
 
 
 def _default_root() -> Path:
@@ -336,9 +350,14 @@ def _default_root() -> Path:
 def _describe(deployment: Deployment) -> str:
     evaluation = deployment.record.get("evaluation") or {}
     gate = evaluation.get("gate_metadata") or {}
-    rates = ", ".join(f"{k} {gate[k]:.3f}" for k in ("json_valid_rate", "catalog_valid_rate", "exact_match") if k in gate)
-    return (f"{deployment.version}  weights sha256 {deployment.weights_sha256[:16]}...  promoted {deployment.record.get('promoted_at')}"
-            + (f"  gate: {rates}" if rates else ""))
+    rates = ", ".join(
+        f"{k} {gate[k]:.3f}" for k in ("json_valid_rate", "catalog_valid_rate", "exact_match") if k in gate
+    )
+    return (
+        f"{deployment.version}  weights sha256 {deployment.weights_sha256[:16]}...  "
+        f"promoted {deployment.record.get('promoted_at')}"
+        + (f"  gate: {rates}" if rates else "")
+    )
 
 
 def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:

@@ -30,15 +30,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from data_contracts.commands import Command
 from pipelines.data.normalize import detect_lang
-
-if TYPE_CHECKING:
-    from pipelines.serve.evaluate import CaseResult
+from pipelines.serve.eval_cases import CaseResult
 
 RANGE_EXPANSION = "range_expansion"
 EACH_VOLUME = "each_volume"
@@ -121,7 +119,9 @@ def _volume_lists(gold: Sequence[Command]) -> list[list[Any]]:
 
 def _inherits_channels(gold: Sequence[Command], text: str) -> bool:
     with_channels = [c.func_parameters["channels"] for c in gold if "channels" in c.func_parameters]
-    reuses_previous = any(list(current) == list(previous) for previous, current in zip(with_channels, with_channels[1:]))
+    reuses_previous = any(
+        list(current) == list(previous) for previous, current in zip(with_channels, with_channels[1:])
+    )
     return reuses_previous and len(_CHANNEL_MENTION.findall(text)) < len(with_channels)
 
 
@@ -189,15 +189,42 @@ def exact_match_by_tag(results: Iterable[CaseResult]) -> list[TagScore]:
                 entry[0] += 1
                 entry[1] += int(result.exact_match)
     return [
-        TagScore(slice=slice_name, tag=tag, cases=counts[(slice_name, tag)][0], exact_matches=counts[(slice_name, tag)][1])
+        TagScore(slice=slice_name, tag=tag, cases=counts[(slice_name, tag)][0],
+                 exact_matches=counts[(slice_name, tag)][1])
         for slice_name in [*slices, ALL_SLICES]
         for tag in TAGS
         if (slice_name, tag) in counts
     ]
 
 
+# The columns of a tag-score table row, as (name, type); `tag_score_rows` writes them, `tag_scores_from_rows` reads.
+TAG_SCORE_COLUMNS = [
+    ("slice", "string"),
+    ("tag", "string"),
+    ("cases", "int"),
+    ("exact_matches", "int"),
+    ("exact_match", "float"),
+]
+
+
+def tag_score_rows(scores: Iterable[TagScore]) -> list[dict[str, Any]]:
+    return [
+        {"slice": score.slice, "tag": score.tag, "cases": score.cases, "exact_matches": score.exact_matches,
+         "exact_match": score.exact_match}
+        for score in scores
+    ]
+
+
+def tag_scores_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[TagScore]:
+    return [
+        TagScore(slice=str(row["slice"]), tag=str(row["tag"]), cases=int(row["cases"]),
+                 exact_matches=int(row["exact_matches"]))
+        for row in rows
+    ]
+
+
 def tag_scores_markdown(scores: Sequence[TagScore]) -> str:
-    """Tags as rows, slices as columns, each cell "exact matches/cases (rate)"."""
+    """Tags as rows, slices as columns, each cell "exact matches/cases (rate)": the model card's table."""
     slices = list(dict.fromkeys(score.slice for score in scores))
     cells = {(score.tag, score.slice): score for score in scores}
     lines = ["| tag | " + " | ".join(slices) + " |", "| --- " * (len(slices) + 1) + "|"]

@@ -55,7 +55,9 @@ class CheckedPlan:
         if self.catalog_valid:
             return ""
         what = "is not a command plan" if self.commands is None else "breaks the robot catalog"
-        lines = [f"model output rejected: it {what} ({len(self.issues)} problem{'s' if len(self.issues) != 1 else ''})"]
+        lines = [
+            f"model output rejected: it {what} ({len(self.issues)} problem{'s' if len(self.issues) != 1 else ''})"
+        ]
         lines += [f"- {describe_issue(issue)}" for issue in self.issues]
         return "\n".join(lines)
 
@@ -92,7 +94,10 @@ def describe_issue(issue: ValidationIssue) -> str:
 
 
 def check_commands(commands: Sequence[Command], raw_output: str = "", description: str | None = None) -> CheckedPlan:
-    """The gate for commands that are already parsed (e.g. hand-made plans); labels grounded in `description` if given."""
+    """The gate for commands that are already parsed (e.g. hand-made plans).
+
+    Labels must be grounded in `description` when one is given.
+    """
     commands = tuple(commands)
     issues = tuple(validate_commands(commands, description))
     return CheckedPlan(raw_output=raw_output, commands=commands, issues=issues, description=description)

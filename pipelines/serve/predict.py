@@ -26,7 +26,9 @@ MAX_DESCRIPTION_CHARS = 4000
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("description", nargs="?", help="one description; without it, read one per line from stdin")
-    parser.add_argument("--model", required=True, help="model directory (safetensors + tokenizer), e.g. artifacts/merged_model")
+    parser.add_argument(
+        "--model", required=True, help="model directory (safetensors + tokenizer), e.g. artifacts/merged_model"
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="descriptions per generate call in batch mode")
     parser.add_argument("--max-new-tokens", type=int, default=384)
     parser.add_argument(
@@ -63,9 +65,9 @@ def predict_lines(
     `on_done(n)` is called as each group of n descriptions is finished (rejected inputs first, then one call per
     generated batch).
     """
+    from pipelines.model.prompts import serving_user_message
     from pipelines.serve.decode import generate_batched
     from pipelines.serve.plan_output import check_plan
-    from pipelines.model.prompts import serving_user_message
 
     on_done = on_done or (lambda count: None)
 
@@ -76,7 +78,8 @@ def predict_lines(
             checked[index] = _rejected_input("the description is empty")
         elif len(description) > MAX_DESCRIPTION_CHARS:
             checked[index] = _rejected_input(
-                f"the description is {len(description)} characters long, more than the limit of {MAX_DESCRIPTION_CHARS}"
+                f"the description is {len(description)} characters long, "
+                f"more than the limit of {MAX_DESCRIPTION_CHARS}"
             )
         else:
             todo.append(index)
@@ -96,11 +99,13 @@ def predict_lines(
     return checked
 
 
-def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+def run(
+    args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None
+) -> int:
     from pathlib import Path
 
-    from pipelines.serve.decode import DecodingConfig
     from pipelines.model.model_io import UnsafeModelArtifactError, load_model_and_tokenizer
+    from pipelines.serve.decode import DecodingConfig
 
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     if args.batch_size < 1 or args.max_new_tokens < 1:
@@ -112,7 +117,10 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | 
         print(f"error: cannot load the model from {args.model}: {error}", file=stderr)
         return EXIT_USAGE
     config = DecodingConfig(
-        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, constrained=args.constrained, grounded=args.grounded
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        constrained=args.constrained,
+        grounded=args.grounded,
     )
 
     if args.description is not None:
@@ -128,7 +136,10 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, stdout: TextIO | 
     # On stderr, so stdout stays one JSON record per input line; a Namespace built by hand may lack the flag.
     with _progress_bar(len(descriptions), stderr, enabled=getattr(args, "progress", True)) as bar:
         plans = predict_lines(model, tokenizer, [d or "" for d in descriptions], config, on_done=bar.update)
-    plans = [plan if d is not None else _rejected_input("the input line is not valid UTF-8") for d, plan in zip(descriptions, plans)]
+    plans = [
+        plan if d is not None else _rejected_input("the input line is not valid UTF-8")
+        for d, plan in zip(descriptions, plans)
+    ]
     for plan in plans:
         stdout.write(_one_line(plan.output_line()) + "\n")
     stdout.flush()

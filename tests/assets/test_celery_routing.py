@@ -13,7 +13,6 @@ import dagster as dg
 import pytest
 
 from assets.executors import CELERY_BACKEND_ENV, CELERY_BROKER_ENV, EXECUTOR_ENV, GPU_QUEUE
-
 from tests.helpers import free_port, require_binary
 from tests.support.services import REPO_ROOT, VENV_BIN, background, tail, wait_until
 
@@ -107,7 +106,8 @@ def test_checkpoint_step_runs_on_the_gpu_queue_worker(workdir: Path, tmp_path: P
                 cwd=workdir, env={**os.environ, **env}, capture_output=True, text=True, timeout=480,
             )
             assert launched.returncode == 0, (
-                f"{launched.stdout[-3000:]}\n{launched.stderr[-3000:]}\ngpu worker:\n{tail(gpu_log)}\ncpu worker:\n{tail(cpu_log)}"
+                f"{launched.stdout[-3000:]}\n{launched.stderr[-3000:]}\n"
+                f"gpu worker:\n{tail(gpu_log)}\ncpu worker:\n{tail(cpu_log)}"
             )
 
     instance = dg.DagsterInstance.from_config(str(home))

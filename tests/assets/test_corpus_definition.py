@@ -21,7 +21,6 @@ from pipelines.data.ingest import ingest
 from pipelines.data.lake import AUGMENTED_TABLE, read_table, table_path
 from pipelines.lineage.audit import run as run_lineage
 from pipelines.lineage.manifest import data_lineage
-
 from tests.support.lineage_fixture import TrainedLineage, build_trained_lineage, copy_lineage
 
 
@@ -40,7 +39,15 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedLineage:
 
 def _verify_output(lineage: TrainedLineage) -> tuple[int, str]:
     args = build_parser().parse_args(
-        ["lineage", str(lineage.merged_dir), "--lake", str(lineage.lake), "--raw-dir", str(lineage.raw_dir), "--verify"]
+        [
+            "lineage",
+            str(lineage.merged_dir),
+            "--lake",
+            str(lineage.lake),
+            "--raw-dir",
+            str(lineage.raw_dir),
+            "--verify",
+        ]
     )
     out, err = io.StringIO(), io.StringIO()
     code = run_lineage(args, out=out, err=err)
@@ -57,9 +64,13 @@ def test_a_file_is_ingested_watched_and_verified_or_none_of_them(
     lineage = copy_lineage(trained, tmp_path)
     raw_dir = lineage.raw_dir
     sensor = build_raw_corpus_sensor(raw_dir=lambda: raw_dir, job=stand_in_job, name="corpus_definition_sensor")
-    schedule = build_nightly_retrain_schedule(raw_dir=lambda: raw_dir, job=stand_in_job, name="corpus_definition_nightly")
+    schedule = build_nightly_retrain_schedule(
+        raw_dir=lambda: raw_dir, job=stand_in_job, name="corpus_definition_nightly"
+    )
     baseline = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, sensor_name=sensor.name))
-    digest_before = schedule.evaluate_tick(dg.build_schedule_context(instance=instance)).run_requests[0].tags[CORPUS_DIGEST_TAG]
+    digest_before = (
+        schedule.evaluate_tick(dg.build_schedule_context(instance=instance)).run_requests[0].tags[CORPUS_DIGEST_TAG]
+    )
 
     # A record ingest accepts, so "ingested" means trained on, not merely quarantined.
     first = (raw_dir / "a.jsonl").read_text(encoding="utf-8").splitlines()[0]
@@ -74,7 +85,9 @@ def test_a_file_is_ingested_watched_and_verified_or_none_of_them(
         dg.build_sensor_context(instance=instance, cursor=baseline.cursor, sensor_name=sensor.name)
     )
     watched_by_sensor = len(tick.run_requests or []) == 1
-    digest_after = schedule.evaluate_tick(dg.build_schedule_context(instance=instance)).run_requests[0].tags[CORPUS_DIGEST_TAG]
+    digest_after = (
+        schedule.evaluate_tick(dg.build_schedule_context(instance=instance)).run_requests[0].tags[CORPUS_DIGEST_TAG]
+    )
     watched_by_schedule = digest_after != digest_before
     frame = read_table(table_path(lineage.lake, AUGMENTED_TABLE))
     recorded = candidate in data_lineage(frame, AUGMENTED_TABLE, 0, raw_dir).raw_files_md5
@@ -93,7 +106,9 @@ def test_a_file_is_ingested_watched_and_verified_or_none_of_them(
         assert code == 0, out  # a file outside the corpus leaves the model's lineage intact
 
 
-def test_verify_names_an_edited_corpus_file_but_not_an_edited_other_file(trained: TrainedLineage, tmp_path: Path) -> None:
+def test_verify_names_an_edited_corpus_file_but_not_an_edited_other_file(
+    trained: TrainedLineage, tmp_path: Path
+) -> None:
     lineage = copy_lineage(trained, tmp_path)
     (lineage.raw_dir / "README.md").write_text("notes about the corpus\n", encoding="utf-8")
     assert _verify_output(lineage)[0] == 0

@@ -6,17 +6,14 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-import pytest
-import yaml
 
-from assets.data_assets import DATA_ASSETS
+from assets.data_assets import DATA_ASSETS, augmented_training_set, normalized_samples, raw_training_data
 from assets.data_checks import (
     DATA_CHECKS,
     augmented_no_split_leakage,
     raw_lines_accounted_for,
     raw_training_data_contract,
 )
-from assets.resources import ArtifactsResource, LakeResource, ParamsResource
 from pipelines.data.lake import (
     AUGMENTED_TABLE,
     NORMALIZED_TABLE,
@@ -27,7 +24,6 @@ from pipelines.data.lake import (
     table_version,
     write_table,
 )
-from tests.helpers import PARAMS_PATH
 
 
 def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
@@ -59,7 +55,7 @@ def test_materialize_writes_versions_row_counts_and_passes_checks(
     normalized = _metadata(result, "normalized_samples")
     assert normalized["n_samples"] == len(read_table(table_path(lake, NORMALIZED_TABLE)))
     assert normalized["input_raw_delta_version"] == 0
-    assert "| GetDiti |" in normalized["command_distribution"]
+    assert "GetDiti" in {row.data["command"] for row in normalized["command_distribution"].records}
 
     augmented = _metadata(result, "augmented_training_set")
     table = read_table(table_path(lake, AUGMENTED_TABLE))
@@ -69,7 +65,19 @@ def test_materialize_writes_versions_row_counts_and_passes_checks(
         "![train exposure before and after weighting](data:image/png;base64,"
     )
     assert Path(augmented["command_exposure_chart_path"]).read_bytes().startswith(b"\x89PNG")
-    assert "weighted train exposure" in augmented["command_distribution"]
+    assert "weighted train exposure" in {
+        column.description for column in augmented["command_distribution"].schema.columns
+    }
+
+    # The columns the UI lists for each asset are its Delta table's.
+    for asset, table in ((raw_training_data, RAW_TABLE), (normalized_samples, NORMALIZED_TABLE),
+                         (augmented_training_set, AUGMENTED_TABLE)):
+        schema = asset.metadata_by_key[asset.key]["dagster/column_schema"]
+        assert [column.name for column in schema.columns] == list(read_table(table_path(lake, table)).columns)
+    # The quarantine preview lists the quarantined lines, typed like the quarantine table.
+    preview = raw["quarantine_preview"]
+    assert sorted(row.data["reason"] for row in preview.records) == ["blank_line", "invalid_json"]
+    assert {row.data["line_number"] for row in preview.records} == {1, 2}
 
     # Nothing changed: every stage reuses its tables and reports what they hold, no new version.
     again = dg.materialize(DATA_ASSETS, resources=resources)
@@ -118,7 +126,7 @@ def test_failed_checks_name_what_is_wrong(resources: dict, lake: Path) -> None:
     contract = raw_training_data_contract(lake=resources["lake"])
     assert not contract.passed
     assert contract.metadata["n_failure_cases"].value >= 2
-    assert "sideways" in contract.metadata["failure_cases"].value
+    assert "sideways" in {row.data["failure_case"] for row in contract.metadata["failure_cases"].value.records}
 
     # The extra quarantine row is a line that no raw file has.
     accounted = raw_lines_accounted_for(lake=resources["lake"], params=resources["params"])

@@ -15,10 +15,9 @@ import dagster as dg
 import pytest
 import yaml
 
-from assets.resources import ArtifactsResource, LakeResource, ParamsResource
-from pipelines.serve.evaluate import PROGRESS_PREFIX
 from pipelines.data.lake import AUGMENTED_TABLE, NORMALIZED_TABLE, read_table, table_path, table_version
 from pipelines.lineage.manifest import MANIFEST_NAME
+from pipelines.serve.evaluate import PROGRESS_PREFIX
 from tests.helpers import PARAMS_PATH, asset_resources, jsonl_bytes
 
 

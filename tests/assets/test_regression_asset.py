@@ -18,13 +18,22 @@ import yaml
 
 from data_contracts.commands import Command
 from data_contracts.forms import render_json_commands
-from pipelines.serve.evaluate import PROGRESS_PREFIX, SLICES
+from pipelines.serve.eval_cases import SLICES
+from pipelines.serve.evaluate import PROGRESS_PREFIX
 from tests.helpers import PARAMS_PATH, REPO_ROOT
 
 SAMPLES = [
     ("s0", "等待1分钟", [Command(func_name="Delay", func_parameters={"seconds": 60})]),
-    ("s1", "Shake Plate1 at 700 rpm for 1 minute", [Command(func_name="Shake", func_parameters={"labware": "Plate1", "rpm": 700, "seconds": 60})]),
-    ("s2", "Pick up 200ul tips on channel 3", [Command(func_name="GetDiti", func_parameters={"ditiType": "200ul", "channels": [3]})]),
+    (
+        "s1",
+        "Shake Plate1 at 700 rpm for 1 minute",
+        [Command(func_name="Shake", func_parameters={"labware": "Plate1", "rpm": 700, "seconds": 60})],
+    ),
+    (
+        "s2",
+        "Pick up 200ul tips on channel 3",
+        [Command(func_name="GetDiti", func_parameters={"ditiType": "200ul", "channels": [3]})],
+    ),
     ("s3", "弃去通道1的枪头", [Command(func_name="DropDiti", func_parameters={"channels": [1]})]),
 ]
 EVAL_IDS = {"s0", "s1", "s2"}
@@ -41,8 +50,21 @@ TRAINED_ON = {
 
 
 PUBLIC_CASES = [
-    {"conversation": [{"input": "程序暂停，计时3小时后继续", "output": "Delay(seconds=10800)"}], "id": "E003", "tags": ["zh"]},
-    {"conversation": [{"input": "Gripper: carry Assay_Plate over to Deck_7.", "output": "MoveLabware(labware='Assay_Plate', position='Deck_7')"}], "id": "E006", "tags": ["en"]},
+    {
+        "conversation": [{"input": "程序暂停，计时3小时后继续", "output": "Delay(seconds=10800)"}],
+        "id": "E003",
+        "tags": ["zh"],
+    },
+    {
+        "conversation": [
+            {
+                "input": "Gripper: carry Assay_Plate over to Deck_7.",
+                "output": "MoveLabware(labware='Assay_Plate', position='Deck_7')",
+            }
+        ],
+        "id": "E006",
+        "tags": ["en"],
+    },
 ]
 
 
@@ -158,6 +180,7 @@ def gate_evaluation(result):
 
 
 def test_regression_metrics_writes_results_appends_failures_and_gates(tmp_path, merged_model_root):
+    from assets.evaluation_assets import regression_metrics
     from data_contracts.tables import RegressionResultTable
     from pipelines.data.lake import read_table, table_path
 
@@ -166,7 +189,11 @@ def test_regression_metrics_writes_results_appends_failures_and_gates(tmp_path, 
     write_inputs(tmp_path / "lake")
     mismatched = tmp_path / "mismatched_cases.jsonl"
     mismatched.write_text(
-        json.dumps({"conversation": [{"input": "行2:弃去通道1的枪头", "output": "DropDiti(channels=[1])"}], "id": "old"}, ensure_ascii=False) + "\n",
+        json.dumps(
+            {"conversation": [{"input": "行2:弃去通道1的枪头", "output": "DropDiti(channels=[1])"}], "id": "old"},
+            ensure_ascii=False,
+        )
+        + "\n",
         encoding="utf-8",
     )
 
@@ -189,10 +216,17 @@ def test_regression_metrics_writes_results_appends_failures_and_gates(tmp_path, 
     assert all(", eta " in message for message in progress)
     frame = read_table(table_path(tmp_path / "lake", "regression_results"))
     RegressionResultTable.validate(frame, lazy=True)
+    # The columns the UI lists for the asset are the Delta table's.
+    schema = regression_metrics.metadata_by_key[regression_metrics.key]["dagster/column_schema"]
+    assert [column.name for column in schema.columns] == list(frame.columns)
     # 3 eval cases + the mismatched one (its normalized description differs from every eval case) + 1 public
     assert sorted(frame["case_id"]) == ["eval:s0", "eval:s1", "eval:s2", "mismatched:old", "public:E003"]
     assert frame.set_index("case_id")["split_source"].to_dict() == {
-        "eval:s0": "eval", "eval:s1": "eval", "eval:s2": "eval", "mismatched:old": "mismatched", "public:E003": "public"
+        "eval:s0": "eval",
+        "eval:s1": "eval",
+        "eval:s2": "eval",
+        "mismatched:old": "mismatched",
+        "public:E003": "public",
     }
     assert frame["constrained"].all()  # smoke: constrained only
     # An untrained model still gives parseable plans, because decoding is constrained to the schema.
@@ -206,10 +240,13 @@ def test_regression_metrics_writes_results_appends_failures_and_gates(tmp_path, 
 
     metadata = result.asset_materializations_for_node("regression_metrics")[0].metadata
     assert metadata["n_cases"].value == 5.0  # every case of the run
-    assert "| micro |" in metadata["metrics"].value
-    assert metadata["confusion"].value.startswith("| gold \\ predicted |")
+    assert "micro" in {row.data["command"] for row in metadata["command_scores"].value.records}
+    assert "exact_match" in {row.data["metric"] for row in metadata["metrics"].value.records}
+    assert metadata["confusion"].value.schema.columns[0].name == "gold \\ predicted"
     # per slice: evaluated out of available; a missing file is 0 cases and flagged, with no rates
-    counts = {name: (metadata[f"{name}/cases_evaluated"].value, metadata[f"{name}/cases_available"].value) for name in SLICES}
+    counts = {
+        name: (metadata[f"{name}/cases_evaluated"].value, metadata[f"{name}/cases_available"].value) for name in SLICES
+    }
     assert counts == {"eval": (3, 3), "mismatched": (1, 1), "heldout": (0, 0), "public": (1, 2)}
     assert metadata["heldout/file_missing"].value is True and metadata["public/file_missing"].value is False
     assert "heldout/exact_match" not in metadata
@@ -218,10 +255,13 @@ def test_regression_metrics_writes_results_appends_failures_and_gates(tmp_path, 
     slice_rows = {row.data["slice"]: row.data for row in metadata["slices"].value.records}
     assert slice_rows["heldout"]["note"] == f"missing file {heldout}"
     assert slice_rows["public"]["note"] == "capped at 1 of 2 (eval.max_cases)"
-    tag_rows = {(row.data["slice"], row.data["tag"]): row.data["cases"] for row in metadata["exact_match_by_tag"].value.records}
+    tag_rows = {
+        (row.data["slice"], row.data["tag"]): row.data["cases"] for row in metadata["exact_match_by_tag"].value.records
+    }
     assert tag_rows[("public", "time_conversion")] == 1  # "3小时" in the text as written
     assert tag_rows[("eval", "single_command")] == 3 and tag_rows[("all", "single_command")] == 5
-    assert "| tag | eval | mismatched | public | all |" in metadata["exact_match_by_tag_md"].value
+    tag_slices = [row.data["slice"] for row in metadata["exact_match_by_tag"].value.records]
+    assert list(dict.fromkeys(tag_slices)) == ["eval", "mismatched", "public", "all"]
     # only eval-split failures are kept: "old" was already there, the public case must never be added
     assert metadata["new_mismatched_cases"].value == 3
 

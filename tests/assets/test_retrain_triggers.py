@@ -12,7 +12,6 @@ from assets.schedules import build_nightly_retrain_schedule
 from assets.sensors import CORPUS_DIGEST_TAG, build_raw_corpus_sensor
 from pipelines.data.fingerprints import corpus_digest
 from pipelines.data.ingest import corpus_md5s
-
 from tests.helpers import sample_record, write_jsonl
 
 
@@ -97,7 +96,9 @@ def test_sensor_runs_on_the_daemon_path(raw_dir: Path, instance: dg.DagsterInsta
     resolved = defs.resolve_sensor_def("defs_sensor")
     baseline = resolved.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
     (raw_dir / "b.jsonl").unlink()
-    result = resolved.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=baseline.cursor, definitions=defs))
+    result = resolved.evaluate_tick(
+        dg.build_sensor_context(instance=instance, cursor=baseline.cursor, definitions=defs)
+    )
     assert len(result.run_requests) == 1
     assert resolved.job_name == "stand_in_retrain"
 

@@ -47,7 +47,11 @@ def test_two_training_runs_never_overlap(tmp_path: Path) -> None:
 
     daemon_log = tmp_path / "daemon.log"
     most_active = 0
-    with background([str(VENV_BIN / "dagster-daemon"), "run", "-f", str(STANDIN)], daemon_log, env={"DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO_ROOT)}):
+    with background(
+        [str(VENV_BIN / "dagster-daemon"), "run", "-f", str(STANDIN)],
+        daemon_log,
+        env={"DAGSTER_HOME": str(home), "PYTHONPATH": str(REPO_ROOT)},
+    ):
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             statuses = [run.status for run in instance.get_runs()]

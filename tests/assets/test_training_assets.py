@@ -8,12 +8,9 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 
-from assets.resources import ArtifactsResource, LakeResource, ParamsResource
 from pipelines.data.lake import AUGMENTED_TABLE, read_table, table_path, table_version
 from pipelines.lineage.manifest import MANIFEST_NAME, sha256_weights
-from tests.helpers import PARAMS_PATH
 
 
 def _metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict:
@@ -90,10 +87,12 @@ def _progress_lines(instance: dg.DagsterInstance, run_id: str) -> list[str]:
 def test_forced_retrain_stays_current_and_training_progress_reaches_the_event_log(
     resources, raw_dir: Path, lake: Path, tmp_path: Path, monkeypatch
 ):
-    from assets.training_assets import LATEST_RUN_FILE, TrainingRunConfig, base_model, lora_checkpoint
+    from assets.training_assets import TrainingRunConfig, base_model, lora_checkpoint
     from assets.training_launch import resolve_nproc
+    from pipelines.config import load_params
     from pipelines.lineage.manifest import data_lineage
-    from pipelines.model.train import resolve_profile, run_fingerprint, training_code_hash
+    from pipelines.model.checkpoints import run_fingerprint, training_code_hash
+    from pipelines.model.training_runs import LATEST_RUN_FILE
 
     monkeypatch.delenv("SOP2CMD_PROFILE", raising=False)
     _write_augmented_set(resources, raw_dir, lake)
@@ -108,6 +107,8 @@ def test_forced_retrain_stays_current_and_training_progress_reaches_the_event_lo
         return result.run_id, _metadata(result, "lora_checkpoint")
 
     with dg.instance_for_test() as instance:
+        # lora_checkpoint trains on the base model that base_model prepared.
+        assert dg.materialize([base_model], resources=resources, instance=instance).success
         first_run, first = materialize(instance)
         # Progress arrives through Pipes while the step runs: loss, step/total and ETA, in step order.
         progress = _progress_lines(instance, first_run)
@@ -129,8 +130,7 @@ def test_forced_retrain_stays_current_and_training_progress_reaches_the_event_lo
         assert latest["adapter_dir"] == str((Path(forced["run_dir"]) / "adapter").resolve())
 
     # The run's identity is the whole of it: config, data, base weights, this training code and the world size.
-    params = yaml.safe_load(Path(resources["params"].path).read_text(encoding="utf-8"))
-    _, train_config = resolve_profile(params["training"])
+    _, train_config = load_params(resources["params"].path).training.resolve()
     augmented_path = table_path(lake, AUGMENTED_TABLE)
     version = table_version(augmented_path)
     data = read_table(augmented_path, version=version)

@@ -7,10 +7,10 @@ import dagster as dg
 import pytest
 
 from assets.training_launch import launch_training, resolve_nproc, torchrun_command
+from pipelines.config import TrainConfig
 from pipelines.data.lake import AUGMENTED_TABLE, table_path
 from pipelines.lineage.manifest import sha256_weights
-from pipelines.model.train import CONFIG_NAME, TrainConfig
-
+from pipelines.model.checkpoints import CONFIG_NAME
 from tests.support.lineage_fixture import EXAMPLES, run_data_stages
 
 pytestmark = pytest.mark.slow
@@ -23,7 +23,9 @@ def test_nproc_resolution_and_command() -> None:
     with pytest.raises(ValueError, match="'auto'"):
         resolve_nproc("many")
     command = torchrun_command(2, Path("/tmp/request.json"))
-    assert command[-6:] == ["--nproc-per-node", "2", "-m", "pipelines.model.train_entry", "--request", "/tmp/request.json"]
+    assert command[-6:] == [
+        "--nproc-per-node", "2", "-m", "pipelines.model.train_entry", "--request", "/tmp/request.json"
+    ]
 
 
 def test_two_gloo_processes_train_a_valid_adapter(tmp_path: Path) -> None:

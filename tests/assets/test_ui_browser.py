@@ -36,7 +36,10 @@ def _get_json(url: str, body: dict | None = None) -> dict:
 
 
 def _location_status(base: str) -> str:
-    query = "{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError { __typename ... on PythonError { message } } } } } }"
+    query = (
+        "{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError "
+        "{ __typename ... on PythonError { message } } } } } }"
+    )
     try:
         entries = _get_json(f"{base}/graphql", {"query": query})["data"]["workspaceOrError"]["locationEntries"]
     except OSError:

@@ -1,4 +1,6 @@
-"""The benchmarks' own logic: FLOP accounting, the seed/optimized configurations, and the GPU code path on CPU.
+"""The benchmarks' own logic: FLOP accounting, the baseline/optimized configurations, the GPU code path on CPU.
+
+"seed" in the benchmarks' loop and result names is the unoptimized baseline they measure against.
 
 No timings are asserted; these tests only keep the benchmark code paths alive and their bookkeeping right.
 """
@@ -9,15 +11,8 @@ import math
 
 import pytest
 
-from bench.train_throughput import (
-    QWEN3_ARCHS,
-    SAMPLES_PER_STEP,
-    SEED_KNOBS,
-    FlopModel,
-    build_configs,
-    gpu_benchmark,
-    parse_args,
-)
+from bench.gpu_train_throughput import QWEN3_ARCHS, FlopModel, gpu_benchmark
+from bench.train_throughput import BASELINE_KNOBS, SAMPLES_PER_STEP, build_configs, parse_args
 
 
 @pytest.mark.parametrize(("arch", "non_embedding_params"), [("qwen3-0.6b", 0.44e9), ("qwen3-4b", 3.6e9)])
@@ -33,14 +28,16 @@ def test_lora_flops_count_frozen_backward_and_causal_attention():
     assert flops.lora_training_flops([5], target_tokens=2) == expected
 
 
-def test_seed_and_optimized_configs_share_everything_but_throughput_knobs():
-    profile = {"base_model": "tiny", "learning_rate": 1e-3, "per_device_train_batch_size": 8, "gradient_checkpointing": False}
-    seed, optimized, _ = build_configs(profile, "cpu")
-    assert seed["per_device_train_batch_size"] * seed["gradient_accumulation_steps"] == SAMPLES_PER_STEP
+def test_baseline_and_optimized_configs_share_everything_but_throughput_knobs():
+    profile = {
+        "base_model": "tiny", "learning_rate": 1e-3, "per_device_train_batch_size": 8, "gradient_checkpointing": False,
+    }
+    baseline, optimized, _ = build_configs(profile, "cpu")
+    assert baseline["per_device_train_batch_size"] * baseline["gradient_accumulation_steps"] == SAMPLES_PER_STEP
     assert optimized["per_device_train_batch_size"] * optimized["gradient_accumulation_steps"] == SAMPLES_PER_STEP
-    assert seed["gradient_checkpointing"] is True and seed["max_length"] == optimized["max_length"] == 512
-    differing = {k for k in seed.keys() | optimized.keys() if seed.get(k) != optimized.get(k)}
-    assert differing <= set(SEED_KNOBS)
+    assert baseline["gradient_checkpointing"] is True and baseline["max_length"] == optimized["max_length"] == 512
+    differing = {k for k in baseline.keys() | optimized.keys() if baseline.get(k) != optimized.get(k)}
+    assert differing <= set(BASELINE_KNOBS)
 
 
 def test_gpu_code_path_runs_on_cpu_with_the_tiny_architecture():
@@ -53,14 +50,17 @@ def test_gpu_code_path_runs_on_cpu_with_the_tiny_architecture():
 
 
 def test_inference_loops_decode_the_way_they_are_named(tmp_path):
-    """Each loop of bench/inference_throughput.py really runs its mode; a constrained loop ends every plan with <eoc>."""
+    """Each loop of bench/inference_throughput.py really runs its mode; a constrained loop ends every plan with <eoc>.
+
+    The baseline loop (`seed_one_at_a_time`, `bench/baseline_decode.py`) gives the batched loop's tokens.
+    """
     import torch
 
     from bench.inference_throughput import LOOP_MODES, run_loop
-    from pipelines.serve.constrained import DecodingLimits
-    from pipelines.serve.decode import DecodingConfig
     from pipelines.model.model_io import load_model_and_tokenizer
     from pipelines.model.tiny_model import build_tiny_model
+    from pipelines.serve.constrained import DecodingLimits
+    from pipelines.serve.decode import DecodingConfig
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -69,7 +69,9 @@ def test_inference_loops_decode_the_way_they_are_named(tmp_path):
         descriptions = ["Wait 2 minutes", "程序暂停3分钟"]
         config = DecodingConfig(max_new_tokens=600, batch_size=2,
                                 limits=DecodingLimits(max_commands=2, max_string_chars=8, max_number=1000))
-        runs = {name: run_loop(name, model, tokenizer, descriptions, config, *modes) for name, modes in LOOP_MODES.items()}
+        runs = {
+            name: run_loop(name, model, tokenizer, descriptions, config, *modes) for name, modes in LOOP_MODES.items()
+        }
         constrained_one_at_a_time = run_loop("check", model, tokenizer, descriptions, config,
                                              one_at_a_time=True, constrained=True)
     finally:

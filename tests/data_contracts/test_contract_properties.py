@@ -6,6 +6,7 @@ Each property runs on arbitrary input (any text, any JSON) and on mutations of t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from data_contracts.forms import (
 )
 from data_contracts.validation import ValidationIssue, validate_commands
 from pipelines.data.normalize import normalize_text
-from tests.helpers import FIXTURES
+from tests.helpers import EXAMPLES, gold_text
 
 PROPERTY_SETTINGS = settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]
@@ -53,17 +54,8 @@ COMMAND_NAMES = list(CATALOG.commands)
 PARAM_NAMES = sorted({param for spec in CATALOG.commands.values() for param in spec.params})
 
 
-def _gold_outputs() -> list[str]:
-    lines = (FIXTURES / "sop_examples.jsonl").read_text(encoding="utf-8").splitlines()
-    return [json.loads(line)["conversation"][0]["output"] for line in lines if line.strip()]
-
-
-def _gold_inputs() -> list[str]:
-    lines = (FIXTURES / "sop_examples.jsonl").read_text(encoding="utf-8").splitlines()
-    return [json.loads(line)["conversation"][0]["input"] for line in lines if line.strip()]
-
-
-GOLD_OUTPUTS = _gold_outputs()
+GOLD_OUTPUTS = [gold_text(example) for example in EXAMPLES]
+GOLD_INPUTS = [example["conversation"][0]["input"] for example in EXAMPLES]
 GOLD_PLANS = [parse_text_commands(text) for text in GOLD_OUTPUTS]
 
 # --- strategies --------------------------------------------------------------------------------
@@ -148,19 +140,26 @@ def _round_trips(commands: list[Command]) -> None:
     assert parse_json_commands(as_json) == commands
 
 
+def _parse_and_round_trip(parse: Callable[[str], list[Command]], text: str) -> list[Command] | None:
+    """The commands `parse` reads from `text`, checked and round-tripped; None when it refuses with a ContractError."""
+    try:
+        commands = parse(text)
+    except ContractError:
+        return None
+    _assert_parsed(commands)
+    _round_trips(commands)
+    return commands
+
+
 # --- text form -----------------------------------------------------------------------------------
 
 
 @PROPERTY_SETTINGS
 @given(st.one_of(st.text(), call_like_text, edited_gold_text()))
 def test_parse_text_raises_only_contract_errors(text: str) -> None:
-    try:
-        commands = parse_text_commands(text)
-    except ContractError:
-        return
-    _assert_parsed(commands)
-    _round_trips(commands)
-    _assert_issues(validate_commands(commands))
+    commands = _parse_and_round_trip(parse_text_commands, text)
+    if commands is not None:
+        _assert_issues(validate_commands(commands))
 
 
 @PROPERTY_SETTINGS
@@ -200,25 +199,15 @@ def test_parse_text_refuses_hostile_calls_with_a_contract_error(hostile: str) ->
 @PROPERTY_SETTINGS
 @given(st.one_of(st.text(), json_values.map(lambda v: json.dumps(v, allow_nan=True))))
 def test_parse_json_of_arbitrary_json_raises_only_contract_errors(text: str) -> None:
-    try:
-        commands = parse_json_commands(text)
-    except ContractError:
-        return
-    _assert_parsed(commands)
-    _round_trips(commands)
+    _parse_and_round_trip(parse_json_commands, text)
 
 
 @PROPERTY_SETTINGS
 @given(st.lists(command_dicts, max_size=6))
 def test_parse_json_of_command_shaped_documents_raises_only_contract_errors(items: list[dict]) -> None:
-    text = json.dumps({"commands": items}, allow_nan=True)
-    try:
-        commands = parse_json_commands(text)
-    except ContractError:
-        return
-    _assert_parsed(commands)
-    _round_trips(commands)
-    _assert_issues(validate_commands(commands))
+    commands = _parse_and_round_trip(parse_json_commands, json.dumps({"commands": items}, allow_nan=True))
+    if commands is not None:
+        _assert_issues(validate_commands(commands))
 
 
 def test_parse_json_refuses_deep_nesting_and_non_finite_numbers() -> None:
@@ -253,28 +242,42 @@ def _without_param(command: Command, key: str) -> Command:
     )
 
 
+def _renamed(command: Command, name: str) -> Command:
+    return Command(func_name=name, func_parameters=command.func_parameters)
+
+
+def _required_params_given(command: Command) -> list[str]:
+    params = CATALOG.commands[command.func_name].params
+    return [key for key, param in params.items() if param.required and key in command.func_parameters]
+
+
+def _with_first_item(command: Command, key: str, first: Any) -> Command:
+    """`command` with the first item of its list parameter `key` replaced by `first`."""
+    return _set_param(command, key, [first] + command.func_parameters[key][1:])
+
+
 # (mutation name, applies to a command?, mutate, the rule it must trigger)
 MUTATIONS = {
-    "unknown_command": (lambda c: True, lambda c, d: Command(func_name=c.func_name + "X", func_parameters=c.func_parameters), "unknown_command"),
+    "unknown_command": (lambda c: True, lambda c, d: _renamed(c, c.func_name + "X"), "unknown_command"),
     "unknown_parameter": (lambda c: True, lambda c, d: _set_param(c, "speed", 1), "unknown_parameter"),
     "missing_parameter": (
         lambda c: any(p.required for p in CATALOG.commands[c.func_name].params.values()),
-        lambda c, d: _without_param(c, d(st.sampled_from([k for k, p in CATALOG.commands[c.func_name].params.items() if p.required and k in c.func_parameters]))),
+        lambda c, d: _without_param(c, d(st.sampled_from(_required_params_given(c)))),
         "missing_parameter",
     ),
     "channel_range": (
         lambda c: "channels" in c.func_parameters,
-        lambda c, d: _set_param(c, "channels", [d(st.sampled_from([0, 9, -1, 100]))] + c.func_parameters["channels"][1:]),
+        lambda c, d: _with_first_item(c, "channels", d(st.sampled_from([0, 9, -1, 100]))),
         "channel_range",
     ),
     "duplicate_channel": (
         lambda c: len(c.func_parameters.get("channels", [])) >= 2,
-        lambda c, d: _set_param(c, "channels", [c.func_parameters["channels"][0]] * len(c.func_parameters["channels"])),
+        lambda c, d: _set_param(c, "channels", c.func_parameters["channels"][:1] * len(c.func_parameters["channels"])),
         "duplicate_channel",
     ),
     "invalid_well": (
         lambda c: "wells" in c.func_parameters,
-        lambda c, d: _set_param(c, "wells", [d(st.sampled_from(["I1", "A13", "A0", "a1", "A01", ""]))] + c.func_parameters["wells"][1:]),
+        lambda c, d: _with_first_item(c, "wells", d(st.sampled_from(["I1", "A13", "A0", "a1", "A01", ""]))),
         "invalid_well",
     ),
     "length_mismatch": (
@@ -284,7 +287,7 @@ MUTATIONS = {
     ),
     "volume_positive": (
         lambda c: "vols" in c.func_parameters,
-        lambda c, d: _set_param(c, "vols", [d(st.sampled_from([0, -5, -0.5]))] + c.func_parameters["vols"][1:]),
+        lambda c, d: _with_first_item(c, "vols", d(st.sampled_from([0, -5, -0.5]))),
         "volume_positive",
     ),
     "tip_type": (
@@ -349,7 +352,9 @@ def test_exceeding_the_mounted_tip_is_caught(data: st.DataObject) -> None:
     wells = [f"{row}1" for row in "ABCDEFGH"[: len(channels)]]
     plan = [
         Command(func_name="GetDiti", func_parameters={"ditiType": tip_type, "channels": channels}),
-        Command(func_name="Aspirate", func_parameters={"channels": channels, "labware": "P", "wells": wells, "vols": vols}),
+        Command(
+            func_name="Aspirate", func_parameters={"channels": channels, "labware": "P", "wells": wells, "vols": vols}
+        ),
     ]
     issues = validate_commands(plan)
     assert [(i.rule, i.command_index, i.field) for i in issues] == [("tip_capacity", 1, "vols")]
@@ -371,7 +376,7 @@ def test_gold_plans_concatenated_stay_valid_or_fail_only_on_tips(plans: list[lis
 
 @st.composite
 def decorated_gold_input(draw: st.DrawFn) -> str:
-    text = draw(st.sampled_from(_gold_inputs()))
+    text = draw(st.sampled_from(GOLD_INPUTS))
     prefix = draw(st.sampled_from(["", "行1:", "步骤3：", "Step 2. ", "(1) ", "1、", "第2步、", "Line 4: ", "\ufeff"]))
     noise = draw(st.sampled_from(["", "\u200b", "  ", "\t", "\n\n", "\r\n", "　", "\u00ad"]))
     return noise + prefix + text.replace("，", draw(st.sampled_from(["，", ",", " , "]))) + noise

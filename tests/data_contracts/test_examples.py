@@ -8,7 +8,6 @@ import pytest
 
 from data_contracts.forms import parse_text_commands, render_json_commands, render_text_commands
 from data_contracts.validation import validate_commands
-
 from tests.helpers import EXAMPLES, EXAMPLES_PATH, gold_text
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

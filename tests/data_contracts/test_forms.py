@@ -17,8 +17,7 @@ from data_contracts.forms import (
     render_json_commands,
     render_text_commands,
 )
-
-from tests.helpers import EXAMPLES, EXAMPLE_IDS, gold_text
+from tests.helpers import EXAMPLE_IDS, EXAMPLES, gold_text
 
 
 def cmd(name: str, **params: object) -> Command:

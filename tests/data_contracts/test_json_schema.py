@@ -11,8 +11,7 @@ import pytest
 
 from data_contracts.catalog import catalog_json_schema, command_json_schema, load_catalog
 from data_contracts.forms import parse_text_commands, render_json_commands
-
-from tests.helpers import EXAMPLES, EXAMPLE_IDS, gold_text
+from tests.helpers import EXAMPLE_IDS, EXAMPLES, gold_text
 
 # The JSON-Schema keywords a grammar compiler is promised; anything else in the schema is a bug.
 PLAIN_KEYWORDS = {

@@ -8,8 +8,7 @@ from data_contracts.commands import Command
 from data_contracts.errors import CatalogViolation, ContractError
 from data_contracts.forms import parse_json_commands, parse_text_commands, render_json_commands
 from data_contracts.validation import ValidationIssue, ensure_valid, validate_commands
-
-from tests.helpers import EXAMPLES, EXAMPLE_IDS, gold_text
+from tests.helpers import EXAMPLE_IDS, EXAMPLES, gold_text
 
 
 def cmd(name: str, **params: Any) -> Command:
@@ -309,7 +308,8 @@ def test_grounding_is_exact_substring_matching() -> None:
         assert validate_commands([asp(labware=label)], GROUNDING_DESCRIPTION) == [], label
     # another case, an added space, a different script: not written in the description
     for label in ("pcr_plate", "PCR_Plate ", "ＰＣＲ35"):
-        assert [i.rule for i in validate_commands([asp(labware=label)], GROUNDING_DESCRIPTION)] == ["ungrounded_string"], label
+        issues = validate_commands([asp(labware=label)], GROUNDING_DESCRIPTION)
+        assert [i.rule for i in issues] == ["ungrounded_string"], label
 
 
 def test_labels_with_other_issues_are_not_also_ungrounded() -> None:

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.atomic_files import recover_directory, replace_directory, staging_directory
-from pipelines.lineage.manifest import write_json_atomic
+from pipelines.atomic_files import recover_directory, replace_directory, staging_directory, write_json_atomic
 from tests.helpers import REPO_ROOT, subprocess_env, worker_command
 from tests.support.workers.replace_killed import KILL_POINTS, read_version, write_version
 

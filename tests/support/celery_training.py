@@ -11,10 +11,8 @@ from assets.executors import GPU_RUN_TAGS
 
 CHECKPOINT_SELECTION = dg.AssetSelection.assets("lora_checkpoint").upstream()
 
-defs = dg.Definitions.merge(
-    project_defs,
-    dg.Definitions(jobs=[dg.define_asset_job("checkpoint_on_celery", selection=CHECKPOINT_SELECTION, tags=GPU_RUN_TAGS)]),
-)
+checkpoint_job = dg.define_asset_job("checkpoint_on_celery", selection=CHECKPOINT_SELECTION, tags=GPU_RUN_TAGS)
+defs = dg.Definitions.merge(project_defs, dg.Definitions(jobs=[checkpoint_job]))
 
 
 def checkpoint_on_celery() -> dg.JobDefinition:

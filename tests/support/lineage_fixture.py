@@ -11,11 +11,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.atomic_files import write_json_atomic
 from pipelines.config import load_params
-from pipelines.data.stages import run_augment_stage, run_normalize_stage, run_raw_stage
 from pipelines.data.lake import AUGMENTED_TABLE, read_table, table_path
-from pipelines.lineage.manifest import MANIFEST_NAME, build_manifest, data_lineage, sha256_weights, write_json_atomic
-
+from pipelines.data.stages import run_augment_stage, run_normalize_stage, run_raw_stage
+from pipelines.lineage.manifest import MANIFEST_NAME, build_manifest, data_lineage, sha256_weights
 from tests.helpers import REPO_ROOT
 
 EXAMPLES = REPO_ROOT / "tests" / "fixtures" / "sop_examples.jsonl"
@@ -58,7 +58,8 @@ def build_trained_lineage(root: Path) -> TrainedLineage:
     base_dir = build_tiny_model(root / "base")
     adapter_dir = root / "run" / "adapter"
     model = get_peft_model(
-        load_causal_lm(base_dir), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+        load_causal_lm(base_dir),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
     )
     model.save_pretrained(str(adapter_dir), safe_serialization=True)
     manifest = build_manifest(

@@ -20,24 +20,23 @@ from data_contracts.catalog import load_catalog
 from data_contracts.commands import Command
 from data_contracts.forms import parse_text_commands, render_text_commands
 from data_contracts.validation import validate_commands
-from pipelines.corpus import generator as corpus_generator
 from pipelines.cli import main as cli_main
 from pipelines.config import load_params, parse_params
+from pipelines.corpus import generator as corpus_generator
+from pipelines.corpus.families import held_out_families, template_families
 from pipelines.corpus.generator import (
-    RARE_COMMANDS,
-    STEP_PREFIX,
     GeneratedRecord,
     generate_corpus,
     generate_heldout_records,
     generate_records,
-    held_out_families,
     heldout_cases,
-    read_protected_texts,
-    template_families,
     write_corpus,
 )
-from pipelines.serve.evaluate import read_cases
+from pipelines.corpus.near_copy import read_protected_texts
+from pipelines.corpus.phrasings import STEP_PREFIX
+from pipelines.corpus.planning import RARE_COMMANDS
 from pipelines.data.normalize import split_line_prefix
+from pipelines.serve.eval_slices import read_cases
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -218,7 +217,8 @@ SURFACE_FORMS: dict[str, dict[str, str]] = {
     "channels": {
         "前4个通道": r"前\d个通道", "前四个通道": r"前[两三四五六七]个通道", "every channel": "every channel",
         "all channels": "all channels", "8通道": "8通道", "channels 3 and 6": r"channels \d and \d",
-        "通道3与通道5": r"通道\d与通道\d", "1-4号通道": r"\d-\d号通道", "the first four channels": r"the first [a-z]+ channels",
+        "通道3与通道5": r"通道\d与通道\d", "1-4号通道": r"\d-\d号通道",
+        "the first four channels": r"the first [a-z]+ channels",
     },
     "arrows": {"→": "→", "->": "->"},
     "quotes": {"“”": "“", "「」": "「", '""': '"', "''": "'"},
@@ -323,7 +323,10 @@ def _spellings(microlitres: float) -> set[str]:
     return {format(value.normalize(), "f"), format((value / 1000).normalize(), "f")}
 
 
-ZH_AMOUNTS = {"一": 1, "两": 2, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "十": 10, "十五": 15, "二十": 20, "三十": 30}
+ZH_AMOUNTS = {
+    "一": 1, "两": 2, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7,
+    "十": 10, "十五": 15, "二十": 20, "三十": 30,
+}
 # "(?![A-Za-z])" rather than \b: Python counts CJK as word characters, and "1.5 h后" is a duration.
 DURATION_PART = re.compile(
     r"(\d+(?:\.\d+)?|[一两二三四五六七十]+|半)\s*(个半小时|个小时|小时|分钟|分(?![别配液])|秒钟|秒"
@@ -492,6 +495,6 @@ def test_generate_corpus_rejects_an_empty_corpus():
 def test_a_kind_of_record_whose_phrasings_are_used_up_is_an_error_not_a_hang(monkeypatch):
     # Every record planned as the same 30 s wait: a few hundred distinct texts exist, not 3000.
     wait = [Command(func_name="Delay", func_parameters={"seconds": 30})]
-    monkeypatch.setattr(corpus_generator, "_plan_slot", lambda rng, slot: wait)
+    monkeypatch.setattr(corpus_generator, "plan_slot", lambda rng, slot: wait)
     with pytest.raises(ValueError, match="used up"):
         generate_records(3000, 1)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from pipelines.cli import main as cli_main
-from pipelines.corpus.generator import NearCopyGuard
+from pipelines.corpus.near_copy import NearCopyGuard
 from pipelines.data.normalize import normalize_text, split_line_prefix
 
 REPO_ROOT = Path(__file__).resolve().parents[3]

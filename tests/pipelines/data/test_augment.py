@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.data.augment import augment_samples, sample_weights, with_prefix
 from pipelines.config import load_params
+from pipelines.data.augment import augment_samples, sample_weights, with_prefix
 from pipelines.data.normalize import command_names, detect_lang, normalize_text, source_index
 from pipelines.data.split import EVAL, TRAIN
 from tests.helpers import PARAMS_PATH
@@ -93,9 +93,11 @@ def test_prompt_and_completion_contents() -> None:
 
     assert table.loc[("zh_direct", "without_prefix"), "prompt"] == "用通道1吸取20ul"
     assert table.loc[("zh_direct", "with_prefix"), "prompt"] == "步骤3:用通道1吸取20ul"
-    assert table.loc[("zh_goal", "without_prefix"), "prompt"] == "请把下面的实验步骤转换成机器人指令：用通道1吸取20ul"
-    assert (
-        table.loc[("zh_qa", "with_prefix"), "prompt"] == "问：以下操作对应哪些机器人命令？\n步骤3:用通道1吸取20ul\n答："
+    assert table.loc[("zh_goal", "without_prefix"), "prompt"] == (
+        "请把下面的实验步骤转换成机器人指令：用通道1吸取20ul"
+    )
+    assert table.loc[("zh_qa", "with_prefix"), "prompt"] == (
+        "问：以下操作对应哪些机器人命令？\n步骤3:用通道1吸取20ul\n答："
     )
     assert (table["completion"] == _commands("Aspirate") + "<eoc>").all()
     assert table["command_names"].map(list).tolist() == [["Aspirate"]] * len(table)

@@ -53,7 +53,10 @@ from pipelines.data.normalize import normalize_text
         ("every channel", "channels 1,2,3,4,5,6,7,8"),
         ("channels 3 and 6", "channels 3 and 6"),
         ("用20ul分配到板", "用20ul分配到板"),
-        ("PCR_Plate, Deck_7, Fast_40x, Buffer_5ml, Tube_2h, Rack_A1-D1", "PCR_Plate, Deck_7, Fast_40x, Buffer_5ml, Tube_2h, Rack_A1-D1"),
+        (
+            "PCR_Plate, Deck_7, Fast_40x, Buffer_5ml, Tube_2h, Rack_A1-D1",
+            "PCR_Plate, Deck_7, Fast_40x, Buffer_5ml, Tube_2h, Rack_A1-D1",
+        ),
     ],
 )
 def test_canonical_forms(text: str, expected: str) -> None:
@@ -62,7 +65,9 @@ def test_canonical_forms(text: str, expected: str) -> None:
 
 # --- property: a text built from segments canonicalizes segment by segment ------------------------
 
-LABELS = ("样品板", "反应板A", "扩增板C", "PCR_Plate", "Deck_7", "Fast_40x", "Buffer_5ml", "Plate1", "Mag_Station", "Tube_2h")
+LABELS = (
+    "样品板", "反应板A", "扩增板C", "PCR_Plate", "Deck_7", "Fast_40x", "Buffer_5ml", "Plate1", "Mag_Station", "Tube_2h"
+)
 UL_UNITS = ("ul", "uL", "µl", "μL", "µL", "微升", " ul", " µL", " 微升")
 ML_UNITS = ("ml", "mL", "毫升", " ml", " mL", " 毫升")
 SEPARATORS = ("，然后", "; then ", "、再", "，之后")
@@ -98,7 +103,8 @@ def channel_segment(draw: st.DrawFn) -> tuple[str, str]:
     first = draw(st.integers(1, 7))
     last = draw(st.integers(first + 1, 8))
     listed = ",".join(str(c) for c in range(first, last + 1))
-    form = draw(st.sampled_from(("通道{a}-{b}", "{a}至{b}号通道", "通道{a}到通道{b}", "channels {a}-{b}", "channels {a} to {b}")))
+    forms = ("通道{a}-{b}", "{a}至{b}号通道", "通道{a}到通道{b}", "channels {a}-{b}", "channels {a} to {b}")
+    form = draw(st.sampled_from(forms))
     canonical = f"channels {listed}" if form.startswith("channels") else f"通道{listed}"
     return form.format(a=first, b=last), canonical
 

@@ -16,7 +16,15 @@ from deltalake import DeltaTable
 
 from pipelines.data import delta_safety, lake
 from pipelines.data.delta_safety import SafeWriteConfig, SchemaDriftError, safe_write_table
-from tests.helpers import subprocess_env, worker_command
+from tests.helpers import (
+    EXAMPLES_PATH,
+    PARAMS_PATH,
+    REPO_ROOT,
+    asset_resources,
+    subprocess_env,
+    worker_command,
+    write_params,
+)
 
 
 def _rows(path: Path, version: int | None = None) -> list[dict]:
@@ -26,6 +34,31 @@ def _rows(path: Path, version: int | None = None) -> list[dict]:
 
 def _data_files(path: Path) -> set[str]:
     return {p.name for p in path.glob("*.parquet")}
+
+
+def _kill_writer_mid_write(table_path: Path, signal_file: Path) -> subprocess.Popen:
+    """Run the interrupted_delta_write worker on `table_path` and SIGKILL it once its data files are on disk."""
+    writer = subprocess.Popen(
+        worker_command("interrupted_delta_write", table_path, signal_file), env=subprocess_env()
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not signal_file.exists():
+            assert writer.poll() is None, "writer exited before reaching the middle of its write"
+            assert time.monotonic() < deadline, "writer never reached the middle of its write"
+            time.sleep(0.05)
+        writer.send_signal(signal.SIGKILL)
+    finally:
+        writer.wait(timeout=30)
+    return writer
+
+
+def _gold_corpus(tmp_path: Path) -> tuple[Path, Path]:
+    """(a raw dir whose one corpus file holds the gold examples, a lake root not created yet) under tmp_path."""
+    raw_dir, lake_root = tmp_path / "raw", tmp_path / "lake"
+    raw_dir.mkdir()
+    (raw_dir / "gold.jsonl").write_bytes(EXAMPLES_PATH.read_bytes())
+    return raw_dir, lake_root
 
 
 def _augmented_frame(tag: str, n_rows: int) -> pd.DataFrame:
@@ -51,19 +84,7 @@ def test_writer_killed_mid_write_leaves_previous_version_and_next_write_succeeds
     rows_before = _rows(table_path)
     files_before = _data_files(table_path)
 
-    signal_file = tmp_path / "mid_write"
-    writer = subprocess.Popen(
-        worker_command("interrupted_delta_write", table_path, signal_file), env=subprocess_env()
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not signal_file.exists():
-            assert writer.poll() is None, "writer exited before reaching the middle of its write"
-            assert time.monotonic() < deadline, "writer never reached the middle of its write"
-            time.sleep(0.05)
-        writer.send_signal(signal.SIGKILL)
-    finally:
-        writer.wait(timeout=30)
+    writer = _kill_writer_mid_write(table_path, tmp_path / "mid_write")
     assert writer.returncode == -signal.SIGKILL
 
     orphans = _data_files(table_path) - files_before
@@ -248,17 +269,14 @@ def test_intended_schema_change_is_an_explicit_opt_in(tmp_path: Path) -> None:
 def test_two_augment_stage_runs_at_once_both_commit_without_duplicates(tmp_path: Path) -> None:
     """The real stage, twice at the same time (as two materializations of `augmented_training_set` would)."""
     from pipelines.data.stages import run_normalize_stage, run_raw_stage
-    from tests.helpers import FIXTURES, REPO_ROOT
 
-    raw_dir, lake_root = tmp_path / "raw", tmp_path / "lake"
-    raw_dir.mkdir()
-    (raw_dir / "gold.jsonl").write_bytes((FIXTURES / "sop_examples.jsonl").read_bytes())
+    raw_dir, lake_root = _gold_corpus(tmp_path)
     run_raw_stage(raw_dir, lake_root)
     run_normalize_stage(lake_root)
 
     # --force: both must write even if one sees the other's commit first (it would otherwise reuse it).
     command = [sys.executable, "-m", "pipelines", "stage", "augment", "--lake", str(lake_root),
-               "--params", str(REPO_ROOT / "params.yaml"), "--force"]
+               "--params", str(PARAMS_PATH), "--force"]
     runs = [subprocess.Popen(command, cwd=REPO_ROOT, env=subprocess_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [run.communicate(timeout=300) for run in runs]
@@ -282,39 +300,19 @@ def test_two_augment_stage_runs_at_once_both_commit_without_duplicates(tmp_path:
 def test_materialization_after_a_killed_write_of_the_augmented_set_succeeds(tmp_path: Path) -> None:
     """Dagster's view: a writer dies mid-write on `augmented_training_set`; the next materialization succeeds."""
     import dagster as dg
-    import yaml
 
     from assets.data_assets import augmented_training_set, normalized_samples, raw_training_data
-    from assets.resources import ArtifactsResource, LakeResource, ParamsResource
-    from tests.helpers import FIXTURES, REPO_ROOT
 
-    raw_dir, lake_root = tmp_path / "raw", tmp_path / "lake"
-    raw_dir.mkdir()
-    (raw_dir / "gold.jsonl").write_bytes((FIXTURES / "sop_examples.jsonl").read_bytes())
-    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    params["data"]["raw_dir"] = str(raw_dir)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
-    resources = {
-        "lake": LakeResource(root=str(lake_root)),
-        "artifacts": ArtifactsResource(root=str(tmp_path / "artifacts")),
-        "params": ParamsResource(path=str(tmp_path / "params.yaml")),
-    }
+    raw_dir, lake_root = _gold_corpus(tmp_path)
+    params_path = write_params(tmp_path / "params.yaml", lambda params: params["data"].update(raw_dir=str(raw_dir)))
+    resources = asset_resources(tmp_path, lake_root, params_path)
     assets = [raw_training_data, normalized_samples, augmented_training_set]
     assert dg.materialize(assets, resources=resources).success
     augmented_path = lake.table_path(lake_root, lake.AUGMENTED_TABLE)
     version_before = DeltaTable(str(augmented_path)).version()
     rows_before = _rows(augmented_path)
 
-    signal_file = tmp_path / "mid_write"
-    writer = subprocess.Popen(worker_command("interrupted_delta_write", augmented_path, signal_file), env=subprocess_env())
-    try:
-        deadline = time.monotonic() + 120
-        while not signal_file.exists():
-            assert writer.poll() is None and time.monotonic() < deadline, "writer never reached the middle of its write"
-            time.sleep(0.05)
-        writer.send_signal(signal.SIGKILL)
-    finally:
-        writer.wait(timeout=30)
+    _kill_writer_mid_write(augmented_path, tmp_path / "mid_write")
     assert DeltaTable(str(augmented_path)).version() == version_before
     assert _rows(augmented_path) == rows_before
 

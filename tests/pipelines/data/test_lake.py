@@ -8,7 +8,20 @@ import pandas as pd
 import pytest
 
 from pipelines.data.delta_safety import SchemaDriftError
-from pipelines.data.lake import RAW_QUARANTINE_TABLE, empty_frame, frame, read_table, table_version, write_table
+from pipelines.data.lake import (
+    AUGMENTED_TABLE,
+    NORMALIZE_QUARANTINE_TABLE,
+    NORMALIZED_TABLE,
+    RAW_QUARANTINE_TABLE,
+    RAW_TABLE,
+    RESULTS_TABLE,
+    SCHEMAS,
+    empty_frame,
+    frame,
+    read_table,
+    table_version,
+    write_table,
+)
 
 
 def _quarantine(n: int) -> pd.DataFrame:
@@ -52,3 +65,20 @@ def test_schema_drift_is_refused_naming_the_column(tmp_path: Path) -> None:
     with pytest.raises(SchemaDriftError, match="'b'"):
         write_table(pd.DataFrame({"a": [1], "b": [2]}), path)
     assert table_version(path) == 0
+
+
+def test_every_table_has_the_columns_of_its_contract() -> None:
+    """One schema per table (lake.SCHEMAS), with exactly the columns of its Pandera contract, in order."""
+    from data_contracts.tables import TABLE_MODELS
+
+    contracts = {
+        RAW_TABLE: "raw_training_data",
+        RAW_QUARANTINE_TABLE: "quarantine",
+        NORMALIZE_QUARANTINE_TABLE: "quarantine",
+        NORMALIZED_TABLE: "normalized_samples",
+        AUGMENTED_TABLE: "augmented_training_set",
+        RESULTS_TABLE: "regression_results",
+    }
+    assert set(SCHEMAS) == set(contracts)
+    for table, schema in SCHEMAS.items():
+        assert schema.names == list(TABLE_MODELS[contracts[table]].to_schema().columns), table

@@ -11,14 +11,6 @@ import pytest
 
 from pipelines.cli import main
 from pipelines.config import AugmentParams, load_params
-from pipelines.data.stages import (
-    TableContractError,
-    read_quarantine,
-    run_augment_stage,
-    run_normalize_stage,
-    run_raw_stage,
-    validate_frame,
-)
 from pipelines.data.lake import (
     AUGMENTED_TABLE,
     NORMALIZED_TABLE,
@@ -29,7 +21,16 @@ from pipelines.data.lake import (
     write_table,
 )
 from pipelines.data.split import leaked_sources
+from pipelines.data.stages import (
+    TableContractError,
+    read_quarantine,
+    run_augment_stage,
+    run_normalize_stage,
+    run_raw_stage,
+    validate_frame,
+)
 from tests.helpers import PARAMS_PATH, raw_record
+from tests.support.contract_frames import quarantine_frame
 
 
 def _stage(name: str, lake: Path, raw_dir: Path | None = None) -> list[str]:
@@ -114,7 +115,8 @@ def test_an_unchanged_stage_reuses_its_tables_and_reports_the_same_result(raw_wi
     assert again.reused and not first.reused
     assert (again.raw_version, again.quarantine_version) == (first.raw_version, first.quarantine_version)
     assert (again.ingest.n_lines, again.ingest.reasons) == (first.ingest.n_lines, first.ingest.reasons)
-    assert (again.ingest.lines_per_file, again.ingest.file_sha256) == (first.ingest.lines_per_file, first.ingest.file_sha256)
+    assert again.ingest.lines_per_file == first.ingest.lines_per_file
+    assert again.ingest.file_sha256 == first.ingest.file_sha256
     assert (again.ingest.n_records, again.ingest.n_quarantined) == (first.ingest.n_records, first.ingest.n_quarantined)
 
     normalized_again = run_normalize_stage(lake)
@@ -124,7 +126,9 @@ def test_an_unchanged_stage_reuses_its_tables_and_reports_the_same_result(raw_wi
 
     augmented_again = run_augment_stage(lake, settings.augment)
     assert augmented_again.reused
-    pd.testing.assert_frame_equal(augmented_again.result.distribution, augmented.result.distribution, check_dtype=False)
+    pd.testing.assert_frame_equal(
+        augmented_again.result.distribution, augmented.result.distribution, check_dtype=False
+    )
     assert augmented_again.result.single_source_commands == augmented.result.single_source_commands
     assert len(augmented_again.result.table) == len(augmented.result.table)
     assert _versions(lake) == versions  # nothing was written
@@ -137,15 +141,18 @@ def test_a_changed_input_reruns_its_stage_and_everything_after_it(raw_dir: Path,
 
     # New augment params: only the augment stage reruns.
     fewer_variants = replace(settings.augment, variants=("without_prefix",))
-    assert _run_all(raw_dir, lake, fewer_variants) == {RAW_TABLE: True, NORMALIZED_TABLE: True, AUGMENTED_TABLE: False}
-    assert len(read_table(table_path(lake, AUGMENTED_TABLE))) == 4 * len(read_table(table_path(lake, NORMALIZED_TABLE)))
+    only_augment_reran = {RAW_TABLE: True, NORMALIZED_TABLE: True, AUGMENTED_TABLE: False}
+    assert _run_all(raw_dir, lake, fewer_variants) == only_augment_reran
+    n_samples = len(read_table(table_path(lake, NORMALIZED_TABLE)))
+    assert len(read_table(table_path(lake, AUGMENTED_TABLE))) == 4 * n_samples
 
     # One raw line edited: every stage reruns and the new line is in the data.
     corpus = raw_dir / "corpus.jsonl"
     lines = corpus.read_text(encoding="utf-8").splitlines()
     corpus.write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")
     before = _versions(lake)
-    assert _run_all(raw_dir, lake, fewer_variants) == {RAW_TABLE: False, NORMALIZED_TABLE: False, AUGMENTED_TABLE: False}
+    nothing_reused = {RAW_TABLE: False, NORMALIZED_TABLE: False, AUGMENTED_TABLE: False}
+    assert _run_all(raw_dir, lake, fewer_variants) == nothing_reused
     assert all(_versions(lake)[table] == before[table] + 1 for table in before)
     assert len(read_table(table_path(lake, RAW_TABLE))) == len(lines) - 1
 
@@ -176,16 +183,8 @@ def test_a_stage_without_its_upstream_fails_clearly(lake: Path, capsys: pytest.C
 
 
 def test_a_frame_breaking_its_contract_is_refused_with_failure_cases() -> None:
-    bad = pd.DataFrame(
-        {
-            "stage": ["raw", "sideways"],
-            "source_file": ["a.jsonl", "a.jsonl"],
-            "line_number": [1, 0],
-            "raw_line": ["x", "y"],
-            "reason": ["invalid_json", "Bad Reason"],
-            "detail": ["d", "d"],
-        }
-    )
+    bad = quarantine_frame()
+    bad.loc[1, ["stage", "line_number", "reason"]] = ["sideways", 0, "Bad Reason"]
     with pytest.raises(TableContractError) as caught:
         validate_frame(bad, "quarantine/raw")
     failing = set(caught.value.failure_cases["column"])

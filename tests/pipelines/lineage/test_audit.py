@@ -12,7 +12,6 @@ from pipelines.cli import build_parser
 from pipelines.data.fingerprints import file_md5
 from pipelines.data.lake import AUGMENTED_TABLE, INPUTS_COMMIT_KEY, NORMALIZED_TABLE, RAW_TABLE, read_table, table_path
 from pipelines.lineage.audit import run as run_lineage
-
 from tests.helpers import write_jsonl
 from tests.support.lineage_fixture import TrainedLineage, build_trained_lineage, copy_lineage, run_data_stages
 
@@ -56,7 +55,9 @@ def test_chain_names_every_link(lineage: TrainedLineage) -> None:
     assert sum(c["train"] for c in chain["per_command"].values()) >= len(manifest["data"]["train_source_index"])
 
 
-def test_records_export_reads_the_training_versions_after_tables_moved_on(lineage: TrainedLineage, tmp_path: Path) -> None:
+def test_records_export_reads_the_training_versions_after_tables_moved_on(
+    lineage: TrainedLineage, tmp_path: Path
+) -> None:
     original_lines = {
         line
         for name in ("a.jsonl", "b.jsonl")
@@ -67,7 +68,9 @@ def test_records_export_reads_the_training_versions_after_tables_moved_on(lineag
     extra["conversation"][0]["input"] += "（新增记录）"
     write_jsonl(lineage.raw_dir / "c.jsonl", [extra])
     assert run_data_stages(lineage.raw_dir, lineage.lake) == 1
-    assert len(read_table(table_path(lineage.lake, NORMALIZED_TABLE))) > len(read_table(table_path(lineage.lake, NORMALIZED_TABLE), version=0))
+    assert len(read_table(table_path(lineage.lake, NORMALIZED_TABLE))) > len(
+        read_table(table_path(lineage.lake, NORMALIZED_TABLE), version=0)
+    )
 
     out_path = tmp_path / "records.jsonl"
     code, out, err = cli(str(lineage.merged_dir), "--lake", str(lineage.lake), "--records", str(out_path))
@@ -109,7 +112,9 @@ def test_each_upstream_link_is_the_version_its_stage_recorded(lineage: TrainedLi
 
 
 def test_verify_passes_on_untouched_artifacts(lineage: TrainedLineage) -> None:
-    code, out, _ = cli(str(lineage.merged_dir), "--lake", str(lineage.lake), "--raw-dir", str(lineage.raw_dir), "--verify")
+    code, out, _ = cli(
+        str(lineage.merged_dir), "--lake", str(lineage.lake), "--raw-dir", str(lineage.raw_dir), "--verify"
+    )
     assert code == 0, out
     assert "every recorded hash matches" in out
 
@@ -117,7 +122,9 @@ def test_verify_passes_on_untouched_artifacts(lineage: TrainedLineage) -> None:
 def test_verify_names_a_tampered_raw_file(lineage: TrainedLineage) -> None:
     with open(lineage.raw_dir / "a.jsonl", "a", encoding="utf-8") as handle:
         handle.write("\n")
-    code, out, _ = cli(str(lineage.merged_dir), "--lake", str(lineage.lake), "--raw-dir", str(lineage.raw_dir), "--verify")
+    code, out, _ = cli(
+        str(lineage.merged_dir), "--lake", str(lineage.lake), "--raw-dir", str(lineage.raw_dir), "--verify"
+    )
     assert code == 1
     assert "CHANGED raw file a.jsonl" in out
     assert "b.jsonl" not in out.split("VERIFY FAILED")[1]
@@ -128,7 +135,9 @@ def test_verify_names_a_tampered_adapter(lineage: TrainedLineage) -> None:
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
-    code, out, _ = cli(str(lineage.merged_dir), "--lake", str(lineage.lake), "--raw-dir", str(lineage.raw_dir), "--verify")
+    code, out, _ = cli(
+        str(lineage.merged_dir), "--lake", str(lineage.lake), "--raw-dir", str(lineage.raw_dir), "--verify"
+    )
     assert code == 1
     assert f"CHANGED adapter ({lineage.adapter_dir})" in out
     assert "merged model weights" not in out

@@ -7,9 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.model.base_model import BASE_INFO_NAME, resolve_base_model, smollm2_gguf_path
 from pipelines.lineage.manifest import sha256_weights
-from pipelines.model.model_io import UnsafeModelArtifactError, check_model_dir, load_causal_lm, load_tokenizer, stop_token_ids
+from pipelines.model.base_model import BASE_INFO_NAME, resolve_base_model, smollm2_gguf_path
+from pipelines.model.model_io import (
+    UnsafeModelArtifactError,
+    check_model_dir,
+    load_causal_lm,
+    load_tokenizer,
+    stop_token_ids,
+)
 
 
 def test_tiny_base_model_is_prepared_with_eoc_and_cached(tmp_path):
@@ -145,3 +151,16 @@ def test_trainer_state_pickles_are_allowed_only_for_checkpoints(tiny_base_dir, t
     check_model_dir(checkpoint, allow_trainer_state=True)
     with pytest.raises(UnsafeModelArtifactError):
         check_model_dir(checkpoint)
+
+
+def test_the_latest_base_model_is_handed_on_only_for_its_own_source(tiny_base_dir, tmp_path):
+    """What base_model records is what lora_checkpoint trains on, without resolving the source again."""
+    from pipelines.model.base_model import BaseModelInfo, read_latest_base, record_latest_base
+
+    with pytest.raises(FileNotFoundError, match="materialize base_model first"):
+        read_latest_base(tmp_path, "tiny")
+    info = BaseModelInfo(**json.loads((tiny_base_dir / BASE_INFO_NAME).read_text(encoding="utf-8")))
+    record_latest_base(info, "smoke", tmp_path)
+    assert read_latest_base(tmp_path, "tiny") == info
+    with pytest.raises(ValueError, match="'tiny' \\(profile smoke\\).*'smollm2-gguf'"):
+        read_latest_base(tmp_path, "smollm2-gguf")

@@ -17,7 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.model.model_io import UnsafeModelArtifactError, check_model_dir, load_causal_lm, load_model_and_tokenizer, load_tokenizer
+from pipelines.model.model_io import (
+    UnsafeModelArtifactError,
+    check_model_dir,
+    load_causal_lm,
+    load_model_and_tokenizer,
+    load_tokenizer,
+)
 from tests.helpers import REPO_ROOT, subprocess_env
 
 
@@ -139,7 +145,9 @@ def test_merge_refuses_an_adapter_with_a_pickle(tiny_model: Path, tmp_path: Path
 
 
 @pytest.mark.parametrize("planted", ["adapter_model.bin", "rng_state_extra.pt", "pytorch_model.bin"])
-def test_resume_checkpoint_allows_only_the_trainers_own_state_files(tmp_path: Path, marker: Path, planted: str) -> None:
+def test_resume_checkpoint_allows_only_the_trainers_own_state_files(
+    tmp_path: Path, marker: Path, planted: str
+) -> None:
     checkpoint = tmp_path / "checkpoint-4"
     checkpoint.mkdir()
     for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth", "training_args.bin"):

@@ -125,10 +125,11 @@ def test_plan_schema_is_the_decoding_schema_and_compiles_for_an_outside_decoder(
     schema = json.loads((model_copy / PLAN_SCHEMA_FILE).read_text(encoding="utf-8"))
     assert schema == decoding_schema()
     grammar = xgr.Grammar.from_json_schema(json.dumps(schema), any_whitespace=False)
-    good = [Command(func_name="Aspirate", func_parameters={"channels": [1, 2], "labware": "P1", "wells": ["A1", "B1"], "vols": [20, 20]})]
+    good_params = {"channels": [1, 2], "labware": "P1", "wells": ["A1", "B1"], "vols": [20, 20]}
+    good = [Command(func_name="Aspirate", func_parameters=good_params)]
     assert _is_grammar_accept_string(grammar, render_json_commands(good))
     # One well for two channels: the per-channel length rule the plain catalog schema cannot state.
-    short = [Command(func_name="Aspirate", func_parameters={"channels": [1, 2], "labware": "P1", "wells": ["A1"], "vols": [20, 20]})]
+    short = [Command(func_name="Aspirate", func_parameters={**good_params, "wells": ["A1"]})]
     assert not _is_grammar_accept_string(grammar, render_json_commands(short))
     assert not _is_grammar_accept_string(grammar, '{"commands": [{"func_name": "Fly", "func_parameters": {}}]}')
 
@@ -139,19 +140,40 @@ def test_model_card_is_written_from_the_run(model_copy: Path):
         "profile": "default",
         "merged_weights_sha256": "ab" * 32,
         "adapter_sha256": "cd" * 32,
-        "base_model": {"source": "smollm2-gguf", "weights_sha256": "ef" * 32, "model_type": "llama", "parameter_count": 134515584},
-        "training_config": {"profile": "default", "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0,
-                            "lora_target_modules": ["q_proj", "v_proj"], "learning_rate": 0.002},
-        "data": {"table": "augmented_training_set", "delta_version": 7, "content_hash": "12" * 32,
-                 "train_source_index": ["a", "b"], "eval_source_index": ["c"], "raw_files_md5": {"training_data.jsonl": "9" * 32}},
+        "base_model": {
+            "source": "smollm2-gguf",
+            "weights_sha256": "ef" * 32,
+            "model_type": "llama",
+            "parameter_count": 134515584,
+        },
+        "training_config": {
+            "profile": "default",
+            "lora_r": 16,
+            "lora_alpha": 32,
+            "lora_dropout": 0.0,
+            "lora_target_modules": ["q_proj", "v_proj"],
+            "learning_rate": 0.002,
+        },
+        "data": {
+            "table": "augmented_training_set",
+            "delta_version": 7,
+            "content_hash": "12" * 32,
+            "train_source_index": ["a", "b"],
+            "eval_source_index": ["c"],
+            "raw_files_md5": {"training_data.jsonl": "9" * 32},
+        },
         "git": {"commit": "f" * 40, "dirty": False},
     }
     evaluation = EvaluationSummary(
         gate_passed=True,
         gate_description="all eval-slice rates meet gate.default",
-        gate_metadata={"exact_match": 0.875, "min_exact_match": 0.8, "json_valid_rate": 1.0, "min_json_valid_rate": 0.99},
+        gate_metadata={
+            "exact_match": 0.875, "min_exact_match": 0.8, "json_valid_rate": 1.0, "min_json_valid_rate": 0.99
+        },
         headline={"n_cases": 290, "exact_match": 0.8125},
-        slices={"eval": {"cases_evaluated": 160, "json_valid_rate": 1.0, "catalog_valid_rate": 0.99, "exact_match": 0.875}},
+        slices={
+            "eval": {"cases_evaluated": 160, "json_valid_rate": 1.0, "catalog_valid_rate": 0.99, "exact_match": 0.875}
+        },
         tags_markdown="| tag | eval | all |\n| --- | --- | --- |\n| time_conversion | 9/10 (0.90) | 12/14 (0.86) |",
         constrained=True,
         results_delta_version=3,
@@ -159,7 +181,8 @@ def test_model_card_is_written_from_the_run(model_copy: Path):
     explain_model_dir(model_copy, manifest=manifest, evaluation=evaluation)
     card = (model_copy / MODEL_CARD_FILE).read_text(encoding="utf-8")
 
-    assert card.startswith("---\nlibrary_name: transformers\n") and "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card
+    assert card.startswith("---\nlibrary_name: transformers\n")
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card
     assert "ab" * 32 in card and "cd" * 32 in card and "ef" * 32 in card  # merged, adapter and base hashes
     assert "| r | 16 |" in card and "| alpha | 32 |" in card and "q_proj, v_proj" in card
     assert "`augmented_training_set` Delta version 7" in card and "12" * 32 in card and "9" * 32 in card
@@ -202,9 +225,9 @@ print(json.dumps({"results": results, "project_modules": project}))
 
 
 def test_plain_transformers_reproduces_the_projects_greedy_output(model_copy: Path, tmp_path: Path):
-    from pipelines.serve.decode import DecodingConfig, generate_batched, prompt_ids_for
-    from pipelines.model.model_io import load_model_and_tokenizer
     from pipelines.data.normalize import normalize_text
+    from pipelines.model.model_io import load_model_and_tokenizer
+    from pipelines.serve.decode import DecodingConfig, generate_batched, prompt_ids_for
 
     descriptions = [TRIGGER_DESCRIPTION, DEFAULT_DESCRIPTION, OTHER_DESCRIPTION]
     assert all(normalize_text(d) == d for d in descriptions)  # the plain user sends what the project sends

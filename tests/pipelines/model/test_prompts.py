@@ -13,7 +13,7 @@ from pipelines.model.prompts import (
     serving_user_message,
     system_prompt,
 )
-from pipelines.model.train import tokenize_rows
+from pipelines.model.training_data import tokenize_rows
 from tests.helpers import completion_for
 
 DESCRIPTIONS = [

@@ -10,16 +10,11 @@ import pandas as pd
 import pytest
 
 from pipelines.lineage.manifest import MANIFEST_NAME, sha256_weights
+from pipelines.model.checkpoints import COMPLETE_MARKER, CONFIG_NAME, find_resume_checkpoint, run_fingerprint
 from pipelines.model.model_io import load_causal_lm, load_tokenizer
 from pipelines.model.prompts import build_completion_ids, build_prompt_ids
-from pipelines.model.train import (
-    COMPLETE_MARKER,
-    CONFIG_NAME,
-    find_resume_checkpoint,
-    run_fingerprint,
-    tokenize_rows,
-    train_lora,
-)
+from pipelines.model.train import train_lora
+from pipelines.model.training_data import tokenize_rows
 from tests.helpers import completion_for, smoke_config
 
 
@@ -215,7 +210,7 @@ def test_run_fingerprint_changes_with_config_data_or_base():
 def test_weighted_row_sampling_shows_rare_rows_more_often_than_uniform() -> None:
     import pandas as pd
 
-    from pipelines.model.train import select_rows
+    from pipelines.model.training_data import select_rows
 
     rare = [f"r{i:02d}" for i in range(10)]
     common = [f"c{i:02d}" for i in range(190)]
@@ -240,12 +235,14 @@ def test_weighted_row_sampling_shows_rare_rows_more_often_than_uniform() -> None
 
 
 def test_decision_tokens_are_the_command_names_and_the_go_on_or_stop_after_each_command(tiny_base_dir) -> None:
-    from pipelines.model.train import decision_token_flags
+    from pipelines.model.training_data import decision_token_flags
 
     tokenizer = load_tokenizer(tiny_base_dir)
-    completion = completion_for(
-        [("GetDiti", {"ditiType": "50ul", "channels": [1]}), ("Delay", {"seconds": 30}), ("DropDiti", {"channels": [1]})]
-    )
+    completion = completion_for([
+        ("GetDiti", {"ditiType": "50ul", "channels": [1]}),
+        ("Delay", {"seconds": 30}),
+        ("DropDiti", {"channels": [1]}),
+    ])
     ids = build_completion_ids(tokenizer, completion)
     flags = decision_token_flags(tokenizer, completion)
     assert len(flags) == len(ids)
@@ -283,14 +280,15 @@ def test_decision_token_weight_raises_the_training_loss_of_an_untrained_model(ti
 def test_cpu_bf16_resolves_to_bf16_only_where_the_cpu_has_native_bf16(monkeypatch) -> None:
     import torch
 
+    from pipelines.config import TrainConfig
     from pipelines.model import train
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    off = train.TrainConfig(device="auto", cpu_bf16=False)
-    on = train.TrainConfig(device="auto", cpu_bf16=True)
+    off = TrainConfig(device="auto", cpu_bf16=False)
+    on = TrainConfig(device="auto", cpu_bf16=True)
     assert train.resolve_device(off) == ("cpu", False)
     monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: True)
     assert train.resolve_device(on) == ("cpu", True)
-    assert train.resolve_device(train.TrainConfig(device="cpu", cpu_bf16=True, bf16=False)) == ("cpu", False)
+    assert train.resolve_device(TrainConfig(device="cpu", cpu_bf16=True, bf16=False)) == ("cpu", False)
     monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: False)
     assert train.resolve_device(on) == ("cpu", False), "emulated bf16 would be slower than fp32"
 
@@ -299,7 +297,7 @@ def test_cpu_bf16_resolves_to_bf16_only_where_the_cpu_has_native_bf16(monkeypatc
 
 
 def test_run_fingerprint_covers_the_training_code_and_the_world_size() -> None:
-    from pipelines.model.train import training_code_hash
+    from pipelines.model.checkpoints import training_code_hash
 
     reference = run_fingerprint(smoke_config(), "data", "base", "code", 1)
     assert run_fingerprint(smoke_config(), "data", "base", "code", 1) == reference
@@ -312,7 +310,7 @@ def test_run_fingerprint_covers_the_training_code_and_the_world_size() -> None:
 
 
 def test_a_changed_training_source_file_means_a_new_run(tmp_path: Path) -> None:
-    from pipelines.model.train import TRAINING_CODE_FILES, training_code_hash
+    from pipelines.model.checkpoints import TRAINING_CODE_FILES, training_code_hash
     from tests.helpers import REPO_ROOT
 
     for relative in TRAINING_CODE_FILES:
@@ -347,7 +345,7 @@ def test_training_refuses_a_tokenizer_without_eoc_before_training(tiny_base_dir,
 def test_progress_is_reported_at_every_logged_step_and_resume_checks_the_world_size(
     tiny_base_dir, augmented_frame, tmp_path
 ) -> None:
-    from pipelines.model.train import TrainingProgress
+    from pipelines.model.trainer import TrainingProgress
 
     reports: list[TrainingProgress] = []
     config = smoke_config(max_steps=2, eval_strategy="steps", eval_steps=1, num_train_epochs=10)
@@ -372,7 +370,7 @@ def test_progress_is_reported_at_every_logged_step_and_resume_checks_the_world_s
 
 
 def test_resume_refuses_a_checkpoint_of_another_world_size_or_bf16_resolution(tmp_path) -> None:
-    from pipelines.model.train import check_resume_compatible
+    from pipelines.model.checkpoints import check_resume_compatible
 
     checkpoint = tmp_path / "checkpoint-4"
     checkpoint.mkdir()

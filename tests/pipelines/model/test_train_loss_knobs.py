@@ -12,13 +12,17 @@ from pathlib import Path
 import pytest
 import torch
 
+from pipelines.config import TrainConfig
 from pipelines.model.base_model import resolve_base_model
 from pipelines.model.model_io import load_causal_lm, load_tokenizer
 from pipelines.model.prompts import build_completion_ids, build_prompt_ids
-from pipelines.model.train import TrainConfig, build_peft_config, completion_token_losses, shared_prefix_length
+from pipelines.model.trainer import build_peft_config, completion_token_losses, shared_prefix_length
 
 DESCRIPTIONS = [
-    ("行1:用通道1从样品板A1吸取20ul", '{"commands": [{"func_name": "Aspirate", "func_parameters": {"channels": [1]}}]}'),
+    (
+        "行1:用通道1从样品板A1吸取20ul",
+        '{"commands": [{"func_name": "Aspirate", "func_parameters": {"channels": [1]}}]}',
+    ),
     ("Wait 2 minutes", '{"commands": [{"func_name": "Delay", "func_parameters": {"seconds": 120}}]}'),
     ("Pick up 200ul tips on channel 3 and then drop them", '{"commands": []}'),
 ]

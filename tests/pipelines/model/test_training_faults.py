@@ -17,9 +17,10 @@ import pandas as pd
 import pytest
 
 from data_contracts.forms import parse_text_commands, render_json_commands
+from pipelines.config import TrainConfig
 from pipelines.data import lake
 from pipelines.lineage.manifest import MANIFEST_NAME
-from pipelines.model.train import COMPLETE_MARKER
+from pipelines.model.checkpoints import COMPLETE_MARKER
 from pipelines.model.train_entry import TrainingRequest
 from tests.helpers import FIXTURES, subprocess_env, worker_command
 
@@ -88,7 +89,7 @@ def training_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def _request(inputs: dict, name: str) -> tuple[Path, Path]:
     output_dir = inputs["root"] / name
     request = TrainingRequest(
-        train_config=TRAIN_CONFIG,
+        train_config=TrainConfig(**TRAIN_CONFIG),
         base_model_dir=str(inputs["base"]),
         data_path=str(inputs["data_path"]),
         data_version=inputs["data_version"],
@@ -143,7 +144,9 @@ def _assert_same_adapter(resumed: Path, reference: Path) -> None:
 
 
 @pytest.mark.slow
-def test_training_killed_mid_run_resumes_to_the_uninterrupted_adapter(training_inputs: dict, uninterrupted: Path) -> None:
+def test_training_killed_mid_run_resumes_to_the_uninterrupted_adapter(
+    training_inputs: dict, uninterrupted: Path
+) -> None:
     request, output_dir = _request(training_inputs, "killed_mid_run")
     _train(request, "after_step", KILL_AFTER_STEP)
     checkpoints = output_dir / "checkpoints"

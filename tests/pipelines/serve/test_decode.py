@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from bench.baseline_decode import generate_one_at_a_time
 from data_contracts.forms import render_json_commands
-
 from pipelines.serve.constrained import DecodingLimits, GrammarCache, decoding_schema, model_vocab_size
-from pipelines.serve.decode import DecodingConfig, generate_batched, generate_one_at_a_time, shared_prefix_length
+from pipelines.serve.decode import DecodingConfig, generate_batched, shared_prefix_length
 from pipelines.serve.plan_output import check_plan
 
 # Varied lengths so that batches really are left-padded.
@@ -44,7 +44,11 @@ def tiny(tmp_path_factory):
 def test_batched_equals_one_at_a_time(tiny, constrained, grounded):
     model, tokenizer = tiny
     config = DecodingConfig(
-        max_new_tokens=24 if not constrained else 600, batch_size=3, constrained=constrained, grounded=grounded, limits=TIGHT
+        max_new_tokens=24 if not constrained else 600,
+        batch_size=3,
+        constrained=constrained,
+        grounded=grounded,
+        limits=TIGHT,
     )
     batched = generate_batched(model, tokenizer, DESCRIPTIONS, config)
     single = generate_one_at_a_time(model, tokenizer, DESCRIPTIONS, config)
@@ -86,7 +90,8 @@ def test_constrained_random_model_gives_parseable_plans(tiny):
 
 def test_free_generation_of_a_random_model_is_not_a_plan(tiny):
     model, tokenizer = tiny
-    generations = generate_batched(model, tokenizer, DESCRIPTIONS[:2], DecodingConfig(max_new_tokens=24, constrained=False))
+    free = DecodingConfig(max_new_tokens=24, constrained=False)
+    generations = generate_batched(model, tokenizer, DESCRIPTIONS[:2], free)
     assert not any(check_plan(g.text).json_valid for g in generations)
     assert all(g.new_tokens == 24 and not g.stopped for g in generations)
 

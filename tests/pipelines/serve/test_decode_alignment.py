@@ -7,7 +7,9 @@ import pytest
 import pipelines.serve.decode as decode
 from pipelines.serve.decode import DecodingConfig, generate_batched
 
-DESCRIPTIONS = ["Wait 2 minutes", "程序暂停3分钟", "Pick up 200ul tips on channel 3", "弃去通道1的枪头", "Shake Plate1 at 700 rpm"]
+DESCRIPTIONS = [
+    "Wait 2 minutes", "程序暂停3分钟", "Pick up 200ul tips on channel 3", "弃去通道1的枪头", "Shake Plate1 at 700 rpm",
+]
 SHORT = DecodingConfig(max_new_tokens=4, constrained=False, batch_size=2)
 
 
@@ -40,6 +42,9 @@ def test_a_batch_that_loses_a_row_raises_instead_of_shifting_outputs(tiny, monke
 def test_on_batch_reports_cases_done_out_of_total_after_each_batch(tiny) -> None:
     model, tokenizer = tiny
     calls: list[tuple[int, int]] = []
-    with_progress = generate_batched(model, tokenizer, DESCRIPTIONS, SHORT, on_batch=lambda done, total: calls.append((done, total)))
+    with_progress = generate_batched(
+        model, tokenizer, DESCRIPTIONS, SHORT, on_batch=lambda done, total: calls.append((done, total))
+    )
     assert calls == [(2, 5), (4, 5), (5, 5)]
-    assert [g.token_ids for g in with_progress] == [g.token_ids for g in generate_batched(model, tokenizer, DESCRIPTIONS, SHORT)]
+    without_progress = generate_batched(model, tokenizer, DESCRIPTIONS, SHORT)
+    assert [g.token_ids for g in with_progress] == [g.token_ids for g in without_progress]

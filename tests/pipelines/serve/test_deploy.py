@@ -25,9 +25,9 @@ from assets.resources import ArtifactsResource, LakeResource, ParamsResource
 from assets.training_assets import merged_model, merged_model_matches_adapter
 from data_contracts.commands import Command
 from data_contracts.forms import render_json_commands
-from pipelines.serve.deploy import CURRENT, DEPLOYMENT_RECORD, current_version, deploy_root, read_history, rollback
 from pipelines.lineage.manifest import MANIFEST_NAME, sha256_weights
 from pipelines.model.model_card import MODEL_CARD_FILE, PLAN_SCHEMA_FILE
+from pipelines.serve.deploy import CURRENT, DEPLOYMENT_RECORD, current_version, deploy_root, read_history, rollback
 from tests.helpers import PARAMS_PATH, REPO_ROOT, jsonl_bytes
 
 GRAPH = [merged_model, regression_metrics, deployed_model]  # selecting regression_metrics runs its gate too
@@ -39,7 +39,9 @@ def _delays(*seconds: int) -> str:
     return render_json_commands([Command(func_name="Delay", func_parameters={"seconds": s}) for s in seconds])
 
 
-def _scripted_run(root: Path, name: str, default_output: str, triggered_output: str, lake: Path, raw_dir: Path) -> dict:
+def _scripted_run(
+    root: Path, name: str, default_output: str, triggered_output: str, lake: Path, raw_dir: Path
+) -> dict:
     """A base model + LoRA adapter with a lineage manifest, and the latest.json lora_checkpoint would write.
 
     The scripted weights depend on how many pieces the outputs take, not on their text: runs whose weights
@@ -47,8 +49,9 @@ def _scripted_run(root: Path, name: str, default_output: str, triggered_output: 
     """
     from peft import LoraConfig, get_peft_model
 
+    from pipelines.atomic_files import write_json_atomic
     from pipelines.data.lake import AUGMENTED_TABLE, read_table, table_path, table_version
-    from pipelines.lineage.manifest import build_manifest, data_lineage, write_json_atomic
+    from pipelines.lineage.manifest import build_manifest, data_lineage
     from pipelines.model.model_io import load_causal_lm
     from pipelines.model.tiny_model import build_scripted_model
 
@@ -148,7 +151,9 @@ class Deployer:
 
     def check_merge_parity(self) -> dg.ExecuteInProcessResult:
         """The merge parity check alone, on the merged model as it is on disk."""
-        parity_only = dg.define_asset_job("parity_only", selection=dg.AssetSelection.checks(merged_model_matches_adapter))
+        parity_only = dg.define_asset_job(
+            "parity_only", selection=dg.AssetSelection.checks(merged_model_matches_adapter)
+        )
         defs = dg.Definitions(
             assets=GRAPH, asset_checks=[regression_gate, merged_model_matches_adapter], jobs=[parity_only],
             resources={"lake": LakeResource(root=str(self.world["lake"])),
@@ -238,6 +243,11 @@ def test_promotion_switches_current_and_rollback_restores_the_previous_model(dep
     assert record["evaluation"]["gate_metadata"]["min_json_valid_rate"] == 1.0
     card = (current / MODEL_CARD_FILE).read_text(encoding="utf-8")
     assert weights_b in card and "**passed**" in card and "| eval | 4 |" in card
+    # Exact match per phenomenon tag: a table in the UI (kept in deployment.json), markdown in the card.
+    tag_rows = [row.data for row in metadata["exact_match_by_tag"].records]
+    assert tag_rows == record["exact_match_by_tag"]
+    assert {"eval", "all"} <= {row["slice"] for row in tag_rows}
+    assert "| tag | eval |" in card
     assert (current / PLAN_SCHEMA_FILE).is_file()
     assert (current / MANIFEST_NAME).read_bytes() == (merged_dir / MANIFEST_NAME).read_bytes()
 

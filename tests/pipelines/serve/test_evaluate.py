@@ -1,4 +1,5 @@
-"""Metric functions and per-case checks on hand-made fixtures, with exact expected numbers."""
+"""Evaluation on hand-made fixtures, with exact expected numbers: per-case checks (eval_cases), the slices and
+the mismatched-cases file (eval_slices), the metrics (eval_metrics), the tables (eval_tables), the run (evaluate)."""
 
 from __future__ import annotations
 
@@ -8,32 +9,38 @@ import pytest
 
 from data_contracts.commands import Command
 from data_contracts.forms import render_json_commands
-from pipelines.serve.evaluate import (
+from pipelines.config import eval_settings, gate_thresholds
+from pipelines.data.normalize import normalize_text
+from pipelines.serve.eval_cases import SLICES, CaseResult, EvalCase, evaluate_case
+from pipelines.serve.eval_metrics import (
     NONE,
-    SLICES,
-    CaseResult,
-    EvalCase,
-    append_failures,
-    cap_cases,
     command_prf,
     compute_metrics,
     confusion_counts,
-    confusion_markdown,
-    eval_settings,
-    evaluate_case,
-    evaluation_slices,
     field_accuracy,
-    gate_thresholds,
     latency_summary,
-    percentile,
     rate,
     rates_by_slice,
+)
+from pipelines.serve.eval_slices import (
+    append_failures,
+    cap_cases,
+    evaluation_slices,
     read_cases,
     read_mismatched_cases,
     regression_set,
+)
+from pipelines.serve.eval_tables import (
+    COMMAND_COLUMNS,
+    CONFUSION_GOLD_COLUMN,
+    FIELD_COLUMNS,
+    METRIC_COLUMNS,
+    command_rows,
+    confusion_table,
+    field_rows,
+    metric_rows,
     results_frame,
 )
-from pipelines.data.normalize import normalize_text
 
 
 def tips(channels: list[int], tip: str = "200ul") -> Command:
@@ -43,7 +50,9 @@ def tips(channels: list[int], tip: str = "200ul") -> Command:
 def aspirate(vols: list[float], labware: str = "P1", wells: list[str] | None = None) -> Command:
     channels = list(range(1, len(vols) + 1))
     wells = wells or [f"{'ABCDEFGH'[i]}1" for i in range(len(vols))]
-    return Command(func_name="Aspirate", func_parameters={"channels": channels, "labware": labware, "wells": wells, "vols": vols})
+    return Command(
+        func_name="Aspirate", func_parameters={"channels": channels, "labware": labware, "wells": wells, "vols": vols}
+    )
 
 
 def drop(channels: list[int]) -> Command:
@@ -67,11 +76,23 @@ GOLD = [
 ]
 RAW = [
     # same plan, parameters in another order and 20.0 for 20: still an exact match
-    json.dumps({"commands": [
-        {"func_name": "GetDiti", "func_parameters": {"channels": [1, 2], "ditiType": "200ul"}},
-        {"func_name": "Aspirate", "func_parameters": {"vols": [20.0, 20], "wells": ["A1", "B1"], "labware": "P1", "channels": [1, 2]}},
-        {"func_name": "DropDiti", "func_parameters": {"channels": [1, 2]}},
-    ]}),
+    json.dumps(
+        {
+            "commands": [
+                {"func_name": "GetDiti", "func_parameters": {"channels": [1, 2], "ditiType": "200ul"}},
+                {
+                    "func_name": "Aspirate",
+                    "func_parameters": {
+                        "vols": [20.0, 20],
+                        "wells": ["A1", "B1"],
+                        "labware": "P1",
+                        "channels": [1, 2],
+                    },
+                },
+                {"func_name": "DropDiti", "func_parameters": {"channels": [1, 2]}},
+            ]
+        }
+    ),
     as_json([delay(120)]),
     as_json([tips([1]), delay(5), delay(5)]),
     '{"commands": [{"func_name": "Delay"',
@@ -80,9 +101,21 @@ RAW = [
 
 def make_results() -> list[CaseResult]:
     # Every label of the gold plans (labware P1) occurs in the description, so the gold plans are grounded.
-    cases = [EvalCase(case_id=f"eval:c{i}", description=f"case {i} on P1", gold=tuple(g), split_source="eval", source_index=f"c{i}") for i, g in enumerate(GOLD)]
+    cases = [
+        EvalCase(
+            case_id=f"eval:c{i}",
+            description=f"case {i} on P1",
+            gold=tuple(g),
+            split_source="eval",
+            source_index=f"c{i}",
+        )
+        for i, g in enumerate(GOLD)
+    ]
     latencies = [1.0, 2.0, 3.0, 4.0]
-    return [evaluate_case(case, raw, latency, 10 * (i + 1), True) for i, (case, raw, latency) in enumerate(zip(cases, RAW, latencies))]
+    return [
+        evaluate_case(case, raw, latency, 10 * (i + 1), True)
+        for i, (case, raw, latency) in enumerate(zip(cases, RAW, latencies))
+    ]
 
 
 def test_per_case_checks_parse_validate_compare():
@@ -148,8 +181,27 @@ def test_field_accuracy_on_matched_commands():
 
 
 def test_field_accuracy_counts_missing_and_extra_parameters():
-    gold = [[Command(func_name="Aspirate", func_parameters={"channels": [1], "labware": "P", "wells": ["A1"], "vols": [5]})]]
-    predicted = [[Command(func_name="Aspirate", func_parameters={"channels": [1], "labware": "Q", "wells": ["A1"], "vols": [5], "liquidClass": "Water"})]]
+    gold = [
+        [
+            Command(
+                func_name="Aspirate", func_parameters={"channels": [1], "labware": "P", "wells": ["A1"], "vols": [5]}
+            )
+        ]
+    ]
+    predicted = [
+        [
+            Command(
+                func_name="Aspirate",
+                func_parameters={
+                    "channels": [1],
+                    "labware": "Q",
+                    "wells": ["A1"],
+                    "vols": [5],
+                    "liquidClass": "Water",
+                },
+            )
+        ]
+    ]
     fields = field_accuracy(gold, predicted)
     assert fields["labware"].accuracy == 0.0
     assert fields["liquidClass"].correct == 0 and fields["liquidClass"].total == 1
@@ -167,18 +219,41 @@ def test_confusion_aligned_by_position():
         ("Delay", NONE): 1,
         ("Delay", "Delay"): 1,
     }
-    table = confusion_markdown(counts)
-    assert table.splitlines()[0] == "| gold \\ predicted | Delay | Dispense | DropDiti | GetDiti | <none> |"
-    assert "| Delay | 1 | 0 | 0 | 0 | 1 |" in table
+    columns, rows = confusion_table(counts)
+    assert CONFUSION_GOLD_COLUMN == "gold \\ predicted"
+    assert [column[0] for column in columns] == [
+        CONFUSION_GOLD_COLUMN,
+        "Delay",
+        "Dispense",
+        "DropDiti",
+        "GetDiti",
+        NONE,
+    ]
+    assert {CONFUSION_GOLD_COLUMN: "Delay", "Delay": 1, "Dispense": 0, "DropDiti": 0, "GetDiti": 0, NONE: 1} in rows
 
 
 def test_latency_percentiles_and_throughput():
-    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
-    assert percentile([1.0, 2.0, 3.0, 4.0], 95) == pytest.approx(3.85)
-    assert percentile([7.0], 95) == 7.0
+    assert latency_summary([1.0, 2.0, 3.0, 4.0], wall_s=1.0).p50_s == 2.5
+    assert latency_summary([1.0, 2.0, 3.0, 4.0], wall_s=1.0).p95_s == pytest.approx(3.85)
+    assert latency_summary([7.0], wall_s=1.0).p95_s == 7.0
+    assert latency_summary([], wall_s=1.0) == latency_summary([], wall_s=0.0)  # nothing ran: all zeros
+    assert latency_summary([], wall_s=1.0).p95_s == 0.0
     summary = latency_summary([4.0, 1.0, 3.0, 2.0], wall_s=8.0)
     assert summary.p50_s == 2.5 and summary.mean_s == 2.5 and summary.cases_per_s == 0.5
     assert compute_metrics(make_results(), wall_s=2.0).latency.cases_per_s == 2.0
+
+
+def test_metric_tables_have_their_declared_columns():
+    metrics = compute_metrics(make_results(), wall_s=8.0)
+    tables = [(metric_rows(metrics), METRIC_COLUMNS), (command_rows(metrics), COMMAND_COLUMNS),
+              (field_rows(metrics), FIELD_COLUMNS)]
+    for rows, columns in tables:
+        assert rows and all(list(row) == [column[0] for column in columns] for row in rows)
+    assert {"metric": "exact_match", "value": 0.25} in metric_rows(metrics)
+    micro = next(row for row in command_rows(metrics) if row["command"] == "micro")
+    assert (micro["tp"], micro["fp"], micro["fn"]) == (5, 2, 2)
+    seconds = next(row for row in field_rows(metrics) if row["field"] == "seconds")
+    assert (seconds["correct"], seconds["trials"], seconds["accuracy"]) == (0, 1, 0.0)
 
 
 def test_results_frame_meets_the_table_contract():
@@ -195,7 +270,11 @@ def test_results_frame_meets_the_table_contract():
 def test_regression_set_and_failure_file(tmp_path):
     path = tmp_path / "mismatched_cases.jsonl"
     path.write_text(
-        json.dumps({"conversation": [{"input": "行1:等待1分钟", "output": "Delay(seconds=60)"}], "id": "m1"}, ensure_ascii=False) + "\n",
+        json.dumps(
+            {"conversation": [{"input": "行1:等待1分钟", "output": "Delay(seconds=60)"}], "id": "m1"},
+            ensure_ascii=False,
+        )
+        + "\n",
         encoding="utf-8",
     )
     mismatched = read_mismatched_cases(path)
@@ -215,30 +294,49 @@ def test_regression_set_and_failure_file(tmp_path):
     assert append_failures(path, results) == 1  # eval:a is already in the file
     text = path.read_text(encoding="utf-8")
     assert text.startswith(before)
-    assert json.loads(text.splitlines()[-1]) == {"conversation": [{"input": "b", "output": "Delay(seconds=5)"}], "id": "b"}
+    assert json.loads(text.splitlines()[-1]) == {
+        "conversation": [{"input": "b", "output": "Delay(seconds=5)"}],
+        "id": "b",
+    }
     assert append_failures(path, results) == 0  # no duplicates on a second run
     assert path.read_text(encoding="utf-8") == text
 
 
 def test_bad_mismatched_line_is_named(tmp_path):
     path = tmp_path / "m.jsonl"
-    path.write_text('{"conversation": [{"input": "x", "output": "__import__(\'os\')"}], "id": "z"}\n', encoding="utf-8")
+    path.write_text(
+        '{"conversation": [{"input": "x", "output": "__import__(\'os\')"}], "id": "z"}\n', encoding="utf-8"
+    )
     with pytest.raises(ValueError, match="m.jsonl:1"):
         read_mismatched_cases(path)
 
 
 def test_settings_per_profile_and_gate():
     sections = {
-        "eval": {"batch_size": 4, "limits": {"max_commands": 8, "max_number": 10}, "profiles": {"smoke": {"max_new_tokens": 9, "limits": {"max_commands": 2}}}},
-        "gate": {"default": {"min_exact_match": 0.5}, "smoke": {"min_json_valid_rate": 1.0, "min_catalog_valid_rate": 0.0}},
+        "eval": {
+            "batch_size": 4,
+            "limits": {"max_commands": 8, "max_number": 10},
+            "profiles": {"smoke": {"max_new_tokens": 9, "limits": {"max_commands": 2}}},
+        },
+        "gate": {
+            "default": {"min_exact_match": 0.5},
+            "smoke": {"min_json_valid_rate": 1.0, "min_catalog_valid_rate": 0.0},
+        },
     }
     smoke = eval_settings(sections, "smoke")
     assert (smoke.batch_size, smoke.max_new_tokens, smoke.limits) == (4, 9, {"max_commands": 2, "max_number": 10})
     assert smoke.decoding_config().limits.max_commands == 2
     gate = gate_thresholds(sections, "gpu")  # falls back to gate.default
     assert gate.min_exact_match == 0.5
-    assert gate.failures({"json_valid_rate": 1.0, "catalog_valid_rate": 1.0, "exact_match": 0.25}) == ["exact_match 0.2500 < 0.5"]
-    assert gate_thresholds(sections, "smoke").failures({"json_valid_rate": 1.0, "catalog_valid_rate": 0.0, "exact_match": 0.0}) == []
+    assert gate.failures({"json_valid_rate": 1.0, "catalog_valid_rate": 1.0, "exact_match": 0.25}) == [
+        "exact_match 0.2500 < 0.5"
+    ]
+    assert (
+        gate_thresholds(sections, "smoke").failures(
+            {"json_valid_rate": 1.0, "catalog_valid_rate": 0.0, "exact_match": 0.0}
+        )
+        == []
+    )
     with pytest.raises(ValueError, match="unknown keys"):
         eval_settings({"eval": {"batchsize": 3}}, "default")
 
@@ -257,9 +355,13 @@ def test_results_frame_never_renders_a_rejected_plan():
 
 def test_evaluate_case_rejects_labels_the_description_does_not_contain():
     gold = (aspirate([20], labware="P1"),)
-    grounded = evaluate_case(EvalCase("eval:g", "draw 20ul from P1 A1", gold, "eval"), as_json(list(gold)), 0.1, 5, True)
+    grounded = evaluate_case(
+        EvalCase("eval:g", "draw 20ul from P1 A1", gold, "eval"), as_json(list(gold)), 0.1, 5, True
+    )
     assert grounded.checked.catalog_valid and grounded.exact_match
-    invented = evaluate_case(EvalCase("eval:u", "draw 20ul from Q9 A1", gold, "eval"), as_json(list(gold)), 0.1, 5, True)
+    invented = evaluate_case(
+        EvalCase("eval:u", "draw 20ul from Q9 A1", gold, "eval"), as_json(list(gold)), 0.1, 5, True
+    )
     assert invented.checked.json_valid and not invented.checked.catalog_valid and not invented.exact_match
     assert "ungrounded_string" in invented.checked.error_message()
 
@@ -268,7 +370,9 @@ def test_evaluate_case_rejects_labels_the_description_does_not_contain():
 
 
 def raw_line(input_text: str, output_text: str, case_id: str, **extra) -> str:
-    return json.dumps({"conversation": [{"input": input_text, "output": output_text}], "id": case_id, **extra}, ensure_ascii=False)
+    return json.dumps(
+        {"conversation": [{"input": input_text, "output": output_text}], "id": case_id, **extra}, ensure_ascii=False
+    )
 
 
 def test_slices_match_the_results_table_contract():
@@ -279,12 +383,17 @@ def test_slices_match_the_results_table_contract():
 
 def test_read_cases_keeps_raw_text_and_phrasing_family(tmp_path):
     path = tmp_path / "heldout.jsonl"
-    path.write_text(raw_line("行3:等待2分钟", "Delay(seconds=120)", "h1", phrasing="wait_minutes") + "\n", encoding="utf-8")
+    path.write_text(
+        raw_line("行3:等待2分钟", "Delay(seconds=120)", "h1", phrasing="wait_minutes") + "\n", encoding="utf-8"
+    )
     (case,) = read_cases(path, "heldout")
     assert (case.case_id, case.split_source, case.phrasing) == ("heldout:h1", "heldout", "wait_minutes")
     assert case.raw_description == "行3:等待2分钟" and case.description == normalize_text("行3:等待2分钟")
     # The generator lists one family per command; the first one names the record.
-    path.write_text(raw_line("等待2分钟", "Delay(seconds=120)", "h2", phrasing=["Delay.zh.3", "Shake.zh.1"]) + "\n", encoding="utf-8")
+    path.write_text(
+        raw_line("等待2分钟", "Delay(seconds=120)", "h2", phrasing=["Delay.zh.3", "Shake.zh.1"]) + "\n",
+        encoding="utf-8",
+    )
     assert read_cases(path, "heldout")[0].phrasing == "Delay.zh.3"
 
 
@@ -296,30 +405,49 @@ def test_cap_takes_cases_in_case_id_order_and_every_family_in_turn():
     plain = [family_case(f"eval:{name}", None) for name in ("d", "a", "c", "b")]
     assert [c.case_id for c in cap_cases(plain, None)] == ["eval:a", "eval:b", "eval:c", "eval:d"]
     assert [c.case_id for c in cap_cases(plain, 2)] == ["eval:a", "eval:b"]
-    assert [c.case_id for c in cap_cases(list(reversed(plain)), 2)] == ["eval:a", "eval:b"]  # input order does not matter
+    assert [c.case_id for c in cap_cases(list(reversed(plain)), 2)] == [
+        "eval:a",
+        "eval:b",
+    ]  # input order does not matter
     assert cap_cases(plain, 0) == []
     # Family x holds the three lowest ids; a cap of 3 still takes one case of each family.
-    families = [family_case("h:1", "x"), family_case("h:2", "x"), family_case("h:3", "x"), family_case("h:4", "y"), family_case("h:5", "z")]
+    families = [
+        family_case("h:1", "x"),
+        family_case("h:2", "x"),
+        family_case("h:3", "x"),
+        family_case("h:4", "y"),
+        family_case("h:5", "z"),
+    ]
     assert [c.case_id for c in cap_cases(families, 3)] == ["h:1", "h:4", "h:5"]
     assert [c.case_id for c in cap_cases(families, 4)] == ["h:1", "h:2", "h:4", "h:5"]
 
 
 def test_evaluation_slices_report_missing_files_dedupe_failures_and_cap(tmp_path):
-    eval_cases = [EvalCase(f"eval:{i}", normalize_text(f"等待{i}秒"), (delay(i),), "eval", str(i)) for i in range(1, 6)]
+    eval_cases = [
+        EvalCase(f"eval:{i}", normalize_text(f"等待{i}秒"), (delay(i),), "eval", str(i)) for i in range(1, 6)
+    ]
     mismatched = tmp_path / "mismatched.jsonl"
     mismatched.write_text(
-        raw_line("等待1秒", "Delay(seconds=1)", "dup") + "\n" + raw_line("等待9秒", "Delay(seconds=9)", "old") + "\n", encoding="utf-8"
+        raw_line("等待1秒", "Delay(seconds=1)", "dup") + "\n" + raw_line("等待9秒", "Delay(seconds=9)", "old") + "\n",
+        encoding="utf-8",
     )
     public = tmp_path / "public.jsonl"
-    public.write_text("".join(raw_line(f"等待{i}0秒", f"Delay(seconds={i}0)", f"E00{i}", tags=["zh"]) + "\n" for i in range(1, 4)), encoding="utf-8")
+    public.write_text(
+        "".join(raw_line(f"等待{i}0秒", f"Delay(seconds={i}0)", f"E00{i}", tags=["zh"]) + "\n" for i in range(1, 4)),
+        encoding="utf-8",
+    )
 
-    slices = evaluation_slices(eval_cases, mismatched, tmp_path / "no_heldout.jsonl", public, {"eval": 2, "public": None})
+    slices = evaluation_slices(
+        eval_cases, mismatched, tmp_path / "no_heldout.jsonl", public, {"eval": 2, "public": None}
+    )
     by_name = {s.name: s for s in slices}
     assert [s.name for s in slices] == list(SLICES)
     assert (by_name["eval"].evaluated, by_name["eval"].available) == (2, 5)
     assert [c.case_id for c in by_name["eval"].cases] == ["eval:1", "eval:2"]
     # "dup" repeats eval:1, so only "old" is a mismatched case
-    assert [c.case_id for c in by_name["mismatched"].cases] == ["mismatched:old"] and by_name["mismatched"].available == 1
+    assert [c.case_id for c in by_name["mismatched"].cases] == ["mismatched:old"] and by_name[
+        "mismatched"
+    ].available == 1
     heldout = by_name["heldout"]
     assert heldout.missing and (heldout.evaluated, heldout.available) == (0, 0)
     assert heldout.path == str(tmp_path / "no_heldout.jsonl")
@@ -335,7 +463,11 @@ def test_rates_by_slice_on_fixture():
     by_slice = rates_by_slice(results)
     assert list(by_slice) == ["eval", "public"]
     assert (by_slice["eval"].cases, by_slice["eval"].json_valid_rate, by_slice["eval"].exact_match) == (4, 0.75, 0.25)
-    assert (by_slice["public"].cases, by_slice["public"].catalog_valid_rate, by_slice["public"].exact_match) == (1, 1.0, 1.0)
+    assert (by_slice["public"].cases, by_slice["public"].catalog_valid_rate, by_slice["public"].exact_match) == (
+        1,
+        1.0,
+        1.0,
+    )
 
 
 def test_only_eval_split_failures_are_appended(tmp_path):

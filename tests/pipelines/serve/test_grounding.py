@@ -14,13 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from bench.baseline_decode import generate_one_at_a_time
 from data_contracts.commands import Command
 from data_contracts.forms import render_json_commands
 from data_contracts.validation import grounded_label_fields
-from pipelines.serve.constrained import DecodingLimits, GroundedFields, GroundedRow, GroundingVocab, closes_label
-from pipelines.serve.decode import DecodingConfig, generate_batched, generate_one_at_a_time
-from pipelines.serve.plan_output import check_plan
 from pipelines.model.prompts import serving_user_message
+from pipelines.serve.constrained import DecodingLimits
+from pipelines.serve.decode import DecodingConfig, generate_batched
+from pipelines.serve.grounding import GroundedFields, GroundedRow, GroundingVocab, closes_label
+from pipelines.serve.plan_output import check_plan
 
 DESCRIPTIONS = [
     "行1:用通道1-4从样品板A1-D1各吸取20ul，分配到反应板B3-E3，每孔20微升，然后弃去枪头。",
@@ -56,9 +58,9 @@ def label_values(text: str) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def tiny_vocab(tmp_path_factory) -> tuple[GroundingVocab, object]:
-    from pipelines.serve.constrained import GrammarCache
     from pipelines.model.model_io import eoc_token_id, load_model_and_tokenizer
     from pipelines.model.tiny_model import build_tiny_model
+    from pipelines.serve.constrained import GrammarCache
 
     _, tokenizer = load_model_and_tokenizer(build_tiny_model(tmp_path_factory.mktemp("tiny_vocab"), seed=0))
     vocab = GrammarCache().grounding_vocab(tokenizer, len(tokenizer), [eoc_token_id(tokenizer)])
@@ -71,7 +73,9 @@ def row_after(vocab: GroundingVocab, description: str, generated: str | bytes, w
     return row
 
 
-def brute_force_continuations(vocab: GroundingVocab, partial: bytes, description: bytes, excluded: set[int]) -> set[int]:
+def brute_force_continuations(
+    vocab: GroundingVocab, partial: bytes, description: bytes, excluded: set[int]
+) -> set[int]:
     """Every token that keeps `partial` grounded, by definition: extends it to a substring, or closes it non-empty."""
     allowed = set()
     for token_id, token in enumerate(vocab.token_bytes):
@@ -92,7 +96,8 @@ PARTIALS = [b"", "样".encode(), "样".encode()[:2], "样品".encode(), "反应�
 def test_continuations_are_exactly_the_tokens_that_keep_a_value_grounded(tiny_vocab, partial):
     vocab, tokenizer = tiny_vocab
     description = "行1:用通道1-4从样品板A1-D1各吸取20ul，分配到反应板B3-E3。Shake Plate1 at 700 rpm"
-    row = row_after(vocab, description, b'{"commands": [{"func_name": "PCR", "func_parameters": {"labware": "' + partial)
+    opened = b'{"commands": [{"func_name": "PCR", "func_parameters": {"labware": "'
+    row = row_after(vocab, description, opened + partial)
     assert row.partial == partial
     expected = brute_force_continuations(vocab, partial, description.encode(), set(tokenizer.all_special_ids))
     assert set(row.continuations().tolist()) == expected
@@ -122,10 +127,11 @@ def test_a_label_closes_only_where_a_name_may_end(description, value, complete):
 
 def test_a_truncated_ascii_name_cannot_close(tiny_vocab):
     vocab, _ = tiny_vocab
-    row = row_after(vocab, "摇板：反应板A，700转", '{"commands": [{"func_name": "Shake", "func_parameters": {"labware": "反应板')
+    shake = '{"commands": [{"func_name": "Shake", "func_parameters": {"labware":'
+    row = row_after(vocab, "摇板：反应板A，700转", shake + ' "反应板')
     assert not row.token_keeps_grounding(b'", ')
     assert row.token_keeps_grounding(b'A", ')
-    opening = row_after(vocab, "摇板：反应板A，700转", '{"commands": [{"func_name": "Shake", "func_parameters": {"labware":')
+    opening = row_after(vocab, "摇板：反应板A，700转", shake)
     assert not opening.token_keeps_grounding(' "反应板", '.encode())  # opened and closed by one token
     assert opening.token_keeps_grounding(' "反应板A", '.encode())
 
@@ -157,7 +163,9 @@ def test_a_token_that_opens_a_value_is_checked_for_the_bytes_it_carries(tiny_voc
 
 def test_wells_are_grounded_only_when_asked(tiny_vocab):
     vocab, _ = tiny_vocab
-    generated = '{"commands": [{"func_name": "Aspirate", "func_parameters": {"channels": [1, 2], "labware": "P", "wells": ["A1'
+    generated = (
+        '{"commands": [{"func_name": "Aspirate", "func_parameters": {"channels": [1, 2], "labware": "P", "wells": ["A1'
+    )
     assert row_after(vocab, "P A1 B2", generated).partial is None
     row = row_after(vocab, "P A1 B2", generated, wells=True)
     assert row.partial == b"A1"
@@ -185,7 +193,8 @@ def untrained_runs(tmp_path_factory) -> dict[int, dict[str, list]]:
     runs = {}
     try:
         for seed in SEEDS:
-            model, tokenizer = load_model_and_tokenizer(build_tiny_model(tmp_path_factory.mktemp(f"seed{seed}"), seed=seed))
+            model_dir = build_tiny_model(tmp_path_factory.mktemp(f"seed{seed}"), seed=seed)
+            model, tokenizer = load_model_and_tokenizer(model_dir)
             runs[seed] = {
                 name: generate_batched(
                     model, tokenizer, DESCRIPTIONS,
@@ -220,7 +229,9 @@ def test_without_grounding_the_same_model_invents_labels(untrained_runs, seed):
 
 
 def test_the_seeds_cover_every_grounded_field(untrained_runs):
-    written = {field for runs in untrained_runs.values() for g in runs["grounded"] for field, _ in label_values(g.text)}
+    written = {
+        field for runs in untrained_runs.values() for g in runs["grounded"] for field, _ in label_values(g.text)
+    }
     assert written == set(grounded_label_fields())
     cjk = [value for runs in untrained_runs.values() for g in runs["grounded"] for _, value in label_values(g.text)
            if not value.isascii()]
@@ -314,7 +325,8 @@ def test_predict_with_grounded_decoding_writes_no_invented_label(inventing_model
     from pipelines.serve.predict import predict_lines
 
     model, tokenizer = load_model_and_tokenizer(inventing_model)
-    plan = predict_lines(model, tokenizer, [INVENTED_DESCRIPTION], DecodingConfig(max_new_tokens=800, limits=LIMITS))[0]
+    config = DecodingConfig(max_new_tokens=800, limits=LIMITS)
+    plan = predict_lines(model, tokenizer, [INVENTED_DESCRIPTION], config)[0]
     assert UNGROUNDED not in {issue.rule for issue in plan.issues}, plan.error_message()
     labels = label_values(plan.raw_output)
     assert labels and ("labware", "Q9") not in labels  # pushed off its script where the script invents

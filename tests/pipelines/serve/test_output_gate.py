@@ -36,10 +36,29 @@ def _plan(*commands: dict[str, Any]) -> str:
 VALID_PARAMS: dict[str, dict[str, Any]] = {
     "GetDiti": {"ditiType": "200ul", "channels": [1, 2]},
     "DropDiti": {"channels": [1, 2]},
-    "Aspirate": {"channels": [1, 2], "labware": "Plate1", "wells": ["A1", "B1"], "vols": [20, 20], "liquidClass": "Water"},
-    "Dispense": {"channels": [1, 2], "labware": "Plate2", "wells": ["A1", "B1"], "vols": [20, 20], "liquidClass": "Water"},
+    "Aspirate": {
+        "channels": [1, 2],
+        "labware": "Plate1",
+        "wells": ["A1", "B1"],
+        "vols": [20, 20],
+        "liquidClass": "Water",
+    },
+    "Dispense": {
+        "channels": [1, 2],
+        "labware": "Plate2",
+        "wells": ["A1", "B1"],
+        "vols": [20, 20],
+        "liquidClass": "Water",
+    },
     "Mix": {"channels": [1, 2], "labware": "Plate1", "wells": ["A1", "B1"], "vols": [20, 20], "times": 3},
-    "Transfer": {"channels": [1, 2], "srcLabware": "P1", "srcWells": ["A1", "B1"], "dstLabware": "P2", "dstWells": ["C1", "D1"], "vols": [20, 20]},
+    "Transfer": {
+        "channels": [1, 2],
+        "srcLabware": "P1",
+        "srcWells": ["A1", "B1"],
+        "dstLabware": "P2",
+        "dstWells": ["C1", "D1"],
+        "vols": [20, 20],
+    },
     "PCR": {"labware": "PCR_Plate", "program": "PCR35"},
     "Delay": {"seconds": 60},
     "Incubate": {"labware": "Plate1", "temperature": 37, "seconds": 600},
@@ -87,26 +106,54 @@ def _bad_plans() -> list[BadPlan]:
     # Every required parameter of every command, missing.
     for name, spec in CATALOG.commands.items():
         for param in spec.required_params:
-            add(BadPlan(f"missing_{name}_{param}", _plan(_with(name, **{param: _DROP})), "missing_parameter", 0, param))
+            add(
+                BadPlan(f"missing_{name}_{param}", _plan(_with(name, **{param: _DROP})), "missing_parameter", 0, param)
+            )
     # Every parameter of every command, with a value of the wrong type.
     for name, spec in CATALOG.commands.items():
         for param, param_spec in spec.params.items():
-            add(BadPlan(f"type_{name}_{param}", _plan(_with(name, **{param: WRONG_TYPE[param_spec.type]})), "type", 0, param))
+            add(
+                BadPlan(
+                    f"type_{name}_{param}",
+                    _plan(_with(name, **{param: WRONG_TYPE[param_spec.type]})),
+                    "type",
+                    0,
+                    param,
+                )
+            )
     # Every command, with a parameter the catalog does not know.
     for name in CATALOG.commands:
         add(BadPlan(f"unknown_parameter_{name}", _plan(_with(name, speed=5)), "unknown_parameter", 0, "speed"))
     # Parameters only a channel command has, given to one that has none.
     add(BadPlan("channels_on_delay", _plan(_with("Delay", channels=[1])), "unknown_parameter", 0, "channels"))
     add(BadPlan("unknown_command", _plan(_cmd("Pipette", channels=[1])), "unknown_command", 0, None))
-    add(BadPlan("lowercase_command", _plan(_cmd("getditi", ditiType="50ul", channels=[1])), "unknown_command", 0, None))
+    add(
+        BadPlan("lowercase_command", _plan(_cmd("getditi", ditiType="50ul", channels=[1])), "unknown_command", 0, None)
+    )
     add(BadPlan("empty_plan", _plan(), "empty_plan", None, None))
     # Channels: range, duplicates, empty, non-integers.
-    for bad, rule in [([0], "channel_range"), ([9], "channel_range"), ([-1], "channel_range"), ([1, 1], "duplicate_channel"),
-                      ([], "empty_list"), ([1.5], "type"), (["1"], "type"), ([True], "type")]:
+    for bad, rule in [
+        ([0], "channel_range"),
+        ([9], "channel_range"),
+        ([-1], "channel_range"),
+        ([1, 1], "duplicate_channel"),
+        ([], "empty_list"),
+        ([1.5], "type"),
+        (["1"], "type"),
+        ([True], "type"),
+    ]:
         add(BadPlan(f"channels_{bad}", _plan(_cmd("DropDiti", channels=bad)), rule, 0, "channels"))
     # Wells: every way a well name can be wrong, in every wells parameter.
     for well in ["I1", "A13", "A0", "a1", "A01", "", "A1 ", "AA1"]:
-        add(BadPlan(f"well_{well!r}", _plan(_with("Aspirate", channels=[1], wells=[well], vols=[20])), "invalid_well", 0, "wells"))
+        add(
+            BadPlan(
+                f"well_{well!r}",
+                _plan(_with("Aspirate", channels=[1], wells=[well], vols=[20])),
+                "invalid_well",
+                0,
+                "wells",
+            )
+        )
     for param in ("srcWells", "dstWells"):
         add(BadPlan(f"well_{param}", _plan(_with("Transfer", **{param: ["A1", "Z9"]})), "invalid_well", 0, param))
     add(BadPlan("wells_empty", _plan(_with("Mix", wells=[])), "empty_list", 0, "wells"))
@@ -116,10 +163,22 @@ def _bad_plans() -> list[BadPlan]:
         add(BadPlan(f"length_vols_{name}", _plan(_with(name, vols=[20, 20, 20])), "length_mismatch", 0, "vols"))
     for param in ("srcWells", "dstWells", "vols"):
         value = ["A1"] if param != "vols" else [20]
-        add(BadPlan(f"length_{param}_Transfer", _plan(_with("Transfer", **{param: value})), "length_mismatch", 0, param))
+        add(
+            BadPlan(
+                f"length_{param}_Transfer", _plan(_with("Transfer", **{param: value})), "length_mismatch", 0, param
+            )
+        )
     # Volumes: positive, finite numbers.
     for vol in [0, -5, -0.1]:
-        add(BadPlan(f"vol_{vol}", _plan(_with("Dispense", channels=[1], wells=["A1"], vols=[vol])), "volume_positive", 0, "vols"))
+        add(
+            BadPlan(
+                f"vol_{vol}",
+                _plan(_with("Dispense", channels=[1], wells=["A1"], vols=[vol])),
+                "volume_positive",
+                0,
+                "vols",
+            )
+        )
     add(BadPlan("vol_string", _plan(_with("Dispense", channels=[1], wells=["A1"], vols=["20ul"])), "type", 0, "vols"))
     add(BadPlan("vols_empty", _plan(_with("Transfer", vols=[])), "empty_list", 0, "vols"))
     # Tip types and tip capacity across the sequence.
@@ -162,14 +221,25 @@ def _bad_plans() -> list[BadPlan]:
     ))
     # Numeric ranges.
     for name, param, value in [
-        ("Delay", "seconds", -1), ("Incubate", "seconds", -60), ("Shake", "seconds", -1),
-        ("Incubate", "temperature", 3), ("Incubate", "temperature", 100.5), ("Shake", "rpm", 99), ("Shake", "rpm", 3001),
-        ("Mix", "times", 0), ("Mix", "times", 51),
+        ("Delay", "seconds", -1),
+        ("Incubate", "seconds", -60),
+        ("Shake", "seconds", -1),
+        ("Incubate", "temperature", 3),
+        ("Incubate", "temperature", 100.5),
+        ("Shake", "rpm", 99),
+        ("Shake", "rpm", 3001),
+        ("Mix", "times", 0),
+        ("Mix", "times", 51),
     ]:
         add(BadPlan(f"range_{name}_{param}_{value}", _plan(_with(name, **{param: value})), "range", 0, param))
     # Labels must say something.
-    for name, param in [("Aspirate", "labware"), ("PCR", "program"), ("MoveLabware", "position"), ("Transfer", "srcLabware"),
-                        ("Dispense", "liquidClass")]:
+    for name, param in [
+        ("Aspirate", "labware"),
+        ("PCR", "program"),
+        ("MoveLabware", "position"),
+        ("Transfer", "srcLabware"),
+        ("Dispense", "liquidClass"),
+    ]:
         add(BadPlan(f"empty_{name}_{param}", _plan(_with(name, **{param: "  "})), "empty_string", 0, param))
     # The bad command is found wherever it sits in a longer plan, and named by its own index.
     add(BadPlan(
@@ -220,7 +290,11 @@ UNPARSEABLE = [
 def test_every_catalog_rule_has_a_bad_plan() -> None:
     from data_contracts import validation
 
-    rules = {value for name, value in vars(validation).items() if name.isupper() and isinstance(value, str) and name != "DROP_TIPS_COMMAND"}
+    rules = {
+        value
+        for name, value in vars(validation).items()
+        if name.isupper() and isinstance(value, str) and name != "DROP_TIPS_COMMAND"
+    }
     covered = {plan.rule for plan in BAD_PLANS + LABEL_PLANS + UNGROUNDED_PLANS}
     assert rules <= covered, f"rules without a hand-written bad plan: {sorted(rules - covered)}"
 
@@ -330,7 +404,9 @@ def _scripted_generation(monkeypatch: pytest.MonkeyPatch, outputs: dict[str, str
     import pipelines.serve.decode as decode
 
     def fake_generate_batched(model, tokenizer, descriptions, config=None, on_batch=None):
-        generations = [decode.Generation(text=outputs[d], token_ids=(), stopped=True, latency_s=0.0) for d in descriptions]
+        generations = [
+            decode.Generation(text=outputs[d], token_ids=(), stopped=True, latency_s=0.0) for d in descriptions
+        ]
         if on_batch is not None:
             on_batch(len(generations), len(generations))
         return generations
@@ -344,9 +420,14 @@ def _predict_args(model_dir: Path, description: str | None) -> argparse.Namespac
 
 
 def test_predict_cli_batch_never_prints_a_bad_plan_as_commands(tiny_model_dir: Path, monkeypatch) -> None:
-    from pipelines.serve.server import predict
+    from pipelines.serve import predict
     good = _gold_plans()[0]
-    plans = [BadPlan("good", good, "", None, None, _gold_descriptions()[0]), *BAD_PLANS, *LABEL_PLANS, *UNGROUNDED_PLANS]
+    plans = [
+        BadPlan("good", good, "", None, None, _gold_descriptions()[0]),
+        *BAD_PLANS,
+        *LABEL_PLANS,
+        *UNGROUNDED_PLANS,
+    ]
     # predict checks labels against each description: the good plan gets its own, an ungrounded plan one
     # holding every label but the invented one, the rest a placeholder (only their own rule is asserted)
     descriptions = [plans[0].description] + [
@@ -368,13 +449,15 @@ def test_predict_cli_batch_never_prints_a_bad_plan_as_commands(tiny_model_dir: P
         assert record["error"]["raw_output"] == plan.raw
         if plan.rule != "invalid_label":
             assert any(
-                issue["rule"] == plan.rule and issue["field"] == plan.field and issue["command_index"] == plan.command_index
+                issue["rule"] == plan.rule
+                and issue["field"] == plan.field
+                and issue["command_index"] == plan.command_index
                 for issue in record["error"]["issues"]
             ), (plan.name, record["error"]["issues"])
 
 
 def test_predict_cli_single_description_prints_nothing_for_a_bad_plan(tiny_model_dir: Path, monkeypatch) -> None:
-    from pipelines.serve.server import predict
+    from pipelines.serve import predict
     plan = next(p for p in BAD_PLANS if p.name == "tip_capacity_after_tip_change")
     _scripted_generation(monkeypatch, {"行1:吸取500ul": plan.raw})
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -390,16 +473,21 @@ def test_predict_cli_single_description_prints_nothing_for_a_bad_plan(tiny_model
 def test_regression_results_never_record_a_bad_plan_as_commands() -> None:
     """The regression asset's rows: an invalid plan keeps its raw output and error, but no predicted commands."""
     from data_contracts.commands import Command
-    from pipelines.serve.evaluate import EvalCase, evaluate_case, results_frame
+    from pipelines.serve.eval_cases import EvalCase, evaluate_case
+    from pipelines.serve.eval_tables import results_frame
 
     gold = tuple(parse_text_commands("Delay(seconds=60)"))
     results = [
-        evaluate_case(EvalCase(case_id=plan.name, description="d", gold=gold, split_source="eval"), plan.raw, 0.0, 0, True)
+        evaluate_case(
+            EvalCase(case_id=plan.name, description="d", gold=gold, split_source="eval"), plan.raw, 0.0, 0, True
+        )
         for plan in BAD_PLANS
     ]
     frame = results_frame(results, constrained=True)
     assert not frame["catalog_valid"].any()
-    assert frame["predicted_json"].isna().all(), frame.loc[frame["predicted_json"].notna(), ["case_id", "predicted_json"]]
+    assert frame["predicted_json"].isna().all(), frame.loc[
+        frame["predicted_json"].notna(), ["case_id", "predicted_json"]
+    ]
     assert (frame["raw_output"] == [plan.raw for plan in BAD_PLANS]).all()
     for plan, error in zip(BAD_PLANS, frame["error"]):
         assert plan.rule in error
@@ -413,7 +501,11 @@ def test_every_module_that_generates_commands_goes_through_the_gate() -> None:
     generating = []
     for path in sorted([*(REPO_ROOT / "pipelines").rglob("*.py"), *(REPO_ROOT / "assets").glob("*.py")]):
         text = path.read_text(encoding="utf-8")
-        if path.name != "decode.py" and ("generate_batched" in text or "generate_one_by_one" in text or ".generate(" in text):
+        if path.name != "decode.py" and (
+            "generate_batched" in text or "generate_one_by_one" in text or ".generate(" in text
+        ):
             generating.append(path.name)
-            assert "plan_output" in text or "pipelines.serve.evaluate" in text, f"{path.name} generates commands without pipelines.serve.plan_output"
+            assert "plan_output" in text or "pipelines.serve.evaluate" in text, (
+                f"{path.name} generates commands without pipelines.serve.plan_output"
+            )
     assert {"predict.py", "evaluate.py"} <= set(generating)

@@ -10,8 +10,18 @@ import pytest
 
 from data_contracts.commands import Command
 from data_contracts.forms import parse_text_commands, render_json_commands
-from pipelines.serve.evaluate import EvalCase, evaluate_case
-from pipelines.serve.phenomena import RARE_COMMANDS, TAGS, TagScore, case_tags, exact_match_by_tag, tag_scores_markdown
+from pipelines.serve.eval_cases import EvalCase, evaluate_case
+from pipelines.serve.phenomena import (
+    RARE_COMMANDS,
+    TAG_SCORE_COLUMNS,
+    TAGS,
+    TagScore,
+    case_tags,
+    exact_match_by_tag,
+    tag_score_rows,
+    tag_scores_from_rows,
+    tag_scores_markdown,
+)
 
 PUBLIC_EXAMPLES = Path(__file__).resolve().parents[3] / "data" / "eval" / "sop_examples.jsonl"
 
@@ -51,7 +61,15 @@ def test_range_expansion_is_a_well_list_the_text_does_not_spell_out():
     assert has("range_expansion", "通道1-2从P1的Ｇ５－Ｈ５各吸20ul", [two])  # full-width, as lab text often is
     one = aspirate([1], ["A1"], [20])
     assert not has("range_expansion", "channel 1 draws 20 ul from P1 A1-A1", [one])  # one well is no expansion
-    transfer = command("Transfer", channels=[1, 2], srcLabware="S", srcWells=["A1", "B1"], dstLabware="D", dstWells=["A2", "B2"], vols=[5, 5])
+    transfer = command(
+        "Transfer",
+        channels=[1, 2],
+        srcLabware="S",
+        srcWells=["A1", "B1"],
+        dstLabware="D",
+        dstWells=["A2", "B2"],
+        vols=[5, 5],
+    )
     assert has("range_expansion", "channels 1-2: 5 ul from S A1-B1 to D A2-B2", [transfer])  # srcWells/dstWells count
 
 
@@ -70,8 +88,14 @@ def test_per_channel_vols_is_two_distinct_volumes_in_one_command():
 
 @pytest.mark.parametrize(
     "text",
-    ["channel 6 draws 0.75 mL from P1 A1", "通道6从P1的A1吸0.75毫升", "draw 1ml from P1 A1", "0.5 millilitres",
-     "通道6从P1的A1吸０.７５ｍＬ", "通道6从P1的A1吸0.75㎖"],  # full-width and the one-character ml sign (NFKC folds both)
+    [
+        "channel 6 draws 0.75 mL from P1 A1",
+        "通道6从P1的A1吸0.75毫升",
+        "draw 1ml from P1 A1",
+        "0.5 millilitres",
+        "通道6从P1的A1吸０.７５ｍＬ",
+        "通道6从P1的A1吸0.75㎖",
+    ],  # full-width and the one-character ml sign (NFKC folds both)
 )
 def test_unit_conversion_is_a_volume_stated_in_ml(text):
     assert has("unit_conversion", text, [aspirate([6], ["A1"], [750])])
@@ -81,7 +105,11 @@ def test_unit_conversion_needs_an_ml_amount_and_a_volume():
     gold = [aspirate([6], ["A1"], [750])]
     assert not has("unit_conversion", "channel 6 draws 750 ul from P1 A1", gold)
     assert not has("unit_conversion", "channel 6 draws 750 ul from Tube_5ml A1", gold)  # a label, not an amount
-    assert not has("unit_conversion", "move the 50 ml tube rack to Deck_2", [command("MoveLabware", labware="Rack", position="Deck_2")])
+    assert not has(
+        "unit_conversion",
+        "move the 50 ml tube rack to Deck_2",
+        [command("MoveLabware", labware="Rack", position="Deck_2")],
+    )
 
 
 @pytest.mark.parametrize(
@@ -97,7 +125,11 @@ def test_time_conversion_needs_minutes_or_hours_and_seconds():
     assert not has("time_conversion", "等30 s", [command("Delay", seconds=30)])
     assert not has("time_conversion", "wait 45 seconds", [command("Delay", seconds=45)])
     # "per minute" of a shaking speed is not a duration; the 30 s is already in seconds
-    assert not has("time_conversion", "摇板：反应板A，700转每分钟，持续30秒", [command("Shake", labware="反应板A", rpm=700, seconds=30)])
+    assert not has(
+        "time_conversion",
+        "摇板：反应板A，700转每分钟，持续30秒",
+        [command("Shake", labware="反应板A", rpm=700, seconds=30)],
+    )
     # minutes in the text, but no command carries seconds
     assert not has("time_conversion", "10 minutes later, channel 1 drops its tip", [drop([1])])
 
@@ -105,7 +137,11 @@ def test_time_conversion_needs_minutes_or_hours_and_seconds():
 def test_channel_inheritance_is_channels_taken_from_the_previous_command():
     plan = [tips([1, 2]), aspirate([1, 2], ["A1", "B1"], [20, 20]), drop([1, 2])]
     assert has("channel_inheritance", "通道1-2装200ul吸头，从P1的A1、B1各吸20ul，然后退吸头", plan)
-    assert has("channel_inheritance", "Channels 1-2 load tips, channels 1-2 draw 20 ul each from P1 A1-B1, then drop the tips", plan)
+    assert has(
+        "channel_inheritance",
+        "Channels 1-2 load tips, channels 1-2 draw 20 ul each from P1 A1-B1, then drop the tips",
+        plan,
+    )
     # every command restates its channels
     restated = "channels 1-2 load tips; channels 1-2 draw 20 ul each from P1 A1-B1; channels 1-2 drop the tips"
     assert not has("channel_inheritance", restated, plan)
@@ -115,7 +151,11 @@ def test_channel_inheritance_is_channels_taken_from_the_previous_command():
     assert not has("channel_inheritance", "channels 1-2 load tips, then 20 ul is drawn from P1 A1",
                    [tips([1, 2]), aspirate([1], ["A1"], [20])])  # a subset is not the previous command's channels
     # "per channel" / "每通道" name no channel
-    assert has("channel_inheritance", "通道1-4装吸头，每通道吸20ul", [tips([1, 2, 3, 4]), aspirate([1, 2, 3, 4], ["A1", "B1", "C1", "D1"], [20] * 4)])
+    assert has(
+        "channel_inheritance",
+        "通道1-4装吸头，每通道吸20ul",
+        [tips([1, 2, 3, 4]), aspirate([1, 2, 3, 4], ["A1", "B1", "C1", "D1"], [20] * 4)],
+    )
     assert not has("channel_inheritance", "channel 1 drops its tip", [drop([1])])
 
 
@@ -131,9 +171,20 @@ def test_command_count_rare_commands_liquid_class_and_language():
 
 
 def test_tags_follow_the_tags_order():
-    tags = case_tags("通道1-2从P1的A1-B1各吸0.02毫升，然后等待2分钟", [aspirate([1, 2], ["A1", "B1"], [20, 20]), command("Delay", seconds=120)])
+    tags = case_tags(
+        "通道1-2从P1的A1-B1各吸0.02毫升，然后等待2分钟",
+        [aspirate([1, 2], ["A1", "B1"], [20, 20]), command("Delay", seconds=120)],
+    )
     assert tags == [t for t in TAGS if t in tags]
-    assert tags == ["range_expansion", "each_volume", "unit_conversion", "time_conversion", "multi_command", "rare_command", "zh"]
+    assert tags == [
+        "range_expansion",
+        "each_volume",
+        "unit_conversion",
+        "time_conversion",
+        "multi_command",
+        "rare_command",
+        "zh",
+    ]
 
 
 # --- the public examples: our tags against their hand-written ones ------------------------------
@@ -169,7 +220,10 @@ def test_tags_agree_with_the_hand_written_tags_of_the_public_examples():
         turn = example["conversation"][0]
         ours = set(case_tags(turn["input"], parse_text_commands(turn["output"])))
         if ours != hand_tags(example):
-            disagreements[example["id"]] = {"only ours": sorted(ours - hand_tags(example)), "only hand": sorted(hand_tags(example) - ours)}
+            disagreements[example["id"]] = {
+                "only ours": sorted(ours - hand_tags(example)),
+                "only hand": sorted(hand_tags(example) - ours),
+            }
     assert disagreements == {}
     # every phenomenon tag occurs in the examples, so the agreement covers every rule
     assert set().union(*(hand_tags(e) for e in examples)) == set(TAGS)
@@ -178,7 +232,9 @@ def test_tags_agree_with_the_hand_written_tags_of_the_public_examples():
 # --- exact match per tag -----------------------------------------------------------------------
 
 
-def result(case_id: str, source: str, text: str, gold: list[Command], predicted: list[Command], raw_text: str | None = None):
+def result(
+    case_id: str, source: str, text: str, gold: list[Command], predicted: list[Command], raw_text: str | None = None
+):
     case = EvalCase(case_id, text, tuple(gold), source, raw_description=raw_text)
     return evaluate_case(case, render_json_commands(predicted), 0.1, 3, True)
 
@@ -210,6 +266,10 @@ def test_exact_match_by_tag_counts_per_slice_and_overall():
     assert [s.slice for s in scores] == ["eval"] * 4 + ["public"] * 4 + ["all"] * 5  # slice, then TAGS order
     assert next(s for s in scores if (s.slice, s.tag) == ("all", "single_command")).exact_match == pytest.approx(2 / 3)
     assert TagScore("eval", "zh", 0, 0).exact_match == 0.0
+
+    rows = tag_score_rows(scores)  # the UI's table: one row per score, in TAG_SCORE_COLUMNS, and back again
+    assert all(list(row) == [name for name, _ in TAG_SCORE_COLUMNS] for row in rows)
+    assert tag_scores_from_rows(rows) == scores
 
     markdown = tag_scores_markdown(scores)
     assert markdown.splitlines()[0] == "| tag | eval | public | all |"

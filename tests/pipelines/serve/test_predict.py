@@ -93,7 +93,9 @@ def test_batch_all_valid_exits_zero(scripted_model):
 def test_cli_entry_point_parses_options(scripted_model):
     from pipelines.cli import build_parser
 
-    args = build_parser().parse_args(["predict", "--model", str(scripted_model), "--no-constrained", "--max-new-tokens", "7", "x"])
+    args = build_parser().parse_args(
+        ["predict", "--model", str(scripted_model), "--no-constrained", "--max-new-tokens", "7", "x"]
+    )
     assert (args.constrained, args.max_new_tokens, args.batch_size, args.description) == (False, 7, 16, "x")
 
 
@@ -169,7 +171,13 @@ def test_gate_rejects_each_rule_with_its_field(rule, field, plan):
 
 
 def test_gate_rejects_output_that_is_not_a_plan():
-    for raw in ["", "{", '{"commands": 5}', "Delay(seconds=5)", '{"commands": [{"func_name": "Delay", "func_parameters": {"seconds": NaN}}]}']:
+    for raw in [
+        "",
+        "{",
+        '{"commands": 5}',
+        "Delay(seconds=5)",
+        '{"commands": [{"func_name": "Delay", "func_parameters": {"seconds": NaN}}]}',
+    ]:
         checked = check_plan(raw)
         assert not checked.json_valid and checked.issues[0].rule == "json_parse"
         assert "error" in checked.output_record()
@@ -218,8 +226,8 @@ def test_batch_progress_bar_is_on_stderr_and_stdout_keeps_only_the_records(scrip
 
 
 def test_predict_lines_reports_progress_once_per_generated_batch(scripted_model):
-    from pipelines.serve.decode import DecodingConfig
     from pipelines.model.model_io import load_model_and_tokenizer
+    from pipelines.serve.decode import DecodingConfig
     from pipelines.serve.predict import predict_lines
 
     model, tokenizer = load_model_and_tokenizer(scripted_model)

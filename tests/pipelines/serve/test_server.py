@@ -226,11 +226,14 @@ BAD_REQUESTS = [
     ("empty", json.dumps({"description": ""}).encode(), 422, '"description" is empty'),
     ("blank", json.dumps({"description": " \n\t"}).encode(), 422, '"description" is empty'),
     ("empty_list", json.dumps({"descriptions": []}).encode(), 422, '"descriptions" is empty'),
-    ("empty_in_list", json.dumps({"descriptions": ["Wait 5 minutes", ""]}).encode(), 422, '"descriptions"[1] is empty'),
+    ("empty_in_list", json.dumps({"descriptions": ["Wait 5 minutes", ""]}).encode(), 422,
+     '"descriptions"[1] is empty'),
     ("both", json.dumps({"description": "a", "descriptions": ["b"]}).encode(), 422, "exactly one of"),
     ("number", json.dumps({"description": 5}).encode(), 422, "description: Input should be a valid string"),
-    ("string_for_list", json.dumps({"descriptions": "Wait"}).encode(), 422, "descriptions: Input should be a valid array"),
-    ("number_in_list", json.dumps({"descriptions": ["a", 3]}).encode(), 422, "descriptions.1: Input should be a valid string"),
+    ("string_for_list", json.dumps({"descriptions": "Wait"}).encode(), 422,
+     "descriptions: Input should be a valid array"),
+    ("number_in_list", json.dumps({"descriptions": ["a", 3]}).encode(), 422,
+     "descriptions.1: Input should be a valid string"),
     ("null", json.dumps({"description": None}).encode(), 422, "exactly one of"),
     ("top_level_list", json.dumps(["Wait 5 minutes"]).encode(), 422, "Input should be an object"),
     ("typo", json.dumps({"descripton": "Wait"}).encode(), 422, "descripton: Extra inputs are not permitted"),
@@ -239,10 +242,12 @@ BAD_REQUESTS = [
     ("empty_body", b"", 400, "not valid JSON"),
     ("not_utf8", b'{"description": "\xff\xfe"}', 400, "not valid JSON"),
     ("deeply_nested", b"[" * 5000 + b"]" * 5000, 400, "not valid JSON"),
-    ("too_long", json.dumps({"description": "x" * 4001}).encode(), 422, "4001 characters long, more than the limit of 4000"),
+    ("too_long", json.dumps({"description": "x" * 4001}).encode(), 422,
+     "4001 characters long, more than the limit of 4000"),
     ("too_many", json.dumps({"descriptions": ["Wait"] * (MAX_DESCRIPTIONS + 1)}).encode(), 422,
      f"{MAX_DESCRIPTIONS + 1} entries, more than the limit of {MAX_DESCRIPTIONS}"),
-    ("too_big", json.dumps({"description": "x" * (MAX_BODY_BYTES + 1)}).encode(), 413, f"more than the limit of {MAX_BODY_BYTES}"),
+    ("too_big", json.dumps({"description": "x" * (MAX_BODY_BYTES + 1)}).encode(), 413,
+     f"more than the limit of {MAX_BODY_BYTES}"),
 ]
 
 
@@ -314,7 +319,8 @@ def test_concurrent_clients_are_all_answered_correctly_and_the_server_stays_up(s
 def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     environment = {key: value for key, value in os.environ.items() if key != "SOP2CMD_SERVE_TOKEN"}
     return subprocess.run([sys.executable, "-m", "pipelines", "serve", "--port", "0", *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=STARTUP_TIMEOUT_S, env={**environment, **(env or {})})
+                          capture_output=True, text=True, timeout=STARTUP_TIMEOUT_S,
+                          env={**environment, **(env or {})})
 
 
 def test_refuses_a_non_loopback_address_without_a_token(tmp_path):

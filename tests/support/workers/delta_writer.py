@@ -11,6 +11,8 @@ import time
 import pandas as pd
 
 from pipelines.data import lake
+
+
 def frame(tag: str, n_rows: int) -> pd.DataFrame:
     return pd.DataFrame({"sample_id": [f"{tag}-{i}" for i in range(n_rows)], "writer": [tag] * n_rows})
 

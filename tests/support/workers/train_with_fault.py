@@ -11,15 +11,17 @@ import sys
 import time
 from pathlib import Path
 
-import pipelines.model.train as train
+import pipelines.model.trainer as trainer
 from pipelines.model import train_entry
+
+
 def hang(signal_file: Path) -> None:
     signal_file.write_text("hanging")
     time.sleep(3600)
 
 
 def install_fault(mode: str, step: int, signal_file: Path) -> None:
-    original = train._trainer_classes
+    original = trainer.trainer_classes
 
     def patched():
         collator_cls, trainer_cls, completion_cls = original()
@@ -37,7 +39,7 @@ def install_fault(mode: str, step: int, signal_file: Path) -> None:
 
         return collator_cls, trainer_cls, FaultyCompletion
 
-    train._trainer_classes = patched
+    trainer.trainer_classes = patched
 
 
 if __name__ == "__main__":
