@@ -134,6 +134,15 @@ def write_params(path: Path, edit: Callable[[dict], None]) -> Path:
     return path
 
 
+def user_workdir(root: Path) -> Path:
+    """A working dir like a user's checkout under `root`: params.yaml and the public examples as the raw corpus."""
+    work = root / "work"
+    (work / "data" / "raw").mkdir(parents=True)
+    shutil.copy(PARAMS_PATH, work / "params.yaml")
+    shutil.copy(EXAMPLES_PATH, work / "data" / "raw" / "examples.jsonl")
+    return work
+
+
 def asset_resources(tmp_path: Path, lake: Path, params_path: Path) -> dict[str, dg.ConfigurableResource]:
     from assets.resources import ArtifactsResource, LakeResource, ParamsResource
 

@@ -4,7 +4,6 @@ listens only on queue `gpu`; every data step runs in the worker on the default q
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -13,7 +12,7 @@ import dagster as dg
 import pytest
 
 from assets.executors import CELERY_BACKEND_ENV, CELERY_BROKER_ENV, EXECUTOR_ENV, GPU_QUEUE
-from tests.helpers import free_port, require_binary
+from tests.helpers import free_port, require_binary, user_workdir
 from tests.support.services import REPO_ROOT, VENV_BIN, background, tail, wait_until
 
 pytestmark = pytest.mark.slow
@@ -61,11 +60,7 @@ def _step_pids(instance: dg.DagsterInstance, run_id: str) -> dict[str, int]:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """A user-like working dir (params.yaml + raw corpus) with the lake and artifacts inside it."""
-    work = tmp_path / "work"
-    (work / "data" / "raw").mkdir(parents=True)
-    shutil.copy(REPO_ROOT / "params.yaml", work / "params.yaml")
-    shutil.copy(REPO_ROOT / "tests" / "fixtures" / "sop_examples.jsonl", work / "data" / "raw" / "examples.jsonl")
-    return work
+    return user_workdir(tmp_path)
 
 
 def test_checkpoint_step_runs_on_the_gpu_queue_worker(workdir: Path, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from tests.helpers import free_port, require_binary
+from tests.helpers import free_port, require_binary, user_workdir
 from tests.support.services import REPO_ROOT, VENV_BIN, background, tail, wait_until
 
 pytestmark = pytest.mark.slow
@@ -53,10 +53,7 @@ def _location_status(base: str) -> str:
 @pytest.fixture
 def deployment(tmp_path: Path) -> dict:
     """A working directory like a user's checkout: params.yaml and a raw corpus, plus a fresh DAGSTER_HOME."""
-    workdir = tmp_path / "work"
-    (workdir / "data" / "raw").mkdir(parents=True)
-    shutil.copy(REPO_ROOT / "params.yaml", workdir / "params.yaml")
-    shutil.copy(REPO_ROOT / "tests" / "fixtures" / "sop_examples.jsonl", workdir / "data" / "raw" / "examples.jsonl")
+    workdir = user_workdir(tmp_path)
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
