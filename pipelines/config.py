@@ -332,16 +332,6 @@ def parse_gate(values: Any, path: str = "gate") -> dict[str, GateThresholds]:
     return {name: build_settings(GateThresholds, v, f"{path}.{name}") for name, v in _mapping(values, path).items()}
 
 
-def eval_settings(sections: Mapping[str, Any], profile: str) -> EvalSettings:
-    """The evaluation settings of `profile` from a parsed params.yaml mapping (only its `eval:` is read)."""
-    return parse_eval(sections.get("eval")).for_profile(profile)
-
-
-def gate_thresholds(sections: Mapping[str, Any], profile: str) -> GateThresholds:
-    """The gate of `profile` from a parsed params.yaml mapping (only its `gate:` is read)."""
-    return thresholds_for(parse_gate(sections.get("gate")), profile)
-
-
 def parse_params(raw: Mapping[str, Any]) -> Params:
     raw = _mapping(raw, "")
     check_known_keys(Params, raw, "")

@@ -9,7 +9,7 @@ import pytest
 
 from data_contracts.commands import Command
 from data_contracts.forms import render_json_commands
-from pipelines.config import eval_settings, gate_thresholds
+from pipelines.config import parse_eval, parse_gate, thresholds_for
 from pipelines.data.normalize import normalize_text
 from pipelines.serve.eval_cases import SLICES, CaseResult, EvalCase, evaluate_case
 from pipelines.serve.eval_metrics import (
@@ -323,22 +323,22 @@ def test_settings_per_profile_and_gate():
             "smoke": {"min_json_valid_rate": 1.0, "min_catalog_valid_rate": 0.0},
         },
     }
-    smoke = eval_settings(sections, "smoke")
+    smoke = parse_eval(sections["eval"]).for_profile("smoke")
     assert (smoke.batch_size, smoke.max_new_tokens, smoke.limits) == (4, 9, {"max_commands": 2, "max_number": 10})
     assert smoke.decoding_config().limits.max_commands == 2
-    gate = gate_thresholds(sections, "gpu")  # falls back to gate.default
+    gate = thresholds_for(parse_gate(sections["gate"]), "gpu")  # falls back to gate.default
     assert gate.min_exact_match == 0.5
     assert gate.failures({"json_valid_rate": 1.0, "catalog_valid_rate": 1.0, "exact_match": 0.25}) == [
         "exact_match 0.2500 < 0.5"
     ]
     assert (
-        gate_thresholds(sections, "smoke").failures(
+        thresholds_for(parse_gate(sections["gate"]), "smoke").failures(
             {"json_valid_rate": 1.0, "catalog_valid_rate": 0.0, "exact_match": 0.0}
         )
         == []
     )
     with pytest.raises(ValueError, match="unknown keys"):
-        eval_settings({"eval": {"batchsize": 3}}, "default")
+        parse_eval({"batchsize": 3}).for_profile("default")
 
 
 def test_results_frame_never_renders_a_rejected_plan():
@@ -502,32 +502,31 @@ def test_results_frame_accepts_every_slice():
 
 def test_max_cases_per_slice_merges_and_is_checked():
     sections = {"eval": {"max_cases": {"eval": 10, "public": 20}, "profiles": {"smoke": {"max_cases": {"eval": 2}}}}}
-    assert eval_settings(sections, "smoke").max_cases == {"eval": 2, "public": 20}
-    assert eval_settings(sections, "default").max_cases == {"eval": 10, "public": 20}
+    assert parse_eval(sections["eval"]).for_profile("smoke").max_cases == {"eval": 2, "public": 20}
+    assert parse_eval(sections["eval"]).for_profile("default").max_cases == {"eval": 10, "public": 20}
     with pytest.raises(ValueError, match="unknown slices \\['train'\\]"):
-        eval_settings({"eval": {"max_cases": {"train": 3}}}, "default")
+        parse_eval({"max_cases": {"train": 3}}).for_profile("default")
     with pytest.raises(ValueError, match="must map slice names"):
-        eval_settings({"eval": {"max_cases": 16}}, "default")
+        parse_eval({"max_cases": 16}).for_profile("default")
     with pytest.raises(ValueError, match="eval.max_cases.heldout"):
-        eval_settings({"eval": {"max_cases": {"heldout": -1}}}, "default")
+        parse_eval({"max_cases": {"heldout": -1}}).for_profile("default")
 
 
 def test_default_profile_evaluation_is_bounded():
     """The default (CPU) profile caps every slice so the run stays within the ~12-minute evaluation budget."""
-    import yaml
-
+    from pipelines.config import load_params
     from tests.helpers import PARAMS_PATH
 
-    sections = yaml.safe_load(PARAMS_PATH.read_text(encoding="utf-8"))
-    default = eval_settings(sections, "default")
+    params = load_params(PARAMS_PATH)
+    default = params.eval.for_profile("default")
     assert default.compare_unconstrained is False  # free generation would double the decoding time
     caps = default.max_cases or {}
     assert set(caps) == set(SLICES) and all(isinstance(cap, int) for cap in caps.values())
     # The bundled corpus's eval split whole (the stratified split may round a few cases up), all public examples.
-    expected_eval = sections["corpus"]["n_records"] * sections["augment"]["eval_fraction"]
+    expected_eval = params.corpus.n_records * params.augment.eval_fraction
     assert caps["eval"] >= 1.05 * expected_eval and caps["public"] >= 20
     assert sum(caps.values()) <= 290  # ~12 minutes at the CPU decoding rate the budget was sized with
-    assert eval_settings(sections, "gpu").compare_unconstrained is True  # still configurable per profile
+    assert params.eval.for_profile("gpu").compare_unconstrained is True  # still configurable per profile
 
 
 def test_progress_reporter_says_cases_done_of_total_and_eta() -> None:
