@@ -36,7 +36,7 @@ from pipelines.serve.deploy import (
     rollback,
 )
 from pipelines.serve.eval_cases import GATED_SLICE, SLICES
-from pipelines.serve.phenomena import TAG_SCORE_COLUMNS, tag_scores_from_rows, tag_scores_markdown
+from pipelines.serve.phenomena import TAG_SCORE_COLUMNS
 
 DEPLOY_GROUP = "deployment"
 # How Dagster records, on a materialization, the data version each upstream asset had when it ran.
@@ -57,7 +57,6 @@ def _tag_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _evaluation_summary(metrics: dict[str, Any], gate: Any, run_id: str) -> EvaluationSummary:
-    tag_rows = _tag_rows(metrics)
     slices = {}
     for name in SLICES:
         rates = {f: metrics[f"{name}/{f}"] for f in _SLICE_FIELDS if f"{name}/{f}" in metrics}
@@ -70,8 +69,7 @@ def _evaluation_summary(metrics: dict[str, Any], gate: Any, run_id: str) -> Eval
         gate_metadata=_plain(dict(gate.metadata)),
         headline={key: metrics[key] for key in _HEADLINE if key in metrics},
         slices=slices,
-        # Markdown for the model card, a file for people to read.
-        tags_markdown=tag_scores_markdown(tag_scores_from_rows(tag_rows)) if tag_rows else None,
+        tag_scores=_tag_rows(metrics),
         constrained=metrics.get("constrained"),
         results_delta_version=metrics.get("results_delta_version"),
         evaluated_in_run=run_id,
@@ -110,14 +108,12 @@ def _parity_refusal(instance: dg.DagsterInstance) -> str | None:
     return None if evaluation.passed else f"{check.check_key.name} failed on the latest merged_model"
 
 
-def gate_verdict(
-    instance: dg.DagsterInstance,
-) -> tuple[GateVerdict, EvaluationSummary | None, list[dict[str, Any]]]:
+def gate_verdict(instance: dg.DagsterInstance) -> tuple[GateVerdict, EvaluationSummary | None]:
     """What the instance recorded about the latest regression_metrics and its gate (and about the merge parity
-    check of the latest merged_model), as a promotion verdict, with the evaluation's summary and tag scores."""
+    check of the latest merged_model), as a promotion verdict, with the evaluation's summary."""
     records = instance.fetch_materializations(regression_metrics.key, limit=1).records
     if not records:
-        return GateVerdict(False, "regression_metrics has never been materialized", None), None, []
+        return GateVerdict(False, "regression_metrics has never been materialized", None), None
     latest = records[0]
     entry = latest.event_log_entry
     metrics = _plain(dict(entry.asset_materialization.metadata))
@@ -128,13 +124,13 @@ def gate_verdict(
     )
     evaluation, refusal = _check_result(instance, regression_gate, "regression_metrics", latest)
     if refusal is not None:
-        return GateVerdict(False, refusal, evaluated), None, []
+        return GateVerdict(False, refusal, evaluated), None
     parity = _parity_refusal(instance)
     if parity is not None:
-        return GateVerdict(False, parity, evaluated), None, []
+        return GateVerdict(False, parity, evaluated), None
     summary = _evaluation_summary(metrics, evaluation, entry.run_id)
     description = evaluation.description or ("passed" if evaluation.passed else "failed")
-    return GateVerdict(bool(evaluation.passed), description, evaluated), summary, _tag_rows(metrics)
+    return GateVerdict(bool(evaluation.passed), description, evaluated), summary
 
 
 def _metadata(deployment: Deployment, root: Path, lake: Path, promoted: bool) -> dict[str, Any]:
@@ -159,8 +155,8 @@ def _metadata(deployment: Deployment, root: Path, lake: Path, promoted: bool) ->
         for name, value in evaluation.gate_metadata.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 metadata[f"gate/{name}"] = float(value)
-    if record.get("exact_match_by_tag"):
-        metadata["exact_match_by_tag"] = metadata_table(record["exact_match_by_tag"], TAG_SCORE_COLUMNS)
+        if evaluation.tag_scores:
+            metadata["exact_match_by_tag"] = metadata_table(evaluation.tag_scores, TAG_SCORE_COLUMNS)
     return metadata
 
 
@@ -182,10 +178,10 @@ class DeployConfig(dg.Config):
 def deployed_model(
     context: dg.AssetExecutionContext, config: DeployConfig, artifacts: ArtifactsResource, lake: LakeResource
 ) -> dg.MaterializeResult:
-    verdict, evaluation, tag_rows = gate_verdict(context.instance)
+    verdict, evaluation = gate_verdict(context.instance)
     root = deploy_root(artifacts.path())
     try:
-        result = promote(merged_model_dir(artifacts.path()), root, verdict, evaluation=evaluation, tag_scores=tag_rows,
+        result = promote(merged_model_dir(artifacts.path()), root, verdict, evaluation=evaluation,
                          run_id=context.run_id, promote_rolled_back=config.promote_rolled_back)
     except PromotionRefused as error:
         raise dg.Failure(description=f"not promoted: {error}", metadata={"gate_passed": verdict.passed},

@@ -126,7 +126,8 @@ class EvaluationSummary:
     headline: dict[str, float] = field(default_factory=dict)
     # slice -> {"cases_evaluated": n, "json_valid_rate": r, "catalog_valid_rate": r, "exact_match": r}
     slices: dict[str, dict[str, Any]] = field(default_factory=dict)
-    tags_markdown: str | None = None
+    # exact match per (slice, phenomenon tag): rows of `pipelines.serve.phenomena.tag_score_rows`
+    tag_scores: list[dict[str, Any]] = field(default_factory=list)
     constrained: bool | None = None
     results_delta_version: int | None = None
     evaluated_in_run: str | None = None
@@ -257,8 +258,11 @@ def _evaluation_section(evaluation: EvaluationSummary | None) -> list[str]:
         lines += ["All slices together:", "", "| metric | value |", "| --- | --- |"]
         lines += [f"| {name} | {_fmt(value)} |" for name, value in evaluation.headline.items()]
         lines.append("")
-    if evaluation.tags_markdown:
-        lines += ["Exact match per phenomenon tag (exact matches/cases per slice):", "", evaluation.tags_markdown, ""]
+    if evaluation.tag_scores:
+        from pipelines.serve.phenomena import tag_scores_from_rows, tag_scores_markdown
+
+        tags_markdown = tag_scores_markdown(tag_scores_from_rows(evaluation.tag_scores))
+        lines += ["Exact match per phenomenon tag (exact matches/cases per slice):", "", tags_markdown, ""]
     if evaluation.results_delta_version is not None:
         version = evaluation.results_delta_version
         lines += [f"Per-case results: Delta table `regression_results`, version {version}.", ""]

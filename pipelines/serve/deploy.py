@@ -30,7 +30,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -227,7 +227,6 @@ def promote(
     gate: GateVerdict,
     *,
     evaluation: Any = None,
-    tag_scores: Sequence[Mapping[str, Any]] = (),
     run_id: str | None = None,
     promote_rolled_back: bool = False,
 ) -> PromotionResult:
@@ -236,8 +235,7 @@ def promote(
     Refuses (PromotionRefused, `root` untouched) unless `gate` passed on exactly these weights, and, unless
     `promote_rolled_back`, when a rollback moved away from these weights. When the current deployment already
     holds these weights nothing changes (`promoted` is False). `evaluation`
-    (`pipelines.model.model_card.EvaluationSummary`) goes into deployment.json and the model card; `tag_scores`
-    (rows of `pipelines.serve.phenomena.tag_score_rows`) into deployment.json, for the UI's table.
+    (`pipelines.model.model_card.EvaluationSummary`) goes into deployment.json and the model card.
     """
     from pipelines.model.model_card import explain_model_dir
 
@@ -282,7 +280,6 @@ def promote(
                 "previous": current.version if current else None,
                 "gate": asdict(gate),
                 "evaluation": evaluation.to_dict() if evaluation is not None else None,
-                "exact_match_by_tag": [dict(row) for row in tag_scores],
                 "lineage": {key: manifest.get(key) for key in ("profile", "adapter_sha256", "adapter_dir",
                                                                 "base_model_dir", "data", "git", "training_config")},
             }

@@ -174,7 +174,10 @@ def test_model_card_is_written_from_the_run(model_copy: Path):
         slices={
             "eval": {"cases_evaluated": 160, "json_valid_rate": 1.0, "catalog_valid_rate": 0.99, "exact_match": 0.875}
         },
-        tags_markdown="| tag | eval | all |\n| --- | --- | --- |\n| time_conversion | 9/10 (0.90) | 12/14 (0.86) |",
+        tag_scores=[
+            {"slice": "eval", "tag": "time_conversion", "cases": 10, "exact_matches": 9, "exact_match": 0.9},
+            {"slice": "all", "tag": "time_conversion", "cases": 14, "exact_matches": 12, "exact_match": 12 / 14},
+        ],
         constrained=True,
         results_delta_version=3,
     )

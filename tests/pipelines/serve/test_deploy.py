@@ -245,7 +245,7 @@ def test_promotion_switches_current_and_rollback_restores_the_previous_model(dep
     assert weights_b in card and "**passed**" in card and "| eval | 4 |" in card
     # Exact match per phenomenon tag: a table in the UI (kept in deployment.json), markdown in the card.
     tag_rows = [row.data for row in metadata["exact_match_by_tag"].records]
-    assert tag_rows == record["exact_match_by_tag"]
+    assert tag_rows == record["evaluation"]["tag_scores"]
     assert {"eval", "all"} <= {row["slice"] for row in tag_rows}
     assert "| tag | eval |" in card
     assert (current / PLAN_SCHEMA_FILE).is_file()
