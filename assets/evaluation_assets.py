@@ -170,12 +170,16 @@ def _run_metadata(runs: list[DecodingRun]) -> dict:
 
 
 def _slices(
-    context: dg.AssetExecutionContext, config: RegressionConfig, settings: EvalSettings, eval_cases: list[EvalCase]
+    context: dg.AssetExecutionContext,
+    config: RegressionConfig,
+    settings: EvalSettings,
+    eval_cases: list[EvalCase],
+    mismatched_path: Path,
 ) -> list[EvalSlice]:
     """The four slices, each logged; a run config path wins over params.yaml. Failure when all are empty."""
     slices = evaluation_slices(
         eval_cases,
-        mismatched_path=Path(config.mismatched_cases or settings.mismatched_cases),
+        mismatched_path=mismatched_path,
         heldout_path=Path(config.heldout_cases or settings.heldout_cases),
         public_path=Path(config.public_cases or settings.public_cases),
         max_cases=settings.max_cases,
@@ -216,7 +220,7 @@ def regression_metrics(
     mismatched_path = Path(config.mismatched_cases or settings.mismatched_cases)
 
     eval_cases, augmented_link, normalized_link = _trained_eval_split(context, lake, model_dir)
-    slices = _slices(context, config, settings, eval_cases)
+    slices = _slices(context, config, settings, eval_cases, mismatched_path)
     cases = [case for evaluation_slice in slices for case in evaluation_slice.cases]
     context.log.info(f"evaluating {model_dir} with the eval settings of profile {profile}")
     runs = evaluate_model(model_dir, cases, decoding_configs(settings), context.log.info)
