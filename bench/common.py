@@ -132,6 +132,26 @@ def write_json(payload: dict[str, Any], path: str | os.PathLike[str] | None) -> 
         Path(path).write_text(text + "\n", encoding="utf-8")
 
 
+def decoding_run(results: Sequence[Any], wall_s: float) -> dict[str, Any]:
+    """One evaluation pass (`run_evaluation`'s results and wall time) as the decoding benchmarks report it."""
+    import dataclasses
+
+    from pipelines.serve.eval_metrics import compute_metrics, rates_by_slice
+
+    return {
+        "wall_s": round(wall_s, 2),
+        "per_case_s": round(wall_s / len(results), 4),
+        "all": compute_metrics(results, wall_s).headline(),
+        "slices": {name: dataclasses.asdict(rates) for name, rates in rates_by_slice(results).items()},
+    }
+
+
+def reproducing_command(script: str, args: Any) -> str:
+    """`bench/<script> --flag value ...` from parsed arguments (those left unset are left out)."""
+    flags = (f"--{name.replace('_', '-')} {value}" for name, value in vars(args).items() if value is not None)
+    return f"bench/{script} " + " ".join(flags)
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 

@@ -19,13 +19,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import REPO_ROOT, default_lake, log, machine_info, write_json  # noqa: E402
+from bench.common import (  # noqa: E402
+    REPO_ROOT,
+    decoding_run,
+    default_lake,
+    log,
+    machine_info,
+    reproducing_command,
+    write_json,
+)
 from pipelines.data.lake import AUGMENTED_TABLE, NORMALIZED_TABLE, read_table, table_path  # noqa: E402
 from pipelines.model.model_io import eoc_token_id, load_model_and_tokenizer  # noqa: E402
 from pipelines.model.prompts import serving_user_message  # noqa: E402
 from pipelines.serve.constrained import _CACHE, model_vocab_size  # noqa: E402
 from pipelines.serve.decode import DecodingConfig  # noqa: E402
-from pipelines.serve.eval_metrics import compute_metrics, rates_by_slice  # noqa: E402
 from pipelines.serve.eval_slices import eval_split_cases, read_cases  # noqa: E402
 from pipelines.serve.evaluate import run_evaluation  # noqa: E402
 from pipelines.serve.grounding import GroundedFields, GroundedRow  # noqa: E402
@@ -64,12 +71,7 @@ def main() -> None:
     for name, config in (("grammar_only", dataclasses.replace(grounded, grounded=False)), ("grounded", grounded)):
         log(f"{name}: {len(cases)} cases")
         results, wall_s = run_evaluation(model, tokenizer, cases, config)
-        runs[name] = {
-            "wall_s": round(wall_s, 2),
-            "per_case_s": round(wall_s / len(cases), 4),
-            "all": compute_metrics(results, wall_s).headline(),
-            "slices": {slice_name: dataclasses.asdict(rates) for slice_name, rates in rates_by_slice(results).items()},
-        }
+        runs[name] = decoding_run(results, wall_s)
         log(str(runs[name]["slices"]))
     tables_s, rows_s = setup_cost_s(model, tokenizer, [case.description for case in cases])
     per_case = runs["grounded"]["per_case_s"]
@@ -83,8 +85,7 @@ def main() -> None:
             "grounded_rows_per_description_s": rows_s / len(cases),
             "share_of_per_case_decoding": (rows_s / len(cases) + tables_s / len(cases)) / per_case,
         },
-        "command": "bench/grounding_effect.py "
-        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
+        "command": reproducing_command("grounding_effect.py", args),
     }
     write_json(payload, args.output)
 

@@ -164,8 +164,10 @@ class EvalSettings:
     heldout_cases: str = "data/heldout/phrasing_families.jsonl"
     public_cases: str = "data/eval/sop_examples.jsonl"
     batch_size: int = 32
-    max_new_tokens: int = 384
+    max_new_tokens: int = 640  # pipelines.serve.decode.MAX_PLAN_TOKENS
     constrained: bool = True
+    # Coverage-guided constrained decoding (pipelines.serve.coverage).
+    coverage: bool = True
     compare_unconstrained: bool = True
     # Per slice ({"eval": 250, "heldout": 12, ...}); a slice not named, or null, is evaluated whole.
     max_cases: dict[str, int | None] | None = None
@@ -198,6 +200,7 @@ class EvalSettings:
             max_new_tokens=self.max_new_tokens,
             batch_size=self.batch_size,
             constrained=self.constrained if constrained is None else constrained,
+            coverage=self.coverage,
             limits=DecodingLimits(**(self.limits or {})),
         )
 

@@ -196,3 +196,11 @@ def copy_checkout(destination: Path) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
     return destination
+
+
+def predict_args(model_dir: Path, description: str | None, *options: str) -> Any:
+    """The `predict` CLI's arguments as its own parser reads them (every default included), on the CPU."""
+    from pipelines.cli import build_parser
+
+    argv = ["predict", "--model", str(model_dir), "--device", "cpu", *options]
+    return build_parser().parse_args(argv if description is None else [*argv, description])

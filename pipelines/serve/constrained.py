@@ -18,7 +18,8 @@ The grammar's only stop token is `<eoc>`: once the JSON object is complete, `<eo
 left to generate, so constrained output always ends with the terminator the model was trained on.
 
 Grounding (`pipelines.serve.grounding`): the greedy processor also keeps every label a copy of text from
-the row's own description, which no schema can say.
+the row's own description, which no schema can say. Coverage (`pipelines.serve.coverage`): it keeps the
+commands array open while the description states a number or well name the plan has not used.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from data_contracts.catalog import CHANNEL_MAX, catalog_json_schema
+from pipelines.serve.coverage import CoverageRow
 from pipelines.serve.grounding import GroundedFields, GroundedRow, GroundingVocab
 
 # Lists that carry one element per channel (see the catalog's rules).
@@ -195,11 +197,13 @@ def plan_logits_processor(
     limits: DecodingLimits | None = None,
     grounding_texts: Sequence[str] | None = None,
     grounded_wells: bool = False,
+    coverage_texts: Sequence[str] | None = None,
 ) -> Any:
     """A fresh logits processor for one greedy `generate` call (xgrammar's processor is single use).
 
     `grounding_texts` (one per batch row, in row order: the text each row's labels may copy from) turns
     grounding on; `grounded_wells` extends it to the elements of wells, srcWells and dstWells.
+    `coverage_texts` (one per row: the description whose values the plan must use) turns coverage on.
     """
     schema = _cached_decoding_schema(limits or DecodingLimits())
     vocab_size = model_vocab_size(model)
@@ -211,7 +215,8 @@ def plan_logits_processor(
     if grounding_texts is not None:
         fields = GroundedFields.for_catalog(grounded_wells)
         rows = [GroundedRow(text.encode("utf-8"), vocab, fields) for text in grounding_texts]
-    return _greedy_processor_class()(compiled, rows)
+    coverage = None if coverage_texts is None else [CoverageRow(text) for text in coverage_texts]
+    return _greedy_processor_class()(compiled, rows, coverage, vocab.token_bytes)
 
 
 @functools.lru_cache(maxsize=1)
@@ -233,13 +238,22 @@ def _greedy_processor_class() -> type:
         (every other score set to -inf, so greedy takes it); see `pipelines.serve.grounding`.
         """
 
-        def __init__(self, compiled_grammar: Any, grounded_rows: list[GroundedRow] | None = None) -> None:
+        def __init__(
+            self,
+            compiled_grammar: Any,
+            grounded_rows: list[GroundedRow] | None = None,
+            coverage_rows: list[CoverageRow] | None = None,
+            token_bytes: Sequence[bytes] = (),
+        ) -> None:
             super().__init__(compiled_grammar)
             self.grounded_rows = grounded_rows
+            self.coverage_rows = coverage_rows
+            self.token_bytes = token_bytes
 
         def _start(self, batch_size: int) -> None:
-            if self.grounded_rows is not None and len(self.grounded_rows) != batch_size:
-                raise ValueError(f"{len(self.grounded_rows)} grounding texts for a batch of {batch_size} rows")
+            for rows, what in ((self.grounded_rows, "grounding"), (self.coverage_rows, "coverage")):
+                if rows is not None and len(rows) != batch_size:
+                    raise ValueError(f"{len(rows)} {what} texts for a batch of {batch_size} rows")
             self.batch_size = batch_size
             self.compiled_grammars = self.compiled_grammars * batch_size
             self.matchers = [xgr.GrammarMatcher(grammar) for grammar in self.compiled_grammars]
@@ -256,6 +270,8 @@ def _greedy_processor_class() -> type:
                             raise RuntimeError(f"row {i}: the grammar rejected token {token}")
                         if self.grounded_rows is not None:
                             self.grounded_rows[i].accept(token)
+                        if self.coverage_rows is not None:
+                            self.coverage_rows[i].accept_bytes(self._bytes_of(token))
             active = [i for i, matcher in enumerate(self.matchers) if not matcher.is_terminated()]
             for i in active:
                 self.matchers[i].fill_next_token_bitmask(self.token_bitmask, i)
@@ -264,13 +280,36 @@ def _greedy_processor_class() -> type:
             forbidden = (((words >> (best % 32)) & 1) == 0).nonzero().flatten().tolist()
             if forbidden:
                 self._mask_rows(scores, forbidden)
-            if self.grounded_rows is None:
+            if self.grounded_rows is None and self.coverage_rows is None:
                 return scores
             if forbidden:
                 best[forbidden] = scores[forbidden].argmax(dim=-1).cpu()
             for i in active:  # every row's pick is allowed by the grammar now
-                self._pick_grounded(i, int(best[i]), scores)
+                if self.grounded_rows is not None:
+                    self._pick_grounded(i, int(best[i]), scores)
+                if self.coverage_rows is not None:
+                    self._keep_open_if_incomplete(i, int(scores[i].argmax()), scores)
             return scores
+
+        def _bytes_of(self, token: int) -> bytes:
+            return self.token_bytes[token] if token < len(self.token_bytes) else b""
+
+        def _keep_open_if_incomplete(self, i: int, best: int, scores: Any) -> None:
+            """Replace a pick that would close the plan by the best allowed one that does not, while the
+            description states a value the plan has not used (`CoverageRow.must_stay_open`)."""
+            row = self.coverage_rows[i]
+            if not row.closes_plan(self._bytes_of(best)) or not row.must_stay_open(self._bytes_of(best)):
+                return
+            candidates = self._allowed_ids(i)
+            order = torch.sort(scores[i, candidates].float().cpu(), descending=True, stable=True).indices
+            for token in candidates[order].tolist():
+                if scores[i, token] == float("-inf"):
+                    return  # masked: nothing the grammar allows keeps the plan open (e.g. max_commands)
+                if not row.closes_plan(self._bytes_of(token)):
+                    kept = scores[i, token].clone()
+                    scores[i].fill_(float("-inf"))
+                    scores[i, token] = kept
+                    return
 
         def _mask_rows(self, scores: Any, rows: list[int]) -> None:
             xgr.apply_token_bitmask_inplace(scores, self.token_bitmask.to(scores.device), indices=rows)

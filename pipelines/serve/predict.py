@@ -17,6 +17,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+from pipelines.serve.decode import MAX_PLAN_TOKENS
+
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
 INVALID_INPUT_RULE = "invalid_input"
@@ -30,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model", required=True, help="model directory (safetensors + tokenizer), e.g. artifacts/merged_model"
     )
     parser.add_argument("--batch-size", type=int, default=16, help="descriptions per generate call in batch mode")
-    parser.add_argument("--max-new-tokens", type=int, default=384)
+    parser.add_argument("--max-new-tokens", type=int, default=MAX_PLAN_TOKENS)
     parser.add_argument(
         "--no-constrained", dest="constrained", action="store_false",
         help="free generation instead of decoding constrained to the catalog's JSON schema",
@@ -38,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-grounded", dest="grounded", action="store_false",
         help="let constrained decoding write labels the description does not contain (the gate still rejects them)",
+    )
+    parser.add_argument(
+        "--no-coverage", dest="coverage", action="store_false",
+        help="let constrained decoding end a plan that leaves a stated number or well unused, or restate used ones",
     )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument(
@@ -121,6 +127,7 @@ def run(
         batch_size=args.batch_size,
         constrained=args.constrained,
         grounded=args.grounded,
+        coverage=args.coverage,
     )
 
     if args.description is not None:

@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pipelines.serve.decode import MAX_PLAN_TOKENS
 from pipelines.serve.http_app import ServeLimits, create_app
 
 EXIT_USAGE = 2
@@ -128,7 +129,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="most descriptions in one request")
     parser.add_argument("--max-body-bytes", type=int, default=ServeLimits.max_body_bytes,
                         help="largest request body accepted")
-    parser.add_argument("--max-new-tokens", type=int, default=384)
+    parser.add_argument("--max-new-tokens", type=int, default=MAX_PLAN_TOKENS)
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
 

@@ -9,7 +9,6 @@ refuses an ungrounded plan in `predict`.
 from __future__ import annotations
 
 import io
-from argparse import Namespace
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from pipelines.serve.constrained import DecodingLimits
 from pipelines.serve.decode import DecodingConfig, generate_batched
 from pipelines.serve.grounding import GroundedFields, GroundedRow, GroundingVocab, closes_label
 from pipelines.serve.plan_output import check_plan
+from tests.helpers import predict_args
 
 DESCRIPTIONS = [
     "行1:用通道1-4从样品板A1-D1各吸取20ul，分配到反应板B3-E3，每孔20微升，然后弃去枪头。",
@@ -307,8 +307,8 @@ def inventing_model(tmp_path_factory) -> Path:
 def predict(model_dir: Path, description: str, grounded: bool) -> tuple[int, str, str]:
     from pipelines.serve.predict import run
 
-    args = Namespace(description=description, model=str(model_dir), batch_size=2, max_new_tokens=200,
-                     constrained=True, grounded=grounded, device="cpu")
+    flags = ["--batch-size", "2", "--max-new-tokens", "200", *([] if grounded else ["--no-grounded"])]
+    args = predict_args(model_dir, description, *flags)
     stdout, stderr = io.StringIO(), io.StringIO()
     code = run(args, stdin=io.BytesIO(b""), stdout=stdout, stderr=stderr)
     return code, stdout.getvalue(), stderr.getvalue()

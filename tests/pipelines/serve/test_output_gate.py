@@ -7,7 +7,6 @@ output kept. The predict CLI and the regression results are checked end to end w
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import pytest
 from data_contracts.catalog import load_catalog
 from data_contracts.forms import parse_text_commands, render_json_commands
 from pipelines.serve.plan_output import PlanRejected, check_plan
-from tests.helpers import FIXTURES
+from tests.helpers import FIXTURES, predict_args
 
 CATALOG = load_catalog()
 
@@ -414,9 +413,8 @@ def _scripted_generation(monkeypatch: pytest.MonkeyPatch, outputs: dict[str, str
     monkeypatch.setattr(decode, "generate_batched", fake_generate_batched)
 
 
-def _predict_args(model_dir: Path, description: str | None) -> argparse.Namespace:
-    return argparse.Namespace(description=description, model=str(model_dir), batch_size=4, max_new_tokens=8,
-                              constrained=False, grounded=True, device="cpu")
+def _predict_args(model_dir: Path, description: str | None) -> Any:
+    return predict_args(model_dir, description, "--batch-size", "4", "--max-new-tokens", "8", "--no-constrained")
 
 
 def test_predict_cli_batch_never_prints_a_bad_plan_as_commands(tiny_model_dir: Path, monkeypatch) -> None:

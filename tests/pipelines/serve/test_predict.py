@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-from argparse import Namespace
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from data_contracts.commands import Command
 from data_contracts.forms import render_json_commands
 from pipelines.serve.plan_output import PlanRejected, check_commands, check_plan
+from tests.helpers import predict_args
 
 VALID_DESCRIPTION = "Wait 5 minutes"
 VALID_PLAN = [Command(func_name="Delay", func_parameters={"seconds": 300})]
@@ -46,9 +46,10 @@ def scripted_model(tmp_path_factory) -> Path:
 def predict(model_dir: Path, description: str | None, stdin: bytes = b"", **options) -> tuple[int, str, str]:
     from pipelines.serve.predict import run
 
-    args = Namespace(description=description, model=str(model_dir), batch_size=options.get("batch_size", 2),
-                     max_new_tokens=options.get("max_new_tokens", 160), constrained=options.get("constrained", True),
-                     grounded=True, device="cpu")
+    flags = ["--batch-size", str(options.get("batch_size", 2))]
+    flags += ["--max-new-tokens", str(options.get("max_new_tokens", 160))]
+    flags += [] if options.get("constrained", True) else ["--no-constrained"]
+    args = predict_args(model_dir, description, *flags)
     stdout, stderr = io.StringIO(), io.StringIO()
     code = run(args, stdin=io.BytesIO(stdin), stdout=stdout, stderr=stderr)
     return code, stdout.getvalue(), stderr.getvalue()
@@ -211,8 +212,8 @@ def test_batch_progress_bar_is_on_stderr_and_stdout_keeps_only_the_records(scrip
     stdin = "\n".join([VALID_DESCRIPTION, "", VALID_DESCRIPTION, VALID_DESCRIPTION]).encode("utf-8") + b"\n"
 
     def batch(progress: bool) -> tuple[int, str, str]:
-        args = Namespace(description=None, model=str(scripted_model), batch_size=2, max_new_tokens=160,
-                         constrained=True, grounded=True, device="cpu", progress=progress)
+        flags = ["--batch-size", "2", "--max-new-tokens", "160", *([] if progress else ["--no-progress"])]
+        args = predict_args(scripted_model, None, *flags)
         stdout, stderr = io.StringIO(), io.StringIO()
         return run(args, stdin=io.BytesIO(stdin), stdout=stdout, stderr=stderr), stdout.getvalue(), stderr.getvalue()
 

@@ -1,0 +1,92 @@
+"""What coverage-guided decoding buys and costs: a run's regression cases decoded with coverage off and on.
+
+    .venv/bin/python bench/coverage_effect.py --model artifacts/merged_model --lake lake \\
+        --output bench/results/coverage_effect-<stamp>.json
+
+The cases are exactly those `regression_metrics` judged (the `regression_results` table of the lake: every
+slice, constrained rows). Both runs use the grounded catalog grammar and the eval settings of params.yaml
+(`max_new_tokens` included); only `DecodingConfig.coverage` differs. Reports exact match, JSON- and
+catalog-valid rates per slice, the decoding wall time of each run, and what coverage adds per description
+(a `CoverageRow`, and trimming the decoded text) against the per-case decoding time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import REPO_ROOT, decoding_run, log, machine_info, reproducing_command, write_json  # noqa: E402
+from data_contracts.forms import parse_json_commands  # noqa: E402
+from pipelines.config import load_params  # noqa: E402
+from pipelines.data.lake import RESULTS_TABLE, read_table, table_path  # noqa: E402
+from pipelines.model.model_io import load_model_and_tokenizer  # noqa: E402
+from pipelines.model.prompts import serving_user_message  # noqa: E402
+from pipelines.serve.coverage import CoverageRow, trim_plan_text  # noqa: E402
+from pipelines.serve.eval_cases import EvalCase  # noqa: E402
+from pipelines.serve.evaluate import run_evaluation  # noqa: E402
+
+
+def regression_cases(lake: Path) -> list[EvalCase]:
+    """The cases of the lake's last regression run (its constrained rows), in case-id order."""
+    frame = read_table(table_path(lake, RESULTS_TABLE))
+    frame = frame[frame["constrained"]].sort_values("case_id")
+    return [
+        EvalCase(row.case_id, row.prompt, tuple(parse_json_commands(row.gold_json)), row.split_source)
+        for row in frame.itertuples()
+    ]
+
+
+def coverage_setup_s(cases: list[EvalCase], texts: list[str]) -> float:
+    """Seconds per description for what coverage adds outside decoding steps: its row, and the trim."""
+    started = time.perf_counter()
+    for case, text in zip(cases, texts, strict=True):
+        description = serving_user_message(case.description)
+        CoverageRow(description)
+        trim_plan_text(description, text)
+    return (time.perf_counter() - started) / len(cases)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--lake", type=Path, default=REPO_ROOT / "lake")
+    parser.add_argument("--profile", default="default")
+    parser.add_argument("--output", type=Path, default=None)
+    args = parser.parse_args()
+
+    cases = regression_cases(args.lake)
+    model, tokenizer = load_model_and_tokenizer(args.model)
+    settings = load_params(REPO_ROOT / "params.yaml").eval.for_profile(args.profile)
+    with_coverage = dataclasses.replace(settings.decoding_config(constrained=True), coverage=True)
+    without_coverage = dataclasses.replace(with_coverage, coverage=False)
+    runs, texts = {}, []
+    for name, config in (("grounded", without_coverage), ("coverage", with_coverage)):
+        log(f"{name}: {len(cases)} cases, max_new_tokens {config.max_new_tokens}")
+        results, wall_s = run_evaluation(model, tokenizer, cases, config)
+        texts = [result.checked.raw_output for result in results]
+        runs[name] = decoding_run(results, wall_s)
+        runs[name]["exact_case_ids"] = sorted(result.case.case_id for result in results if result.exact_match)
+        log(json.dumps(runs[name]["slices"]))
+    setup_s = coverage_setup_s(cases, texts)
+    payload = {
+        "machine": machine_info(),
+        "model": str(args.model),
+        "cases": len(cases),
+        "runs": runs,
+        "setup": {
+            "coverage_per_description_s": setup_s,
+            "share_of_per_case_decoding": setup_s / runs["coverage"]["per_case_s"],
+        },
+        "command": reproducing_command("coverage_effect.py", args),
+    }
+    write_json(payload, args.output)
+
+
+if __name__ == "__main__":
+    main()

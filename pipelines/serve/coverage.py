@@ -1,0 +1,232 @@
+"""Coverage-guided decoding: a plan accounts for every value its description states, and restates none.
+
+After canonicalization (`pipelines.data.canonicalize`), every amount a description states is written the way
+a command writes it: "150ul" for vols=[150], "300s" for seconds=300, "A1,B1,C1" for a well list. So the
+numbers and well names of a description are values the plan must use, and a small model's commonest errors
+show up as a mismatch between the two (docs/results.md, "Coverage-guided decoding"):
+
+- it stops early, leaving a stated value unused. While a value is missing, `CoverageRow` keeps the commands
+  array open: the processor picks the best token the grammar allows that does not close it. A forced plan is
+  kept only if it closes with fewer values missing; otherwise forcing stops and the plan the model closed
+  comes back (`CoverageRow.settle`), as it does when the forced plan breaks the catalog: a value the model
+  cannot place costs decoding time, not a worse plan;
+- it goes on after the text is done, appending a command it has seen often (a Mix after a Dispense). Once
+  every stated value is used, `trim_unstated_tail` cuts the first command that states nothing new, and all
+  after it. "Nothing new" counts occurrences by role: "4" stated twice ("channels 1,2,3,4", "4 times") is
+  new again in Mix.times after GetDiti.channels. A new label is new too (MoveLabware and PCR name only labels),
+  and one DropDiti may follow (it names no value: the text's "discard the tips" has nothing to match).
+
+Both rules hold for every gold plan of the generated corpus (`tests/pipelines/serve/test_coverage.py` checks
+the bundled data); they read only numbers and well names, whatever the phrasing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from data_contracts.validation import grounded_label_fields, validate_commands
+
+# A number not inside an ASCII name ("Deck_4", "Plate2") and not followed by more digits or decimals.
+_NUMBER = re.compile(r"(?<![A-Za-z0-9_.])(\d+(?:\.\d+)?)(?![0-9]|\.[0-9])")
+_WELL = re.compile(r"(?<![A-Za-z0-9_])([A-H](?:1[0-2]|[1-9]))(?![A-Za-z0-9_])")
+# "3、" opening a line numbers the step (the normalizer strips the other step prefixes); "2、4号通道" lists channels.
+_LINE_NUMBERING = re.compile(r"(?m)^\d+、(?!\d)")
+_DITI_TYPE = re.compile(r"(\d+(?:\.\d+)?)ul")
+
+Value = float | str  # a number, or a well name
+
+
+def _values_in(text: str) -> list[Value]:
+    numbers: list[Value] = [float(number) for number in _NUMBER.findall(text)]
+    return numbers + _WELL.findall(text)
+
+
+def stated_values(description: str) -> Counter[Value]:
+    """The numbers and well names of a (normalized) description, with how often it states each."""
+    return Counter(_values_in(_LINE_NUMBERING.sub("", description)))
+
+
+def written_values(plan_text: str) -> set[Value]:
+    """The numbers and well names in (partial) plan JSON: list items, numbers, "200ul" tip types."""
+    return set(_values_in(plan_text))
+
+
+class _JsonCursor:
+    """Where a JSON text stands after some bytes: nesting depth, and whether inside a string.
+
+    Bytes, not characters: a token may end inside a CJK character, and no byte of a multi-byte UTF-8
+    character is a bracket or a quote.
+    """
+
+    __slots__ = ("depth", "in_string", "escaped")
+
+    def __init__(self, depth: int = 0, in_string: bool = False, escaped: bool = False) -> None:
+        self.depth, self.in_string, self.escaped = depth, in_string, escaped
+
+    def copy(self) -> _JsonCursor:
+        return _JsonCursor(self.depth, self.in_string, self.escaped)
+
+    def advance(self, data: bytes) -> Iterator[tuple[int, int, int]]:
+        """Walk `data`; yields (offset after it, the bracket, depth after it) for each closing bracket outside
+        strings."""
+        for offset, byte in enumerate(data, start=1):
+            if self.in_string:
+                self.escaped, self.in_string = (False, True) if self.escaped else (byte == 0x5C, byte != 0x22)
+            elif byte == 0x22:
+                self.in_string = True
+            elif byte in b"[{":
+                self.depth += 1
+            elif byte in b"]}":
+                self.depth -= 1
+                yield offset, byte, self.depth
+
+
+# `{"commands": [` opens depth 2: a command object closes back to 2, the commands array to 1.
+_IN_COMMANDS = 2
+_CLOSE_LIST, _CLOSE_OBJECT = ord("]"), ord("}")
+
+
+class CoverageRow:
+    """One batch row's coverage while it decodes: the stated values, where the JSON stands, and the plan the
+    model itself closed before the last forcing."""
+
+    __slots__ = ("description", "stated", "generated", "cursor", "missing_when_forced", "plan_before_forcing")
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+        self.stated = frozenset(stated_values(description))
+        self.generated = bytearray()
+        self.cursor = _JsonCursor()
+        self.missing_when_forced: int | None = None
+        self.plan_before_forcing: str | None = None
+
+    def accept_bytes(self, token: bytes) -> None:
+        self.generated += token
+        for _ in self.cursor.advance(token):
+            pass
+
+    def closes_plan(self, token: bytes) -> bool:
+        """Whether the token closes the commands array."""
+        return self._plan_end(self.cursor.copy(), token) is not None
+
+    def missing(self, plan_text: str) -> int:
+        return len(self.stated - written_values(plan_text))
+
+    def must_stay_open(self, closing_token: bytes) -> bool:
+        """Whether closing the plan with `closing_token` would leave a stated value unused, and forcing still helps.
+
+        Call only when the model's pick closes the plan: the plan it closes is kept for `settle`, and a forced
+        continuation starts here.
+        """
+        end = self._plan_end(self.cursor.copy(), closing_token)
+        own_plan = (bytes(self.generated) + closing_token[:end] + b"}").decode("utf-8", "replace")
+        missing = self.missing(own_plan)
+        if missing == 0 or (self.plan_before_forcing is not None and not self._pays_off(own_plan)):
+            return False
+        self.plan_before_forcing, self.missing_when_forced = own_plan, missing
+        return True
+
+    def settle(self, plan_text: str) -> str:
+        """The plan to return: `plan_text`, or the model's own plan from before the last forcing when that forcing
+        did not pay off."""
+        if self.plan_before_forcing is None or self._pays_off(plan_text):
+            return plan_text
+        return self.plan_before_forcing
+
+    def _pays_off(self, plan_text: str) -> bool:
+        """Whether a plan written after forcing beats the one before it: it parses (was not cut off), passes the
+        catalog, and misses fewer stated values."""
+        try:
+            issues = validate_commands(json.loads(plan_text)["commands"], self.description)
+        except (ValueError, TypeError, KeyError):
+            return False
+        return not issues and self.missing(plan_text) < (self.missing_when_forced or 0)
+
+    @staticmethod
+    def _plan_end(cursor: _JsonCursor, token: bytes) -> int | None:
+        """The offset in `token` just after the bracket that closes the commands array, if it holds one."""
+        return next((offset for offset, bracket, depth in cursor.advance(token)
+                     if bracket == _CLOSE_LIST and depth == _IN_COMMANDS - 1), None)
+
+
+def _roles(command: Mapping[str, Any]) -> set[tuple[Value, str]]:
+    """The (value, command.field) pairs of a command: "4" in GetDiti.channels and in Mix.times are two roles."""
+    roles: set[tuple[Value, str]] = set()
+    for field, value in command["func_parameters"].items():
+        role = f"{command['func_name']}.{field}"
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, bool):
+                continue
+            if isinstance(item, (int, float)):
+                roles.add((float(item), role))
+            elif isinstance(item, str) and (_WELL.fullmatch(item) or _DITI_TYPE.fullmatch(item)):
+                roles.update((value, role) for value in _values_in(item))
+    return roles
+
+
+def _labels(command: Mapping[str, Any]) -> set[str]:
+    fields = set(grounded_label_fields())
+    return {value for field, value in command["func_parameters"].items() if field in fields}
+
+
+def trim_unstated_tail(description: str, commands: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The plan up to the first command, after every stated value is used, that states nothing new."""
+    stated = stated_values(description)
+    roles: set[tuple[Value, str]] = set()
+    labels: set[str] = set()
+    dropped_tips = False
+    for index, command in enumerate(commands):
+        command_roles = _roles(command)
+        if set(stated) <= {value for value, _ in roles}:
+            if command["func_name"] == "DropDiti":
+                if dropped_tips:
+                    return list(commands[:index])
+                dropped_tips = True
+            elif not (_labels(command) - labels) and not _covers_more(stated, roles, command_roles - roles):
+                return list(commands[:index])
+        roles |= command_roles
+        labels |= _labels(command)
+    return list(commands)
+
+
+def _covers_more(stated: Counter[Value], roles: set[tuple[Value, str]], new_roles: set[tuple[Value, str]]) -> bool:
+    """Whether a new role uses a value the text states more often than the plan has used it so far."""
+    role_counts = Counter(value for value, _ in roles)
+    return any(role_counts[value] < stated[value] for value, _ in new_roles)
+
+
+def _complete_commands(plan_text: str) -> list[Any]:
+    """The whole commands of a plan cut off at max_new_tokens (none when its commands array never opened)."""
+    data = plan_text.encode("utf-8")
+    closed = _JsonCursor().advance(data)
+    ends = [offset for offset, bracket, depth in closed if bracket == _CLOSE_OBJECT and depth == _IN_COMMANDS]
+    if not ends:
+        return []
+    return json.loads(data[: ends[-1]].decode("utf-8") + "]}")["commands"]
+
+
+def trim_plan_text(description: str, plan_text: str) -> str:
+    """`trim_unstated_tail` on plan JSON text; text that is not a plan comes back unchanged.
+
+    A plan cut off at the token budget is cut back to its whole commands only when the tail rule cuts among
+    them: a model that went on after every value was used is the commonest reason to run out of tokens.
+    """
+    try:
+        commands = json.loads(plan_text)["commands"]
+    except (ValueError, TypeError, KeyError):
+        try:
+            commands = _complete_commands(plan_text)
+        except (ValueError, TypeError, KeyError):
+            return plan_text
+    try:
+        kept = trim_unstated_tail(description, commands)
+    except (TypeError, KeyError, AttributeError):
+        return plan_text
+    if len(kept) == len(commands):
+        return plan_text
+    # json.dumps' default separators: the canonical layout the grammar generates.
+    return json.dumps({"commands": kept}, ensure_ascii=False)

@@ -1,0 +1,281 @@
+"""Coverage-guided decoding: no plan ends leaving a stated value unused, and none goes on restating used ones.
+
+First the rules on hand-written plans, then the promise that makes them safe: no gold plan of the generated
+corpus, the held-out families or the public examples breaks them. Last, the processor on the tiny
+tokenizer's real vocabulary: it refuses the token that would close an incomplete plan.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from data_contracts.forms import parse_text_commands, render_json_commands
+from pipelines.config import load_params
+from pipelines.corpus.generator import generate_heldout_records, generate_records
+from pipelines.corpus.near_copy import read_protected_texts
+from pipelines.model.prompts import serving_user_message
+from pipelines.serve.coverage import CoverageRow, stated_values, trim_plan_text, trim_unstated_tail, written_values
+from tests.helpers import EXAMPLES_PATH, PARAMS_PATH, REPO_ROOT, predict_args
+
+
+def command(name: str, **params) -> dict:
+    return {"func_name": name, "func_parameters": params}
+
+
+CHANNELS = [1, 2, 3, 4]
+WELLS = ["A1", "B1", "C1", "D1"]
+DST_WELLS = ["A2", "B2", "C2", "D2"]
+ASPIRATE = command("Aspirate", channels=CHANNELS, labware="Src", wells=WELLS, vols=[20] * 4)
+DISPENSE = command("Dispense", channels=CHANNELS, labware="Dst", wells=DST_WELLS, vols=[20] * 4)
+DROP = command("DropDiti", channels=CHANNELS)
+
+
+def test_stated_values_are_numbers_and_well_names_outside_names():
+    text = "3、通道1,2从Plate2的A1,B1各吸取2.5ul.\n然后移到Deck_4，等待300s"
+    assert stated_values(text) == {1.0: 1, 2.0: 1, 2.5: 1, 300.0: 1, "A1": 1, "B1": 1}
+    assert stated_values("2、4号通道吸取5ul") == {2.0: 1, 4.0: 1, 5.0: 1}
+
+
+def test_written_values_read_lists_numbers_and_tip_types():
+    plan = render_json_commands(parse_text_commands("GetDiti(ditiType='200ul', channels=[1, 2])"))
+    assert written_values(plan) == {200.0, 1.0, 2.0}
+    assert written_values(json.dumps({"commands": [ASPIRATE]})) == {1.0, 2.0, 3.0, 4.0, 20.0, *WELLS}
+
+
+SRC_TO_DST = "通道1,2,3,4从Src的A1,B1,C1,D1各吸取20ul,再加入Dst的A2,B2,C2,D2"
+
+
+def test_a_tail_restating_used_values_is_cut():
+    mix = command("Mix", channels=CHANNELS, labware="Dst", wells=DST_WELLS, vols=[20] * 4, times=2)
+    assert trim_unstated_tail(SRC_TO_DST, [ASPIRATE, DISPENSE, mix, DROP]) == [ASPIRATE, DISPENSE]
+
+
+def test_nothing_is_cut_before_every_stated_value_is_used():
+    again = command("Aspirate", channels=CHANNELS, labware="Src", wells=WELLS, vols=[20] * 4)
+    assert trim_unstated_tail(SRC_TO_DST, [ASPIRATE, again, DISPENSE]) == [ASPIRATE, again, DISPENSE]
+
+
+def test_a_value_stated_again_is_new_in_a_new_role():
+    mix = command("Mix", channels=CHANNELS, labware="Dst", wells=DST_WELLS, vols=[20] * 4, times=4)
+    text = "通道1,2,3,4向Dst的A2,B2,C2,D2各加入20ul,然后混匀4次"
+    assert trim_unstated_tail(text, [DISPENSE, mix]) == [DISPENSE, mix]
+    # Stated once ("4" only in the channel list), the same times=4 is a restatement.
+    assert trim_unstated_tail(text.replace("4次", "几次"), [DISPENSE, mix]) == [DISPENSE]
+
+
+def test_one_tip_drop_may_follow_and_a_second_is_cut():
+    assert trim_unstated_tail(SRC_TO_DST, [ASPIRATE, DISPENSE, DROP, DROP]) == [ASPIRATE, DISPENSE, DROP]
+
+
+def test_a_new_label_is_new_and_a_repeated_one_is_not():
+    text = SRC_TO_DST + ",然后把Dst移到Deck_4"
+    move = command("MoveLabware", labware="Dst", position="Deck_4")
+    assert trim_unstated_tail(text, [ASPIRATE, DISPENSE, move]) == [ASPIRATE, DISPENSE, move]
+    assert trim_unstated_tail(text, [ASPIRATE, DISPENSE, move, move]) == [ASPIRATE, DISPENSE, move]
+
+
+def test_plan_text_is_rewritten_only_when_cut():
+    kept = json.dumps({"commands": [ASPIRATE, DISPENSE]}, ensure_ascii=False)
+    assert trim_plan_text(SRC_TO_DST, kept) is kept
+    cut = json.dumps({"commands": [ASPIRATE, DISPENSE, DROP, DROP]}, ensure_ascii=False)
+    assert json.loads(trim_plan_text(SRC_TO_DST, cut)) == {"commands": [ASPIRATE, DISPENSE, DROP]}
+    for not_a_plan in ('{"commands": [{"func_name"', "[]", '{"commands": 3}', ""):
+        assert trim_plan_text(SRC_TO_DST, not_a_plan) == not_a_plan
+
+
+def test_a_cut_off_plan_is_cut_back_only_where_its_tail_restates():
+    mix = command("Mix", channels=CHANNELS, labware="Dst", wells=DST_WELLS, vols=[20] * 4, times=2)
+    went_on = json.dumps({"commands": [ASPIRATE, DISPENSE, mix, DROP, ASPIRATE]}, ensure_ascii=False)[:-40]
+    assert json.loads(trim_plan_text(SRC_TO_DST, went_on)) == {"commands": [ASPIRATE, DISPENSE]}
+    # Cut off before every stated value was used: nothing to cut back to, the output stays what it was.
+    stopped_short = json.dumps({"commands": [ASPIRATE, DISPENSE]}, ensure_ascii=False)[:-40]
+    assert trim_plan_text(SRC_TO_DST, stopped_short) == stopped_short
+
+
+# --- the rules hold for every gold plan -------------------------------------------------------------
+
+
+def gold_pairs() -> list[tuple[str, str, list[dict]]]:
+    """(where, normalized description, gold commands) for the corpus, the held-out families and the public set."""
+    settings = load_params(PARAMS_PATH).corpus
+    protected = read_protected_texts(REPO_ROOT / settings.public_examples)
+    records = [
+        *(("corpus", r) for r in generate_records(settings.n_records, settings.seed, protected)),
+        *(("heldout", r) for r in generate_heldout_records(settings.heldout_records, settings.seed, protected)),
+    ]
+    pairs = [(where, r.text, render_json_commands(r.commands)) for where, r in records]
+    for line in EXAMPLES_PATH.read_text(encoding="utf-8").splitlines():
+        turn = json.loads(line)["conversation"][0]
+        pairs.append(("public", turn["input"], render_json_commands(parse_text_commands(turn["output"]))))
+    return [(where, serving_user_message(text), json.loads(plan)["commands"]) for where, text, plan in pairs]
+
+
+@pytest.fixture(scope="module")
+def gold() -> list[tuple[str, str, list[dict]]]:
+    return gold_pairs()
+
+
+def test_every_gold_plan_uses_every_stated_value(gold):
+    assert len(gold) > 4000
+    missing = [
+        (where, text, sorted(map(str, set(stated_values(text)) - written_values(json.dumps(plan)))))
+        for where, text, plan in gold
+        if set(stated_values(text)) - written_values(json.dumps(plan, ensure_ascii=False))
+    ]
+    assert missing == []
+
+
+def test_no_gold_plan_has_a_tail_to_cut(gold):
+    cut = [(where, text) for where, text, plan in gold if trim_unstated_tail(text, plan) != plan]
+    assert cut == []
+
+
+# --- the processor keeps an incomplete plan open ----------------------------------------------------
+
+DELAY_THEN_SHAKE = "等待300s,然后以600rpm振荡Plate 60s"
+DELAY_ONLY = '{"commands": [{"func_name": "Delay", "func_parameters": {"seconds": 300}}'
+
+
+def row_after(description: str, generated: str) -> CoverageRow:
+    row = CoverageRow(description)
+    row.accept_bytes(generated.encode())
+    return row
+
+
+def test_only_the_bracket_of_the_commands_array_closes_the_plan():
+    row = row_after(DELAY_THEN_SHAKE, DELAY_ONLY)
+    assert row.closes_plan(b"]}") and row.closes_plan(b"]")
+    assert not row.closes_plan(b", {") and not row.closes_plan(b"}")
+    inside = row_after(DELAY_THEN_SHAKE, '{"commands": [{"func_name": "PCR", "func_parameters": {"program": "a')
+    assert not inside.closes_plan(b"]}")  # a bracket inside a label closes nothing
+    in_list = row_after(DELAY_THEN_SHAKE, '{"commands": [{"func_name": "Mix", "func_parameters": {"channels": [1')
+    assert not in_list.closes_plan(b"]")
+
+
+SHAKE = ', {"func_name": "Shake", "func_parameters": {"labware": "Plate", "rpm": 600, "seconds": 60}}'
+RESTATED_DELAY = ', {"func_name": "Delay", "func_parameters": {"seconds": 300}}'
+
+
+def test_a_plan_stays_open_while_values_are_missing_and_forcing_helps():
+    row = row_after(DELAY_THEN_SHAKE, DELAY_ONLY)
+    assert row.missing(DELAY_ONLY) == 2 and row.must_stay_open(b"]}")
+    # The forced command used neither 600 nor 60: forcing again would not help.
+    row.accept_bytes(RESTATED_DELAY.encode())
+    assert not row.must_stay_open(b"]}")
+    complete = row_after(DELAY_THEN_SHAKE, DELAY_ONLY + SHAKE)
+    assert complete.missing(DELAY_ONLY + SHAKE) == 0 and not complete.must_stay_open(b"]}")
+
+
+def test_a_forced_plan_is_kept_only_when_it_is_valid_and_misses_fewer_values():
+    own_plan = DELAY_ONLY + "]}"
+    row = row_after(DELAY_THEN_SHAKE, DELAY_ONLY)
+    assert row.settle(DELAY_ONLY + RESTATED_DELAY + "]}") == DELAY_ONLY + RESTATED_DELAY + "]}"  # never forced
+    assert row.must_stay_open(b"]}")
+    assert row.settle(DELAY_ONLY + SHAKE + "]}") == DELAY_ONLY + SHAKE + "]}"
+    assert row.settle(DELAY_ONLY + RESTATED_DELAY + "]}") == own_plan
+    assert row.settle(DELAY_ONLY + SHAKE) == own_plan  # cut off at the token budget
+    assert row.settle(DELAY_ONLY + SHAKE.replace("Plate", "Dish") + "]}") == own_plan  # breaks the catalog
+
+
+def test_forcing_stops_at_a_forced_plan_that_breaks_the_catalog_however_many_values_it_uses():
+    row = row_after(DELAY_THEN_SHAKE, DELAY_ONLY)
+    assert row.must_stay_open(b"]}")
+    invented_label = SHAKE.replace("Plate", "Dish").replace("60}", "300}")  # uses 600, still misses 60
+    row.accept_bytes(invented_label.encode())
+    assert not row.must_stay_open(b"]}")
+    assert row.settle(DELAY_ONLY + invented_label + "]}") == DELAY_ONLY + "]}"
+
+
+def test_the_plan_kept_before_forcing_is_the_one_the_closing_token_ends():
+    # One token may close a number, its command and the plan at once (`300}}]}`).
+    row = row_after(DELAY_THEN_SHAKE, DELAY_ONLY.removesuffix("300}}"))
+    assert row.closes_plan(b"300}}]}") and row.must_stay_open(b"300}}]}")
+    assert row.settle("not a plan") == DELAY_ONLY + "]}"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from pipelines.model.model_io import eoc_token_id, load_model_and_tokenizer
+    from pipelines.model.tiny_model import build_tiny_model
+
+    model, tokenizer = load_model_and_tokenizer(build_tiny_model(tmp_path_factory.mktemp("coverage"), seed=0))
+    return model, tokenizer, eoc_token_id(tokenizer)
+
+
+def pick_after_prefix(tiny, description: str, prefix: str, preferred: list[str], coverage: bool) -> str:
+    """Drive the processor through `prefix`, then offer `preferred` tokens in falling order; the token it keeps."""
+    import torch
+
+    from pipelines.serve.constrained import plan_logits_processor
+
+    model, tokenizer, eoc = tiny
+    processor = plan_logits_processor(model, tokenizer, eoc, coverage_texts=[description] if coverage else None)
+    vocab = model.get_output_embeddings().weight.shape[0]
+    input_ids = torch.tensor([[eoc]])
+    for token in tokenizer(prefix, add_special_tokens=False)["input_ids"]:
+        scores = torch.zeros(1, vocab)
+        scores[0, token] = 10.0
+        assert int(processor(input_ids, scores).argmax()) == token
+        input_ids = torch.cat([input_ids, torch.tensor([[token]])], dim=1)
+    scores = torch.zeros(1, vocab)
+    for rank, piece in enumerate(preferred):
+        (token,) = tokenizer(piece, add_special_tokens=False)["input_ids"]
+        scores[0, token] = 10.0 - rank
+    return tokenizer.decode([int(processor(input_ids, scores).argmax())])
+
+
+@pytest.mark.parametrize("coverage", [True, False])
+def test_the_processor_refuses_to_close_an_incomplete_plan(tiny, coverage):
+    picked = pick_after_prefix(tiny, DELAY_THEN_SHAKE, DELAY_ONLY, ["]", ","], coverage)
+    assert picked == ("," if coverage else "]")
+
+
+def test_the_processor_closes_a_complete_plan(tiny):
+    assert pick_after_prefix(tiny, "等待300s", DELAY_ONLY, ["]", ","], coverage=True) == "]"
+
+
+# --- through `predict`, on a model whose plans are fixed by construction -----------------------------
+
+WAIT = "等待300s"
+RESTATING_PLAN = [command("Delay", seconds=300), command("Delay", seconds=300)]
+EARLY_STOP_PLAN = [command("Delay", seconds=300)]
+
+
+@pytest.fixture(scope="module")
+def scripted(tmp_path_factory) -> Path:
+    from pipelines.model.tiny_model import build_scripted_model
+
+    return build_scripted_model(
+        tmp_path_factory.mktemp("coverage_scripted"),
+        default_output=json.dumps({"commands": RESTATING_PLAN}),
+        triggered_output=json.dumps({"commands": EARLY_STOP_PLAN}),
+        trigger_description=DELAY_THEN_SHAKE,
+        default_description=WAIT,
+    )
+
+
+def predicted(model_dir: Path, description: str, *flags: str) -> tuple[int, str]:
+    """Exit code, and the plan printed or else the raw output of the rejected one."""
+    from pipelines.serve.predict import run
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    args = predict_args(model_dir, description, "--max-new-tokens", "200", *flags)
+    code = run(args, stdin=io.BytesIO(b""), stdout=stdout, stderr=stderr)
+    raw = [line for line in stderr.getvalue().splitlines() if line.startswith("raw model output: ")]
+    return code, stdout.getvalue() if code == 0 else json.loads(raw[0].removeprefix("raw model output: "))
+
+
+def test_predict_cuts_the_restating_tail(scripted):
+    assert predicted(scripted, WAIT, "--no-coverage") == (0, json.dumps({"commands": RESTATING_PLAN}) + "\n")
+    assert predicted(scripted, WAIT) == (0, json.dumps({"commands": EARLY_STOP_PLAN}) + "\n")
+
+
+def test_predict_gives_back_the_models_own_plan_when_forcing_it_on_does_not_pay_off(scripted):
+    early_stop = json.dumps({"commands": EARLY_STOP_PLAN}) + "\n"
+    assert predicted(scripted, DELAY_THEN_SHAKE, "--no-coverage") == (0, early_stop)
+    # This model knows no second command: forced on, it writes nothing that uses 600 or 60.
+    assert predicted(scripted, DELAY_THEN_SHAKE) == (0, early_stop)
