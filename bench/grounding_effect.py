@@ -66,7 +66,7 @@ def main() -> None:
     eval_cases = eval_split_cases(augmented, read_table(table_path(lake, NORMALIZED_TABLE)))
     cases = eval_cases[: args.eval_cases] + read_cases(PUBLIC, "public")
     model, tokenizer = load_model_and_tokenizer(args.model)
-    grounded = DecodingConfig(max_new_tokens=384, batch_size=args.batch_size, constrained=True, grounded=True)
+    grounded = DecodingConfig(batch_size=args.batch_size, constrained=True, grounded=True)
     runs = {}
     for name, config in (("grammar_only", dataclasses.replace(grounded, grounded=False)), ("grounded", grounded)):
         log(f"{name}: {len(cases)} cases")

@@ -134,7 +134,7 @@ def main() -> None:
 
     tokenizer = load_tokenizer(base_dir)
     cases = _slices(lake, args.eval_cases, args.heldout_cases)
-    decoding = DecodingConfig(max_new_tokens=384, batch_size=32, constrained=True)
+    decoding = DecodingConfig(batch_size=32, constrained=True)
     points = []
     for step, checkpoint in _checkpoints(run_dir):
         model = _merged(base_dir, checkpoint)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from data_contracts import render_json_commands
 from pipelines.model.model_io import load_model_and_tokenizer
-from pipelines.serve.decode import DecodingConfig
+from pipelines.serve.decode import MAX_PLAN_TOKENS, DecodingConfig
 from pipelines.serve.eval_metrics import compute_metrics
 from pipelines.serve.eval_slices import read_cases
 from pipelines.serve.evaluate import run_evaluation
@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--model", required=True, type=Path)
     parser.add_argument("--examples", type=Path, default=EXAMPLES)
     parser.add_argument("--no-constrained", dest="constrained", action="store_false")
-    parser.add_argument("--max-new-tokens", type=int, default=384)
+    parser.add_argument("--max-new-tokens", type=int, default=MAX_PLAN_TOKENS)
     args = parser.parse_args()
     if not args.examples.is_file():
         parser.error(f"no examples file at {args.examples}")
