@@ -20,8 +20,9 @@ Constrained decoding is grounded by default: labels may only copy text from the 
 processor state is its own, so grounding keeps a row's tokens the same in a batch as alone.
 
 Constrained decoding is coverage-guided by default too (`pipelines.serve.coverage`): a plan may not end
-while its description states a number or well name it has not used, and a tail that states nothing new once
-every value is used is cut from the output text.
+while its description states a number or well name it has not used (unless going on yields no valid plan that
+uses more: then the plan the model closed is the output), and a tail that states nothing new once every value
+is used is cut from the output text.
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ class DecodingConfig:
 
 @dataclass(frozen=True)
 class Generation:
-    """One description's output. `text` is the model's output without padding or the stop token, cut back
-    where coverage cuts a restating tail; `token_ids` are what the model generated."""
+    """One description's output. `text` is the model's output without padding or the stop token, as coverage
+    settled it (`CoverageRow.settle`, `trim_plan_text`); `token_ids` are what the model generated."""
 
     text: str
     token_ids: tuple[int, ...]  # generated ids, stop token included when there was one
