@@ -147,8 +147,13 @@ def decoding_run(results: Sequence[Any], wall_s: float) -> dict[str, Any]:
 
 
 def reproducing_command(script: str, args: Any) -> str:
-    """`bench/<script> --flag value ...` from parsed arguments (those left unset are left out)."""
-    flags = (f"--{name.replace('_', '-')} {value}" for name, value in vars(args).items() if value is not None)
+    """`bench/<script> --flag value ...` from parsed arguments (those left unset or false are left out; a true
+    switch is its bare flag)."""
+    flags = (
+        f"--{name.replace('_', '-')}" + ("" if value is True else f" {value}")
+        for name, value in vars(args).items()
+        if value is not None and value is not False
+    )
     return f"bench/{script} " + " ".join(flags)
 
 

@@ -8,7 +8,7 @@ slice, constrained rows). Both runs use the grounded catalog grammar and the eva
 (`max_new_tokens` included); only `DecodingConfig.coverage` differs. Reports exact match, JSON- and
 catalog-valid rates per slice, the decoding wall time of each run, and what coverage adds per description
 (a `CoverageRow` fed every token of the decoded plan, then settling and trimming it) against the per-case
-decoding time.
+decoding time. `--overhead-only` decodes nothing: it times that work on the plans the lake's run decoded.
 """
 
 from __future__ import annotations
@@ -36,14 +36,16 @@ from pipelines.serve.eval_cases import EvalCase  # noqa: E402
 from pipelines.serve.evaluate import run_evaluation  # noqa: E402
 
 
-def regression_cases(lake: Path) -> list[EvalCase]:
-    """The cases of the lake's last regression run (its constrained rows), in case-id order."""
+def regression_cases(lake: Path) -> tuple[list[EvalCase], list[str]]:
+    """The cases of the lake's last regression run (its constrained rows), in case-id order, and the plans that
+    run decoded for them."""
     frame = read_table(table_path(lake, RESULTS_TABLE))
     frame = frame[frame["constrained"]].sort_values("case_id")
-    return [
+    cases = [
         EvalCase(row.case_id, row.prompt, tuple(parse_json_commands(row.gold_json)), row.split_source)
         for row in frame.itertuples()
     ]
+    return cases, list(frame["raw_output"])
 
 
 def coverage_overhead_s(
@@ -70,10 +72,20 @@ def main() -> None:
     parser.add_argument("--lake", type=Path, default=REPO_ROOT / "lake")
     parser.add_argument("--profile", default="default")
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--overhead-only", action="store_true",
+                        help="only time coverage's work on the plans the lake's run decoded; decode nothing")
     args = parser.parse_args()
 
-    cases = regression_cases(args.lake)
+    cases, decoded = regression_cases(args.lake)
     model, tokenizer = load_model_and_tokenizer(args.model)
+    vocab = _CACHE.grounding_vocab(tokenizer, model_vocab_size(model), [eoc_token_id(tokenizer)])
+    if args.overhead_only:
+        overhead_s = coverage_overhead_s(tokenizer, vocab.token_bytes, cases, decoded)
+        payload = {"machine": machine_info(), "model": str(args.model), "cases": len(cases),
+                   "overhead": {"coverage_per_description_s": overhead_s},
+                   "command": reproducing_command("coverage_effect.py", args)}
+        write_json(payload, args.output)
+        return
     settings = load_params(REPO_ROOT / "params.yaml").eval.for_profile(args.profile)
     with_coverage = dataclasses.replace(settings.decoding_config(constrained=True), coverage=True)
     without_coverage = dataclasses.replace(with_coverage, coverage=False)
@@ -85,7 +97,6 @@ def main() -> None:
         runs[name] = decoding_run(results, wall_s)
         runs[name]["exact_case_ids"] = sorted(result.case.case_id for result in results if result.exact_match)
         log(json.dumps(runs[name]["slices"]))
-    vocab = _CACHE.grounding_vocab(tokenizer, model_vocab_size(model), [eoc_token_id(tokenizer)])
     overhead_s = coverage_overhead_s(tokenizer, vocab.token_bytes, cases, texts)
     payload = {
         "machine": machine_info(),
