@@ -94,14 +94,13 @@ class CoverageRow:
     """One batch row's coverage while it decodes: the stated values, where the JSON stands, and the plan the
     model itself closed before the last forcing."""
 
-    __slots__ = ("description", "stated", "generated", "cursor", "missing_when_forced", "plan_before_forcing")
+    __slots__ = ("description", "stated", "generated", "cursor", "plan_before_forcing")
 
     def __init__(self, description: str) -> None:
         self.description = description
         self.stated = frozenset(stated_values(description))
         self.generated = bytearray()
         self.cursor = _JsonCursor()
-        self.missing_when_forced: int | None = None
         self.plan_before_forcing: str | None = None
 
     def accept_bytes(self, token: bytes) -> None:
@@ -124,27 +123,28 @@ class CoverageRow:
         """
         end = self._plan_end(self.cursor.copy(), closing_token)
         own_plan = (bytes(self.generated) + closing_token[:end] + b"}").decode("utf-8", "replace")
-        missing = self.missing(own_plan)
-        if missing == 0 or (self.plan_before_forcing is not None and not self._pays_off(own_plan)):
+        if self.missing(own_plan) == 0:
             return False
-        self.plan_before_forcing, self.missing_when_forced = own_plan, missing
+        if self.plan_before_forcing is not None and not self._beats(own_plan, self.plan_before_forcing):
+            return False
+        self.plan_before_forcing = own_plan
         return True
 
     def settle(self, plan_text: str) -> str:
         """The plan to return: `plan_text`, or the model's own plan from before the last forcing when that forcing
         did not pay off."""
-        if self.plan_before_forcing is None or self._pays_off(plan_text):
+        if self.plan_before_forcing is None or self._beats(plan_text, self.plan_before_forcing):
             return plan_text
         return self.plan_before_forcing
 
-    def _pays_off(self, plan_text: str) -> bool:
+    def _beats(self, plan_text: str, before_forcing: str) -> bool:
         """Whether a plan written after forcing beats the one before it: it parses (was not cut off), passes the
         catalog, and misses fewer stated values."""
         try:
             issues = validate_commands(json.loads(plan_text)["commands"], self.description)
         except (ValueError, TypeError, KeyError):
             return False
-        return not issues and self.missing(plan_text) < (self.missing_when_forced or 0)
+        return not issues and self.missing(plan_text) < self.missing(before_forcing)
 
     @staticmethod
     def _plan_end(cursor: _JsonCursor, token: bytes) -> int | None:
