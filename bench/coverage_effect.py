@@ -8,7 +8,8 @@ slice, constrained rows). Both runs use the grounded catalog grammar and the eva
 (`max_new_tokens` included); only `DecodingConfig.coverage` differs. Reports exact match, JSON- and
 catalog-valid rates per slice, the decoding wall time of each run, and what coverage adds per description
 (a `CoverageRow` fed every token of the decoded plan, then settling and trimming it) against the per-case
-decoding time. `--overhead-only` decodes nothing: it times that work on the plans the lake's run decoded.
+decoding time. `--coverage-only` skips the run without coverage; `--overhead-only` decodes nothing: it times
+that work on the plans the lake's run decoded.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pipelines.data.lake import RESULTS_TABLE, read_table, table_path  # noqa: E
 from pipelines.model.model_io import eoc_token_id, load_model_and_tokenizer  # noqa: E402
 from pipelines.model.prompts import serving_user_message  # noqa: E402
 from pipelines.serve.constrained import _CACHE, model_vocab_size  # noqa: E402
-from pipelines.serve.coverage import CoverageRow, trim_plan_text  # noqa: E402
+from pipelines.serve.coverage import CoverageRow  # noqa: E402
 from pipelines.serve.eval_cases import EvalCase  # noqa: E402
 from pipelines.serve.evaluate import run_evaluation  # noqa: E402
 
@@ -62,7 +63,7 @@ def coverage_overhead_s(
         for piece in stream:
             row.closes_plan(piece)
             row.accept_bytes(piece)
-        trim_plan_text(description, row.settle(text))
+        row.settle(text)
     return (time.perf_counter() - started) / len(cases)
 
 
@@ -72,6 +73,8 @@ def main() -> None:
     parser.add_argument("--lake", type=Path, default=REPO_ROOT / "lake")
     parser.add_argument("--profile", default="default")
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--coverage-only", action="store_true",
+                        help="decode only with coverage (a run without it does not change when coverage does)")
     parser.add_argument("--overhead-only", action="store_true",
                         help="only time coverage's work on the plans the lake's run decoded; decode nothing")
     args = parser.parse_args()
@@ -90,7 +93,10 @@ def main() -> None:
     with_coverage = dataclasses.replace(settings.decoding_config(constrained=True), coverage=True)
     without_coverage = dataclasses.replace(with_coverage, coverage=False)
     runs, texts = {}, []
-    for name, config in (("grounded", without_coverage), ("coverage", with_coverage)):
+    configs = {"grounded": without_coverage, "coverage": with_coverage}
+    if args.coverage_only:
+        del configs["grounded"]
+    for name, config in configs.items():
         log(f"{name}: {len(cases)} cases, max_new_tokens {config.max_new_tokens}")
         results, wall_s = run_evaluation(model, tokenizer, cases, config)
         texts = [result.checked.raw_output for result in results]

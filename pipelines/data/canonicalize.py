@@ -173,7 +173,8 @@ _ZH_CHANNEL_PATTERNS = (
     re.compile(rf"通道\s*{_CHANNEL_NUM}\s*(?:{_DASHES}|{_ZH_TO})\s*(?:通道)?\s*{_CHANNEL_NUM}(?![0-9])"),
     re.compile(rf"(?<![0-9A-Za-z_])第?\s*{_CHANNEL_NUM}\s*(?:{_DASHES}|{_ZH_TO})\s*第?\s*{_CHANNEL_NUM}\s*号?\s*通道"),
 )
-_ZH_CHANNEL_COUNTS = re.compile(rf"(?:前|全部|所有)?\s*(?<![0-9第号,、])({_CHANNEL_COUNT_ZH})\s*个?\s*通道")
+# "2,8通道" lists channels 2 and 8; "H5孔,8通道" counts eight.
+_ZH_CHANNEL_COUNTS = re.compile(rf"(?:前|全部|所有)?\s*(?<![0-9第号、])(?<![0-9],)({_CHANNEL_COUNT_ZH})\s*个?\s*通道")
 _ZH_ALL_CHANNELS = re.compile(r"(?:全部|所有)通道")
 _EN_CHANNEL_RANGE = re.compile(
     rf"{_WORD_START}(?:channels?|ch\.?)\s*{_CHANNEL_NUM}\s*(?:{_DASHES}|{_EN_TO})\s*"

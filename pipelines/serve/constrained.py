@@ -216,7 +216,7 @@ def plan_logits_processor(
         fields = GroundedFields.for_catalog(grounded_wells)
         rows = [GroundedRow(text.encode("utf-8"), vocab, fields) for text in grounding_texts]
     coverage = None if coverage_texts is None else [CoverageRow(text) for text in coverage_texts]
-    return _greedy_processor_class()(compiled, rows, coverage, vocab.token_bytes)
+    return _greedy_processor_class()(compiled, rows, coverage, vocab.token_bytes, eoc_token_id)
 
 
 @functools.lru_cache(maxsize=1)
@@ -244,11 +244,14 @@ def _greedy_processor_class() -> type:
             grounded_rows: list[GroundedRow] | None = None,
             coverage_rows: list[CoverageRow] | None = None,
             token_bytes: Sequence[bytes] = (),
+            stop_token_id: int | None = None,
         ) -> None:
             super().__init__(compiled_grammar)
             self.grounded_rows = grounded_rows
             self.coverage_rows = coverage_rows
             self.token_bytes = token_bytes
+            self.stop_token_id = stop_token_id
+            self.stopped_rows: set[int] = set()  # ended by coverage with the stop token, outside the grammar
 
         def _start(self, batch_size: int) -> None:
             for rows, what in ((self.grounded_rows, "grounding"), (self.coverage_rows, "coverage")):
@@ -264,7 +267,7 @@ def _greedy_processor_class() -> type:
                 self._start(input_ids.shape[0])
             else:
                 for i, matcher in enumerate(self.matchers):
-                    if not matcher.is_terminated():
+                    if not matcher.is_terminated() and i not in self.stopped_rows:
                         token = int(input_ids[i, -1])
                         if not matcher.accept_token(token):
                             raise RuntimeError(f"row {i}: the grammar rejected token {token}")
@@ -272,7 +275,8 @@ def _greedy_processor_class() -> type:
                             self.grounded_rows[i].accept(token)
                         if self.coverage_rows is not None:
                             self.coverage_rows[i].accept_bytes(self._bytes_of(token))
-            active = [i for i, matcher in enumerate(self.matchers) if not matcher.is_terminated()]
+            active = [i for i, matcher in enumerate(self.matchers)
+                      if not matcher.is_terminated() and i not in self.stopped_rows]
             for i in active:
                 self.matchers[i].fill_next_token_bitmask(self.token_bitmask, i)
             best = scores.argmax(dim=-1).cpu()
@@ -288,7 +292,10 @@ def _greedy_processor_class() -> type:
                 if self.grounded_rows is not None:
                     self._pick_grounded(i, int(best[i]), scores)
                 if self.coverage_rows is not None:
-                    self._keep_open_if_incomplete(i, int(scores[i].argmax()), scores)
+                    if self.coverage_rows[i].done and self.stop_token_id is not None:
+                        self._stop_row(i, scores)
+                    else:
+                        self._keep_open_if_incomplete(i, int(scores[i].argmax()), scores)
             return scores
 
         def _bytes_of(self, token: int) -> bytes:
@@ -310,6 +317,14 @@ def _greedy_processor_class() -> type:
                     scores[i].fill_(float("-inf"))
                     scores[i, token] = kept
                     return
+
+        def _stop_row(self, i: int, scores: Any) -> None:
+            """End a row that coverage found done (`CoverageRow.done`) with the stop token, wherever its JSON
+            stands: its output is the plan as it stood then, and whatever the model would write next is cut.
+            The grammar would not let an open command end here, so the row leaves the grammar."""
+            scores[i].fill_(float("-inf"))
+            scores[i, self.stop_token_id] = 0.0
+            self.stopped_rows.add(i)
 
         def _mask_rows(self, scores: Any, rows: list[int]) -> None:
             xgr.apply_token_bitmask_inplace(scores, self.token_bitmask.to(scores.device), indices=rows)

@@ -2,22 +2,30 @@
 
 After canonicalization (`pipelines.data.canonicalize`), every amount a description states is written the way
 a command writes it: "150ul" for vols=[150], "300s" for seconds=300, "A1,B1,C1" for a well list. So the
-numbers and well names of a description are values the plan must use, and a small model's commonest errors
-show up as a mismatch between the two (docs/results.md, "Coverage-guided decoding"):
+numbers, well names and ASCII labels ("Deck_4", "Plate2") of a description are values the plan must use, and
+each word for tips ("枪头", "tips") is one GetDiti or DropDiti. A small model's commonest errors show up as a
+mismatch between the two (docs/results.md, "Coverage-guided decoding"):
 
-- it stops early, leaving a stated value unused. While a value is missing, `CoverageRow` keeps the commands
-  array open: the processor picks the best token the grammar allows that does not close it. A forced plan is
-  kept only if it closes with fewer values missing; otherwise forcing stops and the plan the model closed
-  comes back (`CoverageRow.settle`), as it does when the forced plan breaks the catalog: a value the model
-  cannot place costs decoding time, not a worse plan;
-- it goes on after the text is done, appending a command it has seen often (a Mix after a Dispense). Once
-  every stated value is used, `trim_unstated_tail` cuts the first command that states nothing new, and all
-  after it. "Nothing new" counts occurrences by role: "4" stated twice ("channels 1,2,3,4", "4 times") is
-  new again in Mix.times after GetDiti.channels. A new label is new too (MoveLabware and PCR name only labels),
-  and one DropDiti may follow (it names no value: the text's "discard the tips" has nothing to match).
+- it stops early, leaving a stated value unused or an asked tip drop out. While one is missing, `CoverageRow`
+  keeps the commands array open: the processor picks the best token the grammar allows that does not close
+  it. A forced plan is kept only if it closes with fewer values missing; otherwise forcing stops and the plan
+  the model closed comes back (`CoverageRow.settle`), as it does when the forced plan breaks the catalog: a
+  value the model cannot place costs decoding time, not a worse plan;
+- it goes on after the text is done, appending a command it has seen often (a Mix after a Dispense, a
+  DropDiti nobody asked for). `trim_unstated_tail` cuts the first command that states nothing new, and all
+  after it. "Nothing new" counts occurrences by role: "4" stated twice ("channels 1,2,3,4", "4 times") is new
+  again in Mix.times after GetDiti.channels; a new label is new too (MoveLabware and PCR name only labels).
+  A DropDiti names no value: it is kept while the plan has fewer tip commands than the text has words for
+  tips, and left out beyond that.
 
-Both rules hold for every gold plan of the generated corpus (`tests/pipelines/serve/test_coverage.py` checks
-the bundled data); they read only numbers and well names, whatever the phrasing.
+Once a plan uses every value as often as its text states it and every word for tips (no gold plan goes on from
+there), or its last command is such a tail, the row is done (`CoverageRow.done`): the processor ends it with
+the stop token, and the output is the plan as it stood then. What the model would write next is cut anyway,
+and a row that goes on holds its whole batch until the token budget runs out.
+
+Every rule holds for every gold plan of the generated corpus, the held-out families and the public examples
+(`tests/pipelines/serve/test_coverage.py` checks them); they read only numbers, well names, ASCII labels and
+words for tips, whatever the phrasing.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from data_contracts.validation import grounded_label_fields, validate_commands
@@ -36,23 +45,45 @@ _WELL = re.compile(r"(?<![A-Za-z0-9_])([A-H](?:1[0-2]|[1-9]))(?![A-Za-z0-9_])")
 # "3、" opening a line numbers the step (the normalizer strips the other step prefixes); "2、4号通道" lists channels.
 _LINE_NUMBERING = re.compile(r"(?m)^\d+、(?!\d)")
 _DITI_TYPE = re.compile(r"(\d+(?:\.\d+)?)ul")
+# An ASCII name that no sentence word looks like: joined by "_" ("Deck_4", "HotStart_30x") or letters then digits
+# ("Plate2", "P3"), and not a well name. Chinese names have no such shape, so they are not counted.
+_LABEL = re.compile(
+    r"(?<![A-Za-z0-9_])(?![A-H](?:1[0-2]|[1-9])(?![A-Za-z0-9_]))"
+    r"([A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+|[A-Za-z]+[0-9]+)(?![A-Za-z0-9_])"
+)
+# Every GetDiti and DropDiti is written with a word for tips ("取200ul枪头", "弃tip", "eject the tips"), and no
+# other command is, except in "per tip" volumes.
+_TIP_MENTION = re.compile(r"(?<!per )(?<!each )(?:枪头|吸头|tip|DiTi)", re.IGNORECASE)
+_TIP_STEP = re.compile(r'"(?:Get|Drop)Diti"')
+_JSON_KEY = re.compile(r'"[A-Za-z_]+":')
+_TIP_COMMANDS = ("GetDiti", "DropDiti")
 
-Value = float | str  # a number, or a well name
+Value = float | str  # a number, a well name or an ASCII label
 
 
 def _values_in(text: str) -> list[Value]:
     numbers: list[Value] = [float(number) for number in _NUMBER.findall(text)]
-    return numbers + _WELL.findall(text)
+    return numbers + _WELL.findall(text) + _LABEL.findall(text)
 
 
 def stated_values(description: str) -> Counter[Value]:
-    """The numbers and well names of a (normalized) description, with how often it states each."""
+    """The numbers, well names and ASCII labels of a (normalized) description, with how often it states each."""
     return Counter(_values_in(_LINE_NUMBERING.sub("", description)))
 
 
 def written_values(plan_text: str) -> set[Value]:
-    """The numbers and well names in (partial) plan JSON: list items, numbers, "200ul" tip types."""
-    return set(_values_in(plan_text))
+    """The numbers, well names and ASCII labels in (partial) plan JSON: list items, numbers, "200ul" tip types."""
+    return set(_values_in(_JSON_KEY.sub(" ", plan_text)))
+
+
+def tip_mentions(description: str) -> int:
+    """How many tip pick-ups and drops a description asks for: one per word for tips."""
+    return len(_TIP_MENTION.findall(description))
+
+
+def tip_steps(plan_text: str) -> int:
+    """How many GetDiti and DropDiti commands (partial) plan JSON has."""
+    return len(_TIP_STEP.findall(plan_text))
 
 
 class _JsonCursor:
@@ -91,29 +122,58 @@ _CLOSE_LIST, _CLOSE_OBJECT = ord("]"), ord("}")
 
 
 class CoverageRow:
-    """One batch row's coverage while it decodes: the stated values, where the JSON stands, and the plan the
-    model itself closed before the last forcing."""
+    """One batch row's coverage while it decodes: the stated values, where the JSON stands, the plan the model
+    itself closed before the last forcing, and whether the plan is done and must close now."""
 
-    __slots__ = ("description", "stated", "generated", "cursor", "plan_before_forcing")
+    __slots__ = ("description", "stated", "tips", "generated", "cursor", "plan_before_forcing",
+                 "missing_while_forced", "done_plan")
 
     def __init__(self, description: str) -> None:
         self.description = description
         self.stated = frozenset(stated_values(description))
+        self.tips = tip_mentions(description)
         self.generated = bytearray()
         self.cursor = _JsonCursor()
         self.plan_before_forcing: str | None = None
+        self.missing_while_forced = 0  # values the forced plan missed when its last command closed
+        self.done_plan: str | None = None  # the plan, closed, once coverage found it done
 
     def accept_bytes(self, token: bytes) -> None:
+        start = len(self.generated)
         self.generated += token
-        for _ in self.cursor.advance(token):
-            pass
+        for offset, bracket, depth in self.cursor.advance(token):
+            if bracket == _CLOSE_OBJECT and depth == _IN_COMMANDS and self.done_plan is None:
+                self._command_closed((bytes(self.generated[: start + offset]) + b"]}").decode("utf-8", "replace"))
+
+    def _command_closed(self, plan_text: str) -> None:
+        """The plan is done once it uses every stated value as often as the text states it (no gold plan goes on
+        from there), its last command is a tail to cut, or a forced command used no missing value: going on
+        only costs decoding time, as the output would drop what follows."""
+        try:
+            commands = json.loads(plan_text)["commands"]
+            reading = _read_plan(self.description, commands)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return
+        done = reading.complete or reading.tail_at < len(commands)
+        if self.plan_before_forcing is not None:
+            missing = self.missing(plan_text)
+            done = done or missing >= self.missing_while_forced
+            self.missing_while_forced = missing
+        if done:
+            self.done_plan = plan_text
+
+    @property
+    def done(self) -> bool:
+        """Whether the plan is done: decoding may stop, and `settle` returns the plan as it stood then."""
+        return self.done_plan is not None
 
     def closes_plan(self, token: bytes) -> bool:
         """Whether the token closes the commands array."""
         return self._plan_end(self.cursor.copy(), token) is not None
 
     def missing(self, plan_text: str) -> int:
-        return len(self.stated - written_values(plan_text))
+        """Stated values the plan does not use, plus the tip pick-ups and drops the text names that it lacks."""
+        return len(self.stated - written_values(plan_text)) + max(0, self.tips - tip_steps(plan_text))
 
     def must_stay_open(self, closing_token: bytes) -> bool:
         """Whether closing the plan with `closing_token` would leave a stated value unused, and forcing still helps.
@@ -128,14 +188,17 @@ class CoverageRow:
         if self.plan_before_forcing is not None and not self._beats(own_plan, self.plan_before_forcing):
             return False
         self.plan_before_forcing = own_plan
+        self.missing_while_forced = self.missing(own_plan)
         return True
 
     def settle(self, plan_text: str) -> str:
-        """The plan to return: `plan_text`, or the model's own plan from before the last forcing when that forcing
-        did not pay off."""
-        if self.plan_before_forcing is None or self._beats(plan_text, self.plan_before_forcing):
+        """The plan to return, its unstated tail cut (`trim_plan_text`): `plan_text` (or the plan as it stood when
+        the row was done), or the model's own plan from before the last forcing when that forcing did not pay off."""
+        plan_text = trim_plan_text(self.description, self.done_plan or plan_text)
+        if self.plan_before_forcing is None:
             return plan_text
-        return self.plan_before_forcing
+        before_forcing = trim_plan_text(self.description, self.plan_before_forcing)
+        return plan_text if self._beats(plan_text, before_forcing) else before_forcing
 
     def _beats(self, plan_text: str, before_forcing: str) -> bool:
         """Whether a plan written after forcing beats the one before it: it parses (was not cut off), passes the
@@ -163,7 +226,7 @@ def _roles(command: Mapping[str, Any]) -> set[tuple[Value, str]]:
                 continue
             if isinstance(item, (int, float)):
                 roles.add((float(item), role))
-            elif isinstance(item, str) and (_WELL.fullmatch(item) or _DITI_TYPE.fullmatch(item)):
+            elif isinstance(item, str) and any(shape.fullmatch(item) for shape in (_WELL, _DITI_TYPE, _LABEL)):
                 roles.update((value, role) for value in _values_in(item))
     return roles
 
@@ -173,24 +236,44 @@ def _labels(command: Mapping[str, Any]) -> set[str]:
     return {value for field, value in command["func_parameters"].items() if field in fields}
 
 
+@dataclass(frozen=True)
+class _Reading:
+    """A plan read against its description: what the output keeps, and where it stands."""
+
+    kept: list[Mapping[str, Any]]  # the plan without its unstated tail and unasked tip drops
+    tail_at: int  # where the unstated tail starts (len(commands) when there is none)
+    complete: bool  # the kept commands use every value as often as the text states it, and every tip word
+
+
 def trim_unstated_tail(description: str, commands: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The plan up to the first command, after every stated value is used, that states nothing new."""
+    """The plan up to its first command that states nothing new, without the tip drops the text does not ask
+    for (more GetDiti and DropDiti than it has words for tips)."""
+    return _read_plan(description, commands).kept
+
+
+def _read_plan(description: str, commands: Sequence[Mapping[str, Any]]) -> _Reading:
     stated = stated_values(description)
+    tips = tip_mentions(description)
+    kept: list[Mapping[str, Any]] = []
     roles: set[tuple[Value, str]] = set()
     labels: set[str] = set()
-    dropped_tips = False
+    tip_count = 0
+    tail_at = len(commands)
     for index, command in enumerate(commands):
         command_roles = _roles(command)
-        if set(stated) <= {value for value, _ in roles}:
-            if command["func_name"] == "DropDiti":
-                if dropped_tips:
-                    return list(commands[:index])
-                dropped_tips = True
-            elif not (_labels(command) - labels) and not _covers_more(stated, roles, command_roles - roles):
-                return list(commands[:index])
+        if command["func_name"] == "DropDiti":
+            if tip_count >= tips:
+                continue
+        elif kept and not (_labels(command) - labels) and not _covers_more(stated, roles, command_roles - roles):
+            tail_at = index  # never the first command: a plan without commands is no plan
+            break
+        tip_count += command["func_name"] in _TIP_COMMANDS
         roles |= command_roles
         labels |= _labels(command)
-    return list(commands)
+        kept.append(command)
+    used = Counter(value for value, _ in roles)
+    complete = tip_count >= tips and all(used[value] >= count for value, count in stated.items())
+    return _Reading(kept, tail_at, complete)
 
 
 def _covers_more(stated: Counter[Value], roles: set[tuple[Value, str]], new_roles: set[tuple[Value, str]]) -> bool:
@@ -213,20 +296,21 @@ def trim_plan_text(description: str, plan_text: str) -> str:
     """`trim_unstated_tail` on plan JSON text; text that is not a plan comes back unchanged.
 
     A plan cut off at the token budget is cut back to its whole commands only when the tail rule cuts among
-    them: a model that went on after every value was used is the commonest reason to run out of tokens.
+    them: a model that goes on restating is the commonest reason to run out of tokens.
     """
     try:
-        commands = json.loads(plan_text)["commands"]
+        commands, whole = json.loads(plan_text)["commands"], True
     except (ValueError, TypeError, KeyError):
         try:
-            commands = _complete_commands(plan_text)
+            commands, whole = _complete_commands(plan_text), False
         except (ValueError, TypeError, KeyError):
             return plan_text
     try:
-        kept = trim_unstated_tail(description, commands)
+        reading = _read_plan(description, commands)
     except (TypeError, KeyError, AttributeError):
         return plan_text
-    if len(kept) == len(commands):
+    kept = reading.kept
+    if len(kept) == len(commands) or (not whole and reading.tail_at == len(commands)):
         return plan_text
     # json.dumps' default separators: the canonical layout the grammar generates.
     return json.dumps({"commands": kept}, ensure_ascii=False)

@@ -35,7 +35,6 @@ from typing import Any
 from data_contracts.tables import EOC_TOKEN
 from pipelines.model.prompts import build_prompt_ids, serving_user_message
 from pipelines.serve.constrained import DecodingLimits, plan_logits_processor
-from pipelines.serve.coverage import trim_plan_text
 
 # The longest gold plan of the generated corpus is 579 tokens (SmolLM2's tokenizer), and 6% are over 384:
 # a budget below the longest plan turns a right plan into a cut-off one.
@@ -173,8 +172,8 @@ def _generate(model: Any, tokenizer: Any, prompts: list[_Prompt], config: Decodi
     ]
     if coverage_rows is not None:
         generations = [
-            replace(generation, text=trim_plan_text(prompt.user_message, row.settle(generation.text)))
-            for generation, prompt, row in zip(generations, prompts, coverage_rows, strict=True)
+            replace(generation, text=row.settle(generation.text))
+            for generation, row in zip(generations, coverage_rows, strict=True)
         ]
     return generations
 

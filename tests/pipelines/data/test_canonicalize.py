@@ -46,6 +46,8 @@ from pipelines.data.normalize import normalize_text
         ("前3个通道", "通道1,2,3"),
         ("八个通道", "通道1,2,3,4,5,6,7,8"),
         ("3号通道", "3号通道"),
+        ("H5孔,8通道每孔转移", "H5孔,通道1,2,3,4,5,6,7,8每孔转移"),
+        ("通道2,8通道吸取", "通道2,8通道吸取"),
         ("通道3与通道5", "通道3与通道5"),
         ("channels 2 through 4", "channels 2,3,4"),
         ("the first 2 channels", "channels 1,2"),

@@ -18,7 +18,14 @@ from pipelines.config import load_params
 from pipelines.corpus.generator import generate_heldout_records, generate_records
 from pipelines.corpus.near_copy import read_protected_texts
 from pipelines.model.prompts import serving_user_message
-from pipelines.serve.coverage import CoverageRow, stated_values, trim_plan_text, trim_unstated_tail, written_values
+from pipelines.serve.coverage import (
+    CoverageRow,
+    stated_values,
+    tip_mentions,
+    trim_plan_text,
+    trim_unstated_tail,
+    written_values,
+)
 from tests.helpers import EXAMPLES_PATH, PARAMS_PATH, REPO_ROOT, predict_args
 
 
@@ -34,9 +41,11 @@ DISPENSE = command("Dispense", channels=CHANNELS, labware="Dst", wells=DST_WELLS
 DROP = command("DropDiti", channels=CHANNELS)
 
 
-def test_stated_values_are_numbers_and_well_names_outside_names():
+def test_stated_values_are_numbers_well_names_and_ascii_labels():
     text = "3、通道1,2从Plate2的A1,B1各吸取2.5ul.\n然后移到Deck_4，等待300s"
-    assert stated_values(text) == {1.0: 1, 2.0: 1, 2.5: 1, 300.0: 1, "A1": 1, "B1": 1}
+    assert stated_values(text) == {1.0: 1, 2.0: 1, 2.5: 1, 300.0: 1, "A1": 1, "B1": 1, "Plate2": 1, "Deck_4": 1}
+    # Chinese labels have no shape to tell them from the sentence around them.
+    assert stated_values("把子板移到仓位") == {}
     assert stated_values("2、4号通道吸取5ul") == {2.0: 1, 4.0: 1, 5.0: 1}
 
 
@@ -44,6 +53,14 @@ def test_written_values_read_lists_numbers_and_tip_types():
     plan = render_json_commands(parse_text_commands("GetDiti(ditiType='200ul', channels=[1, 2])"))
     assert written_values(plan) == {200.0, 1.0, 2.0}
     assert written_values(json.dumps({"commands": [ASPIRATE]})) == {1.0, 2.0, 3.0, 4.0, 20.0, *WELLS}
+    move = json.dumps({"commands": [command("MoveLabware", labware="Plate_2", position="Deck_4")]})
+    assert written_values(move) == {"Plate_2", "Deck_4"}  # keys such as func_name are no labels
+
+
+def test_each_tip_pick_up_and_drop_has_its_word_for_tips():
+    assert tip_mentions("通道1,2取200ul枪头,各吸取20ul,再弃tip") == 2
+    assert tip_mentions("Pick up 50ul DiTis, aspirate 20ul per tip, then eject the tips.") == 2
+    assert tip_mentions("通道1,2从Src的A1,B1各吸取20ul") == 0
 
 
 SRC_TO_DST = "通道1,2,3,4从Src的A1,B1,C1,D1各吸取20ul,再加入Dst的A2,B2,C2,D2"
@@ -54,9 +71,14 @@ def test_a_tail_restating_used_values_is_cut():
     assert trim_unstated_tail(SRC_TO_DST, [ASPIRATE, DISPENSE, mix, DROP]) == [ASPIRATE, DISPENSE]
 
 
-def test_nothing_is_cut_before_every_stated_value_is_used():
+def test_a_restating_command_is_cut_even_before_every_stated_value_is_used():
+    # No gold plan restates a command (test_no_gold_plan_has_a_tail_to_cut), so a plan that does is wrong
+    # from there on whatever follows.
     again = command("Aspirate", channels=CHANNELS, labware="Src", wells=WELLS, vols=[20] * 4)
-    assert trim_unstated_tail(SRC_TO_DST, [ASPIRATE, again, DISPENSE]) == [ASPIRATE, again, DISPENSE]
+    assert trim_unstated_tail(SRC_TO_DST, [ASPIRATE, again, DISPENSE]) == [ASPIRATE]
+    # The first command stays whatever it states: a plan without commands is no plan.
+    invented = command("Delay", seconds=9)
+    assert trim_unstated_tail("等待300s", [invented, invented]) == [invented]
 
 
 def test_a_value_stated_again_is_new_in_a_new_role():
@@ -67,8 +89,12 @@ def test_a_value_stated_again_is_new_in_a_new_role():
     assert trim_unstated_tail(text.replace("4次", "几次"), [DISPENSE, mix]) == [DISPENSE]
 
 
-def test_one_tip_drop_may_follow_and_a_second_is_cut():
-    assert trim_unstated_tail(SRC_TO_DST, [ASPIRATE, DISPENSE, DROP, DROP]) == [ASPIRATE, DISPENSE, DROP]
+def test_tip_drops_are_kept_only_as_far_as_the_text_asks_for_them():
+    discard = SRC_TO_DST + ",然后弃去枪头"
+    assert trim_unstated_tail(discard, [ASPIRATE, DISPENSE, DROP, DROP]) == [ASPIRATE, DISPENSE, DROP]
+    assert trim_unstated_tail(SRC_TO_DST, [ASPIRATE, DISPENSE, DROP]) == [ASPIRATE, DISPENSE]
+    # An unasked drop is left out wherever it stands, and what follows it stays.
+    assert trim_unstated_tail(SRC_TO_DST, [ASPIRATE, DROP, DISPENSE]) == [ASPIRATE, DISPENSE]
 
 
 def test_a_new_label_is_new_and_a_repeated_one_is_not():
@@ -82,7 +108,7 @@ def test_plan_text_is_rewritten_only_when_cut():
     kept = json.dumps({"commands": [ASPIRATE, DISPENSE]}, ensure_ascii=False)
     assert trim_plan_text(SRC_TO_DST, kept) is kept
     cut = json.dumps({"commands": [ASPIRATE, DISPENSE, DROP, DROP]}, ensure_ascii=False)
-    assert json.loads(trim_plan_text(SRC_TO_DST, cut)) == {"commands": [ASPIRATE, DISPENSE, DROP]}
+    assert json.loads(trim_plan_text(SRC_TO_DST + ",弃tip", cut)) == {"commands": [ASPIRATE, DISPENSE, DROP]}
     for not_a_plan in ('{"commands": [{"func_name"', "[]", '{"commands": 3}', ""):
         assert trim_plan_text(SRC_TO_DST, not_a_plan) == not_a_plan
 
@@ -94,6 +120,9 @@ def test_a_cut_off_plan_is_cut_back_only_where_its_tail_restates():
     # Cut off before every stated value was used: nothing to cut back to, the output stays what it was.
     stopped_short = json.dumps({"commands": [ASPIRATE, DISPENSE]}, ensure_ascii=False)[:-40]
     assert trim_plan_text(SRC_TO_DST, stopped_short) == stopped_short
+    # Nor does leaving out an unasked tip drop make a cut-off plan whole.
+    dropped = json.dumps({"commands": [ASPIRATE, DROP, DISPENSE]}, ensure_ascii=False)[:-40]
+    assert trim_plan_text(SRC_TO_DST, dropped) == dropped
 
 
 # --- the rules hold for every gold plan -------------------------------------------------------------
@@ -129,6 +158,24 @@ def test_every_gold_plan_uses_every_stated_value(gold):
     assert missing == []
 
 
+def test_every_number_of_a_gold_plan_is_stated_in_its_canonical_text(gold):
+    # The canonicalizer's promise that makes the model copy rather than compute ("8通道" -> 通道1,...,8).
+    unstated = [
+        (where, text, value) for where, text, plan in gold
+        for value in written_values(json.dumps(plan, ensure_ascii=False)) - set(stated_values(text))
+        if isinstance(value, float)
+    ]
+    assert unstated == []
+
+
+def test_every_gold_plan_picks_up_and_drops_tips_once_per_word_for_tips(gold):
+    mismatched = [
+        (where, text) for where, text, plan in gold
+        if tip_mentions(text) != sum(command["func_name"] in ("GetDiti", "DropDiti") for command in plan)
+    ]
+    assert mismatched == []
+
+
 def test_no_gold_plan_has_a_tail_to_cut(gold):
     cut = [(where, text) for where, text, plan in gold if trim_unstated_tail(text, plan) != plan]
     assert cut == []
@@ -137,6 +184,7 @@ def test_no_gold_plan_has_a_tail_to_cut(gold):
 # --- the processor keeps an incomplete plan open ----------------------------------------------------
 
 DELAY_THEN_SHAKE = "等待300s,然后以600rpm振荡Plate 60s"
+WAIT_300 = "等待300s"
 DELAY_ONLY = '{"commands": [{"func_name": "Delay", "func_parameters": {"seconds": 300}}'
 
 
@@ -170,10 +218,48 @@ def test_a_plan_stays_open_while_values_are_missing_and_forcing_helps():
     assert complete.missing(DELAY_ONLY + SHAKE) == 0 and not complete.must_stay_open(b"]}")
 
 
+def test_a_plan_stays_open_while_a_named_label_or_an_asked_tip_drop_is_missing():
+    move = '{"commands": [{"func_name": "MoveLabware", "func_parameters": {"labware": "子板", "position": "Deck_4"}}'
+    assert row_after("把子板移到Deck_4,然后等待300s", move).must_stay_open(b"]}")  # 300 unused
+    delay = DELAY_ONLY.replace("300", "60")
+    assert row_after("等待60s,然后移到Deck_4", delay).must_stay_open(b"]}")
+    drop = ', {"func_name": "DropDiti", "func_parameters": {"channels": [1]}}'
+    assert row_after("等待60s,然后弃tip", delay).must_stay_open(b"]}")
+    assert not row_after("等待60s,然后弃tip", delay + drop).must_stay_open(b"]}")
+
+
+def test_a_plan_is_done_once_complete():
+    # No gold plan goes on once it uses every value as often as its text states it (test_no_gold_plan_...).
+    row = row_after(WAIT_300, DELAY_ONLY)
+    assert row.done
+    # Whatever follows is not the plan: it is the plan as it stood when done.
+    assert row.settle(DELAY_ONLY + ', {"func_name": "Mix", "func_') == DELAY_ONLY + "]}"
+
+
+def test_a_plan_is_done_once_it_restates_or_a_forced_command_uses_nothing_missing():
+    restating = row_after(DELAY_THEN_SHAKE, DELAY_ONLY)
+    assert not restating.done
+    restating.accept_bytes(RESTATED_DELAY.encode())
+    assert restating.done
+    assert restating.settle("cut off") == DELAY_ONLY + "]}"  # without the restating command
+    move = ', {"func_name": "MoveLabware", "func_parameters": {"labware": "Plate", "position": "振荡"}}'
+    unforced = row_after(DELAY_THEN_SHAKE, DELAY_ONLY + move)
+    assert not unforced.done  # a new label is news
+    forced = row_after(DELAY_THEN_SHAKE, DELAY_ONLY)
+    assert forced.must_stay_open(b"]}")
+    forced.accept_bytes(move.encode())
+    assert forced.done  # but forcing was for 600 and 60
+    progressing = row_after(DELAY_THEN_SHAKE, DELAY_ONLY)
+    assert progressing.must_stay_open(b"]}")
+    progressing.accept_bytes(SHAKE.replace("60}", "61}").encode())  # uses 600, so forcing may go on
+    assert not progressing.done
+
+
 def test_a_forced_plan_is_kept_only_when_it_is_valid_and_misses_fewer_values():
     own_plan = DELAY_ONLY + "]}"
     row = row_after(DELAY_THEN_SHAKE, DELAY_ONLY)
-    assert row.settle(DELAY_ONLY + RESTATED_DELAY + "]}") == DELAY_ONLY + RESTATED_DELAY + "]}"  # never forced
+    assert row.settle(own_plan) == own_plan  # never forced: the plan itself
+    assert row_after(WAIT_300, "").settle(DELAY_ONLY + RESTATED_DELAY + "]}") == own_plan  # its tail cut
     assert row.must_stay_open(b"]}")
     assert row.settle(DELAY_ONLY + SHAKE + "]}") == DELAY_ONLY + SHAKE + "]}"
     assert row.settle(DELAY_ONLY + RESTATED_DELAY + "]}") == own_plan
@@ -234,8 +320,17 @@ def test_the_processor_refuses_to_close_an_incomplete_plan(tiny, coverage):
     assert picked == ("," if coverage else "]")
 
 
-def test_the_processor_closes_a_complete_plan(tiny):
-    assert pick_after_prefix(tiny, "等待300s", DELAY_ONLY, ["]", ","], coverage=True) == "]"
+@pytest.mark.parametrize("coverage", [True, False])
+def test_the_processor_stops_a_complete_plan_the_model_would_go_on_with(tiny, coverage):
+    stop = tiny[1].decode([tiny[2]])
+    assert pick_after_prefix(tiny, WAIT_300, DELAY_ONLY, [",", "]"], coverage) == (stop if coverage else ",")
+
+
+@pytest.mark.parametrize("coverage", [True, False])
+def test_the_processor_stops_a_plan_that_restates(tiny, coverage):
+    stop = tiny[1].decode([tiny[2]])
+    picked = pick_after_prefix(tiny, DELAY_THEN_SHAKE, DELAY_ONLY + RESTATED_DELAY, [",", "]"], coverage)
+    assert picked == (stop if coverage else ",")
 
 
 # --- through `predict`, on a model whose plans are fixed by construction -----------------------------
