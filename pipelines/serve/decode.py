@@ -20,9 +20,10 @@ Constrained decoding is grounded by default: labels may only copy text from the 
 processor state is its own, so grounding keeps a row's tokens the same in a batch as alone.
 
 Constrained decoding is coverage-guided by default too (`pipelines.serve.coverage`): a plan may not end
-while its description states a number or well name it has not used (unless going on yields no valid plan that
-uses more: then the plan the model closed is the output), and a tail that states nothing new once every value
-is used is cut from the output text.
+while its description states a number, well name or ASCII label it has not used, or a word for tips it has no
+GetDiti or DropDiti for (unless going on yields no valid plan that uses more: then the plan the model closed is
+the output); a command that states nothing new is cut from the output with all after it, and a row stops with
+its stop token as soon as its plan is complete.
 """
 
 from __future__ import annotations
