@@ -125,12 +125,13 @@ class CoverageRow:
     """One batch row's coverage while it decodes: the stated values, where the JSON stands, the plan the model
     itself closed before the last forcing, and whether the plan is done and must close now."""
 
-    __slots__ = ("description", "stated", "tips", "generated", "cursor", "plan_before_forcing",
+    __slots__ = ("description", "stated_counts", "stated", "tips", "generated", "cursor", "plan_before_forcing",
                  "missing_while_forced", "done_plan")
 
     def __init__(self, description: str) -> None:
         self.description = description
-        self.stated = frozenset(stated_values(description))
+        self.stated_counts = stated_values(description)
+        self.stated = frozenset(self.stated_counts)
         self.tips = tip_mentions(description)
         self.generated = bytearray()
         self.cursor = _JsonCursor()
@@ -151,7 +152,7 @@ class CoverageRow:
         only costs decoding time, as the output would drop what follows."""
         try:
             commands = json.loads(plan_text)["commands"]
-            reading = _read_plan(self.description, commands)
+            reading = _read_plan(self.stated_counts, self.tips, commands)
         except (ValueError, TypeError, KeyError, AttributeError):
             return
         done = reading.complete or reading.tail_at < len(commands)
@@ -248,12 +249,11 @@ class _Reading:
 def trim_unstated_tail(description: str, commands: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """The plan up to its first command that states nothing new, without the tip drops the text does not ask
     for (more GetDiti and DropDiti than it has words for tips)."""
-    return _read_plan(description, commands).kept
+    return _read_plan(stated_values(description), tip_mentions(description), commands).kept
 
 
-def _read_plan(description: str, commands: Sequence[Mapping[str, Any]]) -> _Reading:
-    stated = stated_values(description)
-    tips = tip_mentions(description)
+def _read_plan(stated: Counter[Value], tips: int, commands: Sequence[Mapping[str, Any]]) -> _Reading:
+    """`commands` against a description's stated values (`stated_values`) and words for tips (`tip_mentions`)."""
     kept: list[Mapping[str, Any]] = []
     roles: set[tuple[Value, str]] = set()
     labels: set[str] = set()
@@ -306,7 +306,7 @@ def trim_plan_text(description: str, plan_text: str) -> str:
         except (ValueError, TypeError, KeyError):
             return plan_text
     try:
-        reading = _read_plan(description, commands)
+        reading = _read_plan(stated_values(description), tip_mentions(description), commands)
     except (TypeError, KeyError, AttributeError):
         return plan_text
     kept = reading.kept
