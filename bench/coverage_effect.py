@@ -1,15 +1,16 @@
-"""What coverage-guided decoding buys and costs: a run's regression cases decoded with coverage off and on.
+"""What a decoding rule buys and costs: a run's regression cases decoded with the rule off and on.
 
     .venv/bin/python bench/coverage_effect.py --model artifacts/merged_model --lake lake \\
-        --output bench/results/coverage_effect-<stamp>.json
+        [--rule amounts] --output bench/results/coverage_effect-<stamp>.json
 
-The cases are exactly those `regression_metrics` judged (the `regression_results` table of the lake: every
-slice, constrained rows). Both runs use the grounded catalog grammar and the eval settings of params.yaml
-(`max_new_tokens` included); only `DecodingConfig.coverage` differs. Reports exact match, JSON- and
-catalog-valid rates per slice, the decoding wall time of each run, and what coverage adds per description
-(a `CoverageRow` fed every token of the decoded plan, then settling and trimming it) against the per-case
-decoding time. `--coverage-only` skips the run without coverage; `--overhead-only` decodes nothing: it times
-that work on the plans the lake's run decoded.
+The rule is coverage (`pipelines.serve.coverage`, the default) or grounded amounts
+(`pipelines.serve.amount_grounding`). The cases are exactly those `regression_metrics` judged (the
+`regression_results` table of the lake: every slice, constrained rows). Both runs use the grounded catalog
+grammar and the eval settings of params.yaml (`max_new_tokens` included); only the rule's `DecodingConfig`
+field differs. Reports exact match, JSON- and catalog-valid rates per slice, the decoding wall time of each
+run, and what the rule adds per description (its row fed every token of the decoded plan; coverage then
+settles and trims the plan) against the per-case decoding time. `--coverage-only` skips the run without the
+rule; `--overhead-only` decodes nothing: it times that work on the plans the lake's run decoded.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pipelines.config import load_params  # noqa: E402
 from pipelines.data.lake import RESULTS_TABLE, read_table, table_path  # noqa: E402
 from pipelines.model.model_io import eoc_token_id, load_model_and_tokenizer  # noqa: E402
 from pipelines.model.prompts import serving_user_message  # noqa: E402
+from pipelines.serve.amount_grounding import AmountRow  # noqa: E402
 from pipelines.serve.constrained import _CACHE, model_vocab_size  # noqa: E402
 from pipelines.serve.coverage import CoverageRow  # noqa: E402
 from pipelines.serve.eval_cases import EvalCase  # noqa: E402
@@ -49,18 +51,29 @@ def regression_cases(lake: Path) -> tuple[list[EvalCase], list[str]]:
     return cases, list(frame["raw_output"])
 
 
-def coverage_overhead_s(
-    tokenizer: Any, token_bytes: Sequence[bytes], cases: list[EvalCase], texts: list[str]
+# The DecodingConfig field each rule turns on.
+RULE_FIELDS = {"coverage": "coverage", "amounts": "grounded_amounts"}
+
+
+def rule_overhead_s(
+    rule: str, tokenizer: Any, token_bytes: Sequence[bytes], cases: list[EvalCase], texts: list[str]
 ) -> float:
-    """Seconds per description that coverage adds to decoding it: its row, the bookkeeping of every token
-    of the decoded plan, then settling and trimming the plan (tokenizing the plan again is not timed)."""
+    """Seconds per description that the rule adds to decoding it: its row and the checks on every token of
+    the decoded plan; coverage then settles and trims the plan (tokenizing the plan again is not timed)."""
     streams = [[token_bytes[token] for token in tokenizer(text, add_special_tokens=False)["input_ids"]]
                for text in texts]
     started = time.perf_counter()
     for case, text, stream in zip(cases, texts, streams, strict=True):
         description = serving_user_message(case.description)
+        if rule == "amounts":
+            amounts = AmountRow(description)
+            for piece in stream:
+                amounts.keeps_grounding(piece)
+                amounts.accept_bytes(piece)
+            continue
         row = CoverageRow(description)
         for piece in stream:
+            row.allows(piece)
             row.closes_plan(piece)
             row.accept_bytes(piece)
         row.settle(text)
@@ -73,29 +86,31 @@ def main() -> None:
     parser.add_argument("--lake", type=Path, default=REPO_ROOT / "lake")
     parser.add_argument("--profile", default="default")
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--rule", choices=sorted(RULE_FIELDS), default="coverage",
+                        help="the decoding rule turned off in the first run")
     parser.add_argument("--coverage-only", action="store_true",
-                        help="decode only with coverage (a run without it does not change when coverage does)")
+                        help="decode only with the rule on (a run without it does not change when the rule does)")
     parser.add_argument("--overhead-only", action="store_true",
-                        help="only time coverage's work on the plans the lake's run decoded; decode nothing")
+                        help="only time the rule's work on the plans the lake's run decoded; decode nothing")
     args = parser.parse_args()
 
     cases, decoded = regression_cases(args.lake)
     model, tokenizer = load_model_and_tokenizer(args.model)
     vocab = _CACHE.grounding_vocab(tokenizer, model_vocab_size(model), [eoc_token_id(tokenizer)])
     if args.overhead_only:
-        overhead_s = coverage_overhead_s(tokenizer, vocab.token_bytes, cases, decoded)
+        overhead_s = rule_overhead_s(args.rule, tokenizer, vocab.token_bytes, cases, decoded)
         payload = {"machine": machine_info(), "model": str(args.model), "cases": len(cases),
-                   "overhead": {"coverage_per_description_s": overhead_s},
+                   "overhead": {f"{args.rule}_per_description_s": overhead_s},
                    "command": reproducing_command("coverage_effect.py", args)}
         write_json(payload, args.output)
         return
     settings = load_params(REPO_ROOT / "params.yaml").eval.for_profile(args.profile)
-    with_coverage = dataclasses.replace(settings.decoding_config(constrained=True), coverage=True)
-    without_coverage = dataclasses.replace(with_coverage, coverage=False)
+    field = RULE_FIELDS[args.rule]
+    with_rule = dataclasses.replace(settings.decoding_config(constrained=True), **{field: True})
+    configs = {f"without_{args.rule}": dataclasses.replace(with_rule, **{field: False}), args.rule: with_rule}
     runs, texts = {}, []
-    configs = {"grounded": without_coverage, "coverage": with_coverage}
     if args.coverage_only:
-        del configs["grounded"]
+        del configs[f"without_{args.rule}"]
     for name, config in configs.items():
         log(f"{name}: {len(cases)} cases, max_new_tokens {config.max_new_tokens}")
         results, wall_s = run_evaluation(model, tokenizer, cases, config)
@@ -103,15 +118,15 @@ def main() -> None:
         runs[name] = decoding_run(results, wall_s)
         runs[name]["exact_case_ids"] = sorted(result.case.case_id for result in results if result.exact_match)
         log(json.dumps(runs[name]["slices"]))
-    overhead_s = coverage_overhead_s(tokenizer, vocab.token_bytes, cases, texts)
+    overhead_s = rule_overhead_s(args.rule, tokenizer, vocab.token_bytes, cases, texts)
     payload = {
         "machine": machine_info(),
         "model": str(args.model),
         "cases": len(cases),
         "runs": runs,
         "overhead": {
-            "coverage_per_description_s": overhead_s,
-            "share_of_per_case_decoding": overhead_s / runs["coverage"]["per_case_s"],
+            f"{args.rule}_per_description_s": overhead_s,
+            "share_of_per_case_decoding": overhead_s / runs[args.rule]["per_case_s"],
         },
         "command": reproducing_command("coverage_effect.py", args),
     }

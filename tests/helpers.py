@@ -204,3 +204,51 @@ def predict_args(model_dir: Path, description: str | None, *options: str) -> Any
 
     argv = ["predict", "--model", str(model_dir), "--device", "cpu", *options]
     return build_parser().parse_args(argv if description is None else [*argv, description])
+
+
+def pick_after_prefix(tiny: tuple, prefix: str, preferred: list[str], **texts: list[str] | None) -> str:
+    """Drive a fresh plan processor (`texts`: its per-row texts, e.g. coverage_texts) through `prefix` on the tiny
+    model (`tiny`: model, tokenizer, eoc id), then offer `preferred` tokens in falling order; the token it keeps."""
+    import torch
+
+    from pipelines.serve.constrained import plan_logits_processor
+
+    model, tokenizer, eoc = tiny
+    processor = plan_logits_processor(model, tokenizer, eoc, **texts)
+    vocab = model.get_output_embeddings().weight.shape[0]
+    input_ids = torch.tensor([[eoc]])
+    for token in tokenizer(prefix, add_special_tokens=False)["input_ids"]:
+        scores = torch.zeros(1, vocab)
+        scores[0, token] = 10.0
+        assert int(processor(input_ids, scores).argmax()) == token
+        input_ids = torch.cat([input_ids, torch.tensor([[token]])], dim=1)
+    scores = torch.zeros(1, vocab)
+    for rank, piece in enumerate(preferred):
+        (token,) = tokenizer(piece, add_special_tokens=False)["input_ids"]
+        scores[0, token] = 10.0 - rank
+    return tokenizer.decode([int(processor(input_ids, scores).argmax())])
+
+
+def first_refusal(row: Any, check: Callable[[bytes], bool], plan_text: str) -> bytes | None:
+    """Feed a decoding row (`accept_bytes`) plan JSON byte by byte, as decoding may offer it; the plan up to the
+    first byte `check` refuses (the last 60 bytes), or None when it refuses none."""
+    plan = plan_text.encode()
+    for at in range(len(plan)):
+        if not check(plan[at : at + 1]):
+            return plan[: at + 1][-60:]
+        row.accept_bytes(plan[at : at + 1])
+    return None
+
+
+def gold_refusals(
+    gold: Sequence[tuple[str, str, list[dict]]], row_for: Callable[[str], Any], check_of: Callable[[Any], Any]
+) -> list[tuple[str, str, bytes]]:
+    """(where, text, refused prefix) of each gold plan a fresh decoding row (`row_for(text)`) refuses somewhere
+    (`check_of(row)`: its check of one token), fed byte by byte (`first_refusal`)."""
+    refused = []
+    for where, text, plan in gold:
+        row = row_for(text)
+        refusal = first_refusal(row, check_of(row), json.dumps({"commands": plan}, ensure_ascii=False))
+        if refusal is not None:
+            refused.append((where, text, refusal))
+    return refused

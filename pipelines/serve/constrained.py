@@ -18,8 +18,10 @@ The grammar's only stop token is `<eoc>`: once the JSON object is complete, `<eo
 left to generate, so constrained output always ends with the terminator the model was trained on.
 
 Grounding (`pipelines.serve.grounding`): the greedy processor also keeps every label a copy of text from
-the row's own description, which no schema can say. Coverage (`pipelines.serve.coverage`): it keeps the
-commands array open while the description states a number or well name the plan has not used.
+the row's own description, which no schema can say, and every volume, duration, temperature, speed, count
+and tip size an amount the description states for it (`pipelines.serve.amount_grounding`). Coverage
+(`pipelines.serve.coverage`): it keeps the commands array open while the description states a number or well
+name the plan has not used.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ import copy
 import functools
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from data_contracts.catalog import CHANNEL_MAX, catalog_json_schema
+from pipelines.serve.amount_grounding import AmountRow
 from pipelines.serve.coverage import CoverageRow
 from pipelines.serve.grounding import GroundedFields, GroundedRow, GroundingVocab
 
@@ -198,12 +201,15 @@ def plan_logits_processor(
     grounding_texts: Sequence[str] | None = None,
     grounded_wells: bool = False,
     coverage_texts: Sequence[str] | None = None,
+    amount_texts: Sequence[str] | None = None,
 ) -> Any:
     """A fresh logits processor for one greedy `generate` call (xgrammar's processor is single use).
 
     `grounding_texts` (one per batch row, in row order: the text each row's labels may copy from) turns
     grounding on; `grounded_wells` extends it to the elements of wells, srcWells and dstWells.
     `coverage_texts` (one per row: the description whose values the plan must use) turns coverage on.
+    `amount_texts` (one per row: the description whose amounts the plan's volumes, durations, temperatures,
+    speeds, counts and tip sizes must be) grounds amounts.
     """
     schema = _cached_decoding_schema(limits or DecodingLimits())
     vocab_size = model_vocab_size(model)
@@ -216,7 +222,8 @@ def plan_logits_processor(
         fields = GroundedFields.for_catalog(grounded_wells)
         rows = [GroundedRow(text.encode("utf-8"), vocab, fields) for text in grounding_texts]
     coverage = None if coverage_texts is None else [CoverageRow(text) for text in coverage_texts]
-    return _greedy_processor_class()(compiled, rows, coverage, vocab.token_bytes, eoc_token_id)
+    amounts = None if amount_texts is None else [AmountRow(text) for text in amount_texts]
+    return _greedy_processor_class()(compiled, rows, coverage, vocab.token_bytes, eoc_token_id, amounts)
 
 
 @functools.lru_cache(maxsize=1)
@@ -235,7 +242,8 @@ def _greedy_processor_class() -> type:
 
         With `grounded_rows` (one `GroundedRow` per batch row), a row whose pick would put text the
         description lacks into a label gets the best token that is both allowed and grounded instead
-        (every other score set to -inf, so greedy takes it); see `pipelines.serve.grounding`.
+        (every other score set to -inf, so greedy takes it); see `pipelines.serve.grounding`. With
+        `amount_rows`, likewise for an amount the description does not state for its field.
         """
 
         def __init__(
@@ -245,16 +253,20 @@ def _greedy_processor_class() -> type:
             coverage_rows: list[CoverageRow] | None = None,
             token_bytes: Sequence[bytes] = (),
             stop_token_id: int | None = None,
+            amount_rows: list[AmountRow] | None = None,
         ) -> None:
             super().__init__(compiled_grammar)
             self.grounded_rows = grounded_rows
             self.coverage_rows = coverage_rows
+            self.amount_rows = amount_rows
             self.token_bytes = token_bytes
             self.stop_token_id = stop_token_id
             self.stopped_rows: set[int] = set()  # ended by coverage with the stop token, outside the grammar
 
         def _start(self, batch_size: int) -> None:
-            for rows, what in ((self.grounded_rows, "grounding"), (self.coverage_rows, "coverage")):
+            for rows, what in (
+                (self.grounded_rows, "grounding"), (self.coverage_rows, "coverage"), (self.amount_rows, "amount")
+            ):
                 if rows is not None and len(rows) != batch_size:
                     raise ValueError(f"{len(rows)} {what} texts for a batch of {batch_size} rows")
             self.batch_size = batch_size
@@ -275,6 +287,8 @@ def _greedy_processor_class() -> type:
                             self.grounded_rows[i].accept(token)
                         if self.coverage_rows is not None:
                             self.coverage_rows[i].accept_bytes(self._bytes_of(token))
+                        if self.amount_rows is not None:
+                            self.amount_rows[i].accept_bytes(self._bytes_of(token))
             active = [i for i, matcher in enumerate(self.matchers)
                       if not matcher.is_terminated() and i not in self.stopped_rows]
             for i in active:
@@ -284,18 +298,23 @@ def _greedy_processor_class() -> type:
             forbidden = (((words >> (best % 32)) & 1) == 0).nonzero().flatten().tolist()
             if forbidden:
                 self._mask_rows(scores, forbidden)
-            if self.grounded_rows is None and self.coverage_rows is None:
+            if self.grounded_rows is None and self.coverage_rows is None and self.amount_rows is None:
                 return scores
             if forbidden:
                 best[forbidden] = scores[forbidden].argmax(dim=-1).cpu()
             for i in active:  # every row's pick is allowed by the grammar now
                 if self.grounded_rows is not None:
                     self._pick_grounded(i, int(best[i]), scores)
+                if self.amount_rows is not None:
+                    self._pick_grounded_amount(i, scores)
                 if self.coverage_rows is not None:
-                    if self.coverage_rows[i].done and self.stop_token_id is not None:
+                    row = self.coverage_rows[i]
+                    if row.done and self.stop_token_id is not None:
                         self._stop_row(i, scores)
-                    else:
-                        self._keep_open_if_incomplete(i, int(scores[i].argmax()), scores)
+                        continue
+                    if not row.allows(self._bytes_of(int(scores[i].argmax()))):
+                        self._keep_best_allowed(i, scores, row.allows)
+                    self._keep_open_if_incomplete(i, int(scores[i].argmax()), scores)
             return scores
 
         def _bytes_of(self, token: int) -> bytes:
@@ -307,16 +326,7 @@ def _greedy_processor_class() -> type:
             row = self.coverage_rows[i]
             if not row.closes_plan(self._bytes_of(best)) or not row.must_stay_open(self._bytes_of(best)):
                 return
-            candidates = self._allowed_ids(i)
-            order = torch.sort(scores[i, candidates].float().cpu(), descending=True, stable=True).indices
-            for token in candidates[order].tolist():
-                if scores[i, token] == float("-inf"):
-                    return  # masked: nothing the grammar allows keeps the plan open (e.g. max_commands)
-                if not row.closes_plan(self._bytes_of(token)):
-                    kept = scores[i, token].clone()
-                    scores[i].fill_(float("-inf"))
-                    scores[i, token] = kept
-                    return
+            self._keep_best_allowed(i, scores, lambda token: not row.closes_plan(token))
 
         def _stop_row(self, i: int, scores: Any) -> None:
             """End a row that coverage found done (`CoverageRow.done`) with the stop token, wherever its JSON
@@ -345,6 +355,27 @@ def _greedy_processor_class() -> type:
                 kept = scores[i, chosen].clone()
                 scores[i].fill_(float("-inf"))
                 scores[i, chosen] = kept
+
+        def _pick_grounded_amount(self, i: int, scores: Any) -> None:
+            """Replace the row's pick by the best allowed token that keeps its amount on a stated one
+            (`AmountRow.keeps_grounding`), when it does not; if none does, the grammar alone decides."""
+            row = self.amount_rows[i]
+            if not row.keeps_grounding(self._bytes_of(int(scores[i].argmax()))):
+                self._keep_best_allowed(i, scores, row.keeps_grounding)
+
+        def _keep_best_allowed(self, i: int, scores: Any, accepts: Callable[[bytes], bool]) -> None:
+            """Leave row `i` only the best token the grammar allows whose bytes `accepts` takes; when there is none
+            (e.g. max_commands reached), the row stays as it is."""
+            candidates = self._allowed_ids(i)
+            order = torch.sort(scores[i, candidates].float().cpu(), descending=True, stable=True).indices
+            for token in candidates[order].tolist():
+                if scores[i, token] == float("-inf"):
+                    return  # masked: the grammar allows nothing after it
+                if accepts(self._bytes_of(token)):
+                    kept = scores[i, token].clone()
+                    scores[i].fill_(float("-inf"))
+                    scores[i, token] = kept
+                    return
 
         def _allowed_ids(self, i: int) -> Any:
             shifts = torch.arange(32, dtype=torch.int32)

@@ -6,11 +6,15 @@ numbers, well names and ASCII labels ("Deck_4", "Plate2") of a description are v
 each word for tips ("枪头", "tips") is one GetDiti or DropDiti. A small model's commonest errors show up as a
 mismatch between the two (docs/results.md, "Coverage-guided decoding"):
 
-- it stops early, leaving a stated value unused or an asked tip drop out. While one is missing, `CoverageRow`
-  keeps the commands array open: the processor picks the best token the grammar allows that does not close
-  it. A forced plan is kept only if it closes with fewer values missing; otherwise forcing stops and the plan
-  the model closed comes back (`CoverageRow.settle`), as it does when the forced plan breaks the catalog: a
-  value the model cannot place costs decoding time, not a worse plan;
+- it stops early, leaving a stated value unused (a value the text states twice counts twice) or an asked tip
+  drop out. While one is missing, `CoverageRow` keeps the commands array open: the processor picks the best
+  token the grammar allows that does not close it. A forced plan is kept only if it closes with fewer values
+  missing; otherwise forcing stops and the plan the model closed comes back (`CoverageRow.settle`), as it does
+  when the forced plan breaks the catalog: a value the model cannot place costs decoding time, not a worse plan;
+- it drops its tips, or takes the same tips again, where the text has no word for it, or before the steps the
+  text writes ahead of that word. `CoverageRow.allows` lets a command be named GetDiti or DropDiti only while
+  the plan has fewer tip commands than the text has words for tips, and once the plan uses every well name
+  and ASCII label stated before the word for tips it reads;
 - it goes on after the text is done, appending a command it has seen often (a Mix after a Dispense, a
   DropDiti nobody asked for). `trim_unstated_tail` cuts the first command that states nothing new, and all
   after it. "Nothing new" counts occurrences by role: "4" stated twice ("channels 1,2,3,4", "4 times") is new
@@ -30,6 +34,7 @@ words for tips, whatever the phrasing.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections import Counter
@@ -37,6 +42,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from data_contracts.catalog import load_catalog
 from data_contracts.validation import grounded_label_fields, validate_commands
 
 # A number not inside an ASCII name ("Deck_4", "Plate2") and not followed by more digits or decimals.
@@ -57,6 +63,9 @@ _TIP_MENTION = re.compile(r"(?<!per )(?<!each )(?:枪头|吸头|tip|DiTi)", re.I
 _TIP_STEP = re.compile(r'"(?:Get|Drop)Diti"')
 _JSON_KEY = re.compile(r'"[A-Za-z_]+":')
 _TIP_COMMANDS = ("GetDiti", "DropDiti")
+_NAME_OPENER = b'"func_name": "'
+# Enough bytes for the opener and the longest command name.
+_NAME_LOOKBACK = 48
 
 Value = float | str  # a number, a well name or an ASCII label
 
@@ -71,14 +80,25 @@ def stated_values(description: str) -> Counter[Value]:
     return Counter(_values_in(_LINE_NUMBERING.sub("", description)))
 
 
+def written_counts(plan_text: str) -> Counter[Value]:
+    """The numbers, well names and ASCII labels in (partial) plan JSON (list items, numbers, "200ul" tip types),
+    with how often it writes each."""
+    return Counter(_values_in(_JSON_KEY.sub(" ", plan_text)))
+
+
 def written_values(plan_text: str) -> set[Value]:
-    """The numbers, well names and ASCII labels in (partial) plan JSON: list items, numbers, "200ul" tip types."""
-    return set(_values_in(_JSON_KEY.sub(" ", plan_text)))
+    """The values of `written_counts`."""
+    return set(written_counts(plan_text))
 
 
 def tip_mentions(description: str) -> int:
     """How many tip pick-ups and drops a description asks for: one per word for tips."""
     return len(_TIP_MENTION.findall(description))
+
+
+def tip_mention_starts(description: str) -> list[int]:
+    """Where each word for tips starts: the k-th is the k-th GetDiti or DropDiti of the plan."""
+    return [mention.start() for mention in _TIP_MENTION.finditer(description)]
 
 
 def tip_steps(plan_text: str) -> int:
@@ -125,14 +145,14 @@ class CoverageRow:
     """One batch row's coverage while it decodes: the stated values, where the JSON stands, the plan the model
     itself closed before the last forcing, and whether the plan is done and must close now."""
 
-    __slots__ = ("description", "stated_counts", "stated", "tips", "generated", "cursor", "plan_before_forcing",
-                 "missing_while_forced", "done_plan")
+    __slots__ = ("description", "stated_counts", "tips", "tip_starts", "generated", "cursor",
+                 "plan_before_forcing", "missing_while_forced", "done_plan")
 
     def __init__(self, description: str) -> None:
         self.description = description
         self.stated_counts = stated_values(description)
-        self.stated = frozenset(self.stated_counts)
         self.tips = tip_mentions(description)
+        self.tip_starts = tip_mention_starts(description)
         self.generated = bytearray()
         self.cursor = _JsonCursor()
         self.plan_before_forcing: str | None = None
@@ -163,6 +183,32 @@ class CoverageRow:
         if done:
             self.done_plan = plan_text
 
+    def allows(self, token: bytes) -> bool:
+        """Whether the token keeps the command name it writes (if any) one the text leaves room for here: a
+        GetDiti or DropDiti only while the plan has fewer than the text has words for tips, and only once the
+        plan uses every well name and ASCII label the text states before the word for tips it reads (no gold
+        plan drops its tips, or takes new ones, before the steps the text writes ahead of that)."""
+        text = bytes(self.generated[-_NAME_LOOKBACK:]) + token
+        opener = text.rfind(_NAME_OPENER)
+        if opener < 0:
+            return True
+        name_start = opener + len(_NAME_OPENER)
+        name_end = text.find(b'"', name_start)
+        if name_end >= 0 and name_end < len(text) - len(token):
+            return True  # named before this token
+        name = text[name_start:] if name_end < 0 else text[name_start:name_end]
+        names = _command_names() if self._tip_step_fits() else _command_names(tips=False)
+        return any(candidate == name or (name_end < 0 and candidate.startswith(name)) for candidate in names)
+
+    def _tip_step_fits(self) -> bool:
+        """Whether a GetDiti or DropDiti may come next (`allows`)."""
+        written = self.generated.decode("utf-8", "replace")
+        step = tip_steps(written)
+        if step >= self.tips:
+            return False
+        before = stated_values(self.description[: self.tip_starts[step]])
+        return {value for value in before if isinstance(value, str)} <= written_values(written)
+
     @property
     def done(self) -> bool:
         """Whether the plan is done: decoding may stop, and `settle` returns the plan as it stood then."""
@@ -173,8 +219,11 @@ class CoverageRow:
         return self._plan_end(self.cursor.copy(), token) is not None
 
     def missing(self, plan_text: str) -> int:
-        """Stated values the plan does not use, plus the tip pick-ups and drops the text names that it lacks."""
-        return len(self.stated - written_values(plan_text)) + max(0, self.tips - tip_steps(plan_text))
+        """How many statements of values the plan does not write (a value the text states twice, written once,
+        misses one), plus the tip pick-ups and drops the text names that it lacks."""
+        written = written_counts(plan_text)
+        unwritten = sum(max(0, count - written[value]) for value, count in self.stated_counts.items())
+        return unwritten + max(0, self.tips - tip_steps(plan_text))
 
     def must_stay_open(self, closing_token: bytes) -> bool:
         """Whether closing the plan with `closing_token` would leave a stated value unused, and forcing still helps.
@@ -230,6 +279,12 @@ def _roles(command: Mapping[str, Any]) -> set[tuple[Value, str]]:
             elif isinstance(item, str) and any(shape.fullmatch(item) for shape in (_WELL, _DITI_TYPE, _LABEL)):
                 roles.update((value, role) for value in _values_in(item))
     return roles
+
+
+@functools.cache
+def _command_names(tips: bool = True) -> tuple[bytes, ...]:
+    """The catalog's command names as JSON writes them, without GetDiti and DropDiti when `tips` is False."""
+    return tuple(name.encode() for name in load_catalog().commands if tips or name not in _TIP_COMMANDS)
 
 
 def _labels(command: Mapping[str, Any]) -> set[str]:

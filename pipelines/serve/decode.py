@@ -22,8 +22,13 @@ processor state is its own, so grounding keeps a row's tokens the same in a batc
 Constrained decoding is coverage-guided by default too (`pipelines.serve.coverage`): a plan may not end
 while its description states a number, well name or ASCII label it has not used, or a word for tips it has no
 GetDiti or DropDiti for (unless going on yields no valid plan that uses more: then the plan the model closed is
-the output); a command that states nothing new is cut from the output with all after it, and a row stops with
-its stop token as soon as its plan is complete.
+the output); a GetDiti or DropDiti is named only where the text has a word for tips left for it; a command that
+states nothing new is cut from the output with all after it, and a row stops with its stop token as soon as
+its plan is complete.
+
+And its amounts are grounded by default (`pipelines.serve.amount_grounding`): a volume, duration, temperature,
+speed or count is a number the description writes with that unit, a tip size is the one written before the
+command's word for tips, and channels are stated numbers in rising order.
 """
 
 from __future__ import annotations
@@ -51,6 +56,9 @@ class DecodingConfig:
     grounded: bool = True
     # Ground well names too. Off: a range ("A1-D1" on 4 channels) names wells the text never spells out (B1, C1).
     grounded_wells: bool = False
+    # Volumes, durations, temperatures, speeds, counts and tip sizes are amounts the text states for them; needs
+    # constrained.
+    grounded_amounts: bool = True
     # No plan ends leaving a stated value unused, and none goes on restating used ones; needs constrained.
     coverage: bool = True
     limits: DecodingLimits = field(default_factory=DecodingLimits)
@@ -146,6 +154,7 @@ def _generate(model: Any, tokenizer: Any, prompts: list[_Prompt], config: Decodi
                 model, tokenizer, stop_ids[0], config.limits,
                 grounding_texts=texts if config.grounded else None, grounded_wells=config.grounded_wells,
                 coverage_texts=texts if config.coverage else None,
+                amount_texts=texts if config.grounded_amounts else None,
             )
         )
     coverage_rows = processors[0].coverage_rows if processors else None

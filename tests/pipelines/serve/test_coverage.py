@@ -14,19 +14,16 @@ from pathlib import Path
 import pytest
 
 from data_contracts.forms import parse_text_commands, render_json_commands
-from pipelines.config import load_params
-from pipelines.corpus.generator import generate_heldout_records, generate_records
-from pipelines.corpus.near_copy import read_protected_texts
-from pipelines.model.prompts import serving_user_message
 from pipelines.serve.coverage import (
     CoverageRow,
     stated_values,
     tip_mentions,
     trim_plan_text,
     trim_unstated_tail,
+    written_counts,
     written_values,
 )
-from tests.helpers import EXAMPLES_PATH, PARAMS_PATH, REPO_ROOT, predict_args
+from tests.helpers import gold_refusals, pick_after_prefix, predict_args
 
 
 def command(name: str, **params) -> dict:
@@ -128,26 +125,6 @@ def test_a_cut_off_plan_is_cut_back_only_where_its_tail_restates():
 # --- the rules hold for every gold plan -------------------------------------------------------------
 
 
-def gold_pairs() -> list[tuple[str, str, list[dict]]]:
-    """(where, normalized description, gold commands) for the corpus, the held-out families and the public set."""
-    settings = load_params(PARAMS_PATH).corpus
-    protected = read_protected_texts(REPO_ROOT / settings.public_examples)
-    records = [
-        *(("corpus", r) for r in generate_records(settings.n_records, settings.seed, protected)),
-        *(("heldout", r) for r in generate_heldout_records(settings.heldout_records, settings.seed, protected)),
-    ]
-    pairs = [(where, r.text, render_json_commands(r.commands)) for where, r in records]
-    for line in EXAMPLES_PATH.read_text(encoding="utf-8").splitlines():
-        turn = json.loads(line)["conversation"][0]
-        pairs.append(("public", turn["input"], render_json_commands(parse_text_commands(turn["output"]))))
-    return [(where, serving_user_message(text), json.loads(plan)["commands"]) for where, text, plan in pairs]
-
-
-@pytest.fixture(scope="module")
-def gold() -> list[tuple[str, str, list[dict]]]:
-    return gold_pairs()
-
-
 def test_every_gold_plan_uses_every_stated_value(gold):
     assert len(gold) > 4000
     missing = [
@@ -156,6 +133,16 @@ def test_every_gold_plan_uses_every_stated_value(gold):
         if set(stated_values(text)) - written_values(json.dumps(plan, ensure_ascii=False))
     ]
     assert missing == []
+
+
+def test_every_gold_plan_writes_each_value_as_often_as_its_text_states_it(gold):
+    # What `CoverageRow.missing` counts. One public example states its channels twice over, in parentheses.
+    short = [
+        (where, text) for where, text, plan in gold
+        if stated_values(text) - written_counts(json.dumps(plan, ensure_ascii=False))
+    ]
+    twice = "通道1,2,3,4,5,6,7,8(通道1,2,3,4,5,6,7,8)"
+    assert short == [("public", next(text for _, text, _ in gold if twice in text))]
 
 
 def test_every_number_of_a_gold_plan_is_stated_in_its_canonical_text(gold):
@@ -174,6 +161,11 @@ def test_every_gold_plan_picks_up_and_drops_tips_once_per_word_for_tips(gold):
         if tip_mentions(text) != sum(command["func_name"] in ("GetDiti", "DropDiti") for command in plan)
     ]
     assert mismatched == []
+
+
+def test_every_gold_plan_names_its_tip_steps_where_the_text_leaves_room_for_them(gold):
+    # Checked byte by byte, as decoding offers them: the rule of `CoverageRow.allows`.
+    assert gold_refusals(gold, CoverageRow, lambda row: row.allows) == []
 
 
 def test_no_gold_plan_has_a_tail_to_cut(gold):
@@ -216,6 +208,35 @@ def test_a_plan_stays_open_while_values_are_missing_and_forcing_helps():
     assert not row.must_stay_open(b"]}")
     complete = row_after(DELAY_THEN_SHAKE, DELAY_ONLY + SHAKE)
     assert complete.missing(DELAY_ONLY + SHAKE) == 0 and not complete.must_stay_open(b"]}")
+
+
+TIPS_THEN_MIX = "通道1,2取200ul枪头, 从样品板A1,B1吸取20ul, 在反应板C1,D1混匀5次, 每孔20ul"
+ASPIRATED = (
+    '{"commands": [{"func_name": "GetDiti", "func_parameters": {"ditiType": "200ul", "channels": [1, 2]}}, '
+    '{"func_name": "Aspirate", "func_parameters": {"channels": [1, 2], "labware": "样品板", "wells": ["A1", "B1"], '
+    '"vols": [20, 20]}}, {"func_name": "'
+)
+
+
+def test_no_tip_step_beyond_the_words_for_tips():
+    row = row_after(TIPS_THEN_MIX, ASPIRATED)  # the one word for tips is the GetDiti's
+    assert row.allows(b"D") and row.allows(b"Mix") and row.allows(b'Mix"')
+    assert not row.allows(b"Get") and not row.allows(b"Drop") and not row.allows(b'DropDiti"')
+    assert row_after("通道1,2取200ul枪头", '{"commands": [{"func_name": "').allows(b"Get")
+
+
+def test_no_tip_step_before_the_wells_the_text_writes_ahead_of_its_word_for_tips():
+    drop_later = TIPS_THEN_MIX + ", 然后弃枪头"
+    assert not row_after(drop_later, ASPIRATED).allows(b"Drop")  # C1 and D1 come before "弃枪头"
+    mixed = ASPIRATED + 'Mix", "func_parameters": {"channels": [1, 2], "labware": "反应板", "wells": ["C1", "D1"]'
+    assert row_after(drop_later, mixed + ', "vols": [20, 20], "times": 5}}, {"func_name": "').allows(b"Drop")
+    assert row_after(drop_later, ASPIRATED + 'M').allows(b'ix"')  # only names are checked
+
+
+def test_a_value_stated_twice_and_written_once_keeps_the_plan_open():
+    shake = '{"commands": [{"func_name": "Shake", "func_parameters": {"labware": "P2", "rpm": 1200, "seconds": 80}}'
+    row = row_after("以1200rpm将P2振荡80s,紧接着等80s", shake)
+    assert row.missing(shake + "]}") == 1 and row.must_stay_open(b"]}")
 
 
 def test_a_plan_stays_open_while_a_named_label_or_an_asked_tip_drop_is_missing():
@@ -283,53 +304,35 @@ def test_the_plan_kept_before_forcing_is_the_one_the_closing_token_ends():
     assert row.settle("not a plan") == DELAY_ONLY + "]}"
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from pipelines.model.model_io import eoc_token_id, load_model_and_tokenizer
-    from pipelines.model.tiny_model import build_tiny_model
-
-    model, tokenizer = load_model_and_tokenizer(build_tiny_model(tmp_path_factory.mktemp("coverage"), seed=0))
-    return model, tokenizer, eoc_token_id(tokenizer)
-
-
-def pick_after_prefix(tiny, description: str, prefix: str, preferred: list[str], coverage: bool) -> str:
-    """Drive the processor through `prefix`, then offer `preferred` tokens in falling order; the token it keeps."""
-    import torch
-
-    from pipelines.serve.constrained import plan_logits_processor
-
-    model, tokenizer, eoc = tiny
-    processor = plan_logits_processor(model, tokenizer, eoc, coverage_texts=[description] if coverage else None)
-    vocab = model.get_output_embeddings().weight.shape[0]
-    input_ids = torch.tensor([[eoc]])
-    for token in tokenizer(prefix, add_special_tokens=False)["input_ids"]:
-        scores = torch.zeros(1, vocab)
-        scores[0, token] = 10.0
-        assert int(processor(input_ids, scores).argmax()) == token
-        input_ids = torch.cat([input_ids, torch.tensor([[token]])], dim=1)
-    scores = torch.zeros(1, vocab)
-    for rank, piece in enumerate(preferred):
-        (token,) = tokenizer(piece, add_special_tokens=False)["input_ids"]
-        scores[0, token] = 10.0 - rank
-    return tokenizer.decode([int(processor(input_ids, scores).argmax())])
+def texts_if(description: str, on: bool) -> list[str] | None:
+    return [description] if on else None
 
 
 @pytest.mark.parametrize("coverage", [True, False])
 def test_the_processor_refuses_to_close_an_incomplete_plan(tiny, coverage):
-    picked = pick_after_prefix(tiny, DELAY_THEN_SHAKE, DELAY_ONLY, ["]", ","], coverage)
+    picked = pick_after_prefix(tiny, DELAY_ONLY, ["]", ","], coverage_texts=texts_if(DELAY_THEN_SHAKE, coverage))
     assert picked == ("," if coverage else "]")
 
 
 @pytest.mark.parametrize("coverage", [True, False])
 def test_the_processor_stops_a_complete_plan_the_model_would_go_on_with(tiny, coverage):
     stop = tiny[1].decode([tiny[2]])
-    assert pick_after_prefix(tiny, WAIT_300, DELAY_ONLY, [",", "]"], coverage) == (stop if coverage else ",")
+    picked = pick_after_prefix(tiny, DELAY_ONLY, [",", "]"], coverage_texts=texts_if(WAIT_300, coverage))
+    assert picked == (stop if coverage else ",")
+
+
+@pytest.mark.parametrize("coverage", [True, False])
+def test_the_processor_names_no_tip_step_the_text_has_no_word_for(tiny, coverage):
+    picked = pick_after_prefix(tiny, ASPIRATED, ["Drop", "Mix"], coverage_texts=texts_if(TIPS_THEN_MIX, coverage))
+    assert picked == ("Mix" if coverage else "Drop")
 
 
 @pytest.mark.parametrize("coverage", [True, False])
 def test_the_processor_stops_a_plan_that_restates(tiny, coverage):
     stop = tiny[1].decode([tiny[2]])
-    picked = pick_after_prefix(tiny, DELAY_THEN_SHAKE, DELAY_ONLY + RESTATED_DELAY, [",", "]"], coverage)
+    picked = pick_after_prefix(
+        tiny, DELAY_ONLY + RESTATED_DELAY, [",", "]"], coverage_texts=texts_if(DELAY_THEN_SHAKE, coverage)
+    )
     assert picked == (stop if coverage else ",")
 
 

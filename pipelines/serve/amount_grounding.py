@@ -1,0 +1,145 @@
+"""Grounded amounts: a volume, duration, temperature, speed, count or tip size is one the text states for it.
+
+After canonicalization (`pipelines.data.canonicalize`) every amount a description states carries its unit:
+"150ul", "300s", "37°C", "750rpm", "5次" / "3 times". A small model's commonest value error is an amount in the
+wrong field: `Mix` with vols [15] and times 50 for "mix 15 times at 500ul", `Shake` at 180 rpm for "180s at
+1200rpm", or a second `GetDiti` that takes the first one's tips again (docs/results.md). So while a row writes
+one of these fields, the greedy processor (`pipelines.serve.constrained`) keeps the value the start of one the
+text states for that field, and lets it end only on one (`AmountRow`):
+
+- `vols`, `seconds`, `temperature`, `rpm`, `times`: a number the text writes with that field's unit. A list
+  shares the unit written after its last number ("依次175、180、75ul", "80/30ul", "3, 0.5, 1 and 7.5ul").
+- `ditiType`: the tip size written just before the command's own word for tips ("取1000ul枪头", "take new
+  200ul tips"). Each word for tips is one GetDiti or DropDiti, in order (`pipelines.serve.coverage`), so the
+  k-th tip command of the plan reads the k-th word.
+- `channels`: numbers the text states, in rising order (canonicalization writes every range and count of
+  channels out: "通道1-4" -> "通道1,2,3,4"), so a list cannot run on past the channels the text names.
+
+A field the text states nothing for is left to the model. Both rules hold for every gold plan of the generated
+corpus, the held-out families and the public examples (`tests/pipelines/serve/test_amount_grounding.py`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+from data_contracts.catalog import CHANNEL_MAX, load_catalog
+from pipelines.serve.coverage import stated_values, tip_mention_starts, tip_steps
+
+_NUMBER = r"(?<![A-Za-z0-9_.])\d+(?:\.\d+)?(?![0-9]|\.[0-9])"
+# Between the numbers of a list that shares one unit: "175、180、75ul", "80/30ul", "3, 0.5, 1 and 7.5ul".
+_LIST_SEPARATOR = r"\s*(?:、|,|，|/|and|和|与|及|or|或)\s*"
+# The unit that makes a number fit a field, as canonicalization writes it (counts it leaves as written); the
+# fields are the catalog's numeric parameters but channels.
+_UNIT_OF_FIELD = {
+    "vols": r"ul",
+    "seconds": r"s(?![A-Za-z])",
+    "temperature": r"°C",
+    "rpm": r"rpm",
+    "times": r"次|遍|个循环|循环|轮|回|times?(?![A-Za-z])|x(?![A-Za-z0-9])|×|strokes?|cycles?|rounds|passes|reps",
+}
+TIP_SIZE_FIELD = "ditiType"
+CHANNELS_FIELD = "channels"
+GROUNDED_AMOUNT_FIELDS = (*_UNIT_OF_FIELD, TIP_SIZE_FIELD, CHANNELS_FIELD)
+_NUMBER_WITH_UNIT = re.compile(
+    rf"{_NUMBER}(?:{_LIST_SEPARATOR}{_NUMBER})*\s*(?:"
+    + "|".join(f"(?P<{field}>{unit})" for field, unit in _UNIT_OF_FIELD.items())
+    + ")",
+    re.IGNORECASE,
+)
+_NUMBER_IN_RUN = re.compile(_NUMBER)
+# A tip size right before a word for tips, in the same clause: "1000ul枪头", "200ul一次性吸头", "50ul disposable".
+_TIP_SIZE_BEFORE = re.compile(
+    r"(?<![A-Za-z0-9_.])(" + "|".join(map(re.escape, load_catalog().tip_types)) + r")[^0-9,，;；。:：()]{0,16}$"
+)
+_SIZE_LOOKBEHIND = 40
+# Where a grounded value opens in canonical JSON: `"times": ` before a number, `"vols": [` before a list,
+# `"ditiType": "` before a string.
+_VALUE_OPENER = re.compile(rb'"(' + "|".join(GROUNDED_AMOUNT_FIELDS).encode() + rb')": (\[|")?')
+_CLOSERS = {b"[": (b"]",), b'"': (b'"',), b"": (b",", b"}")}
+# Enough bytes for a key and a list of 8 long numbers ("1000.5, " x 8).
+_LOOKBACK = 160
+
+
+def _json_number(text: str) -> bytes:
+    """How canonical JSON writes a stated number: an int when whole ("20", not "20.0")."""
+    number = float(text)
+    return str(int(number) if number.is_integer() else number).encode()
+
+
+def stated_numbers_by_field(description: str) -> dict[str, frozenset[bytes]]:
+    """For each numeric field, the numbers the (normalized) description writes with its unit, as JSON writes
+    them; a field whose unit it never writes is absent."""
+    found: dict[str, set[bytes]] = {}
+    for run in _NUMBER_WITH_UNIT.finditer(description):
+        numbers = _NUMBER_IN_RUN.findall(run.group(0))
+        found.setdefault(run.lastgroup or "", set()).update(_json_number(number) for number in numbers)
+    return {field: frozenset(numbers) for field, numbers in found.items()}
+
+
+def tip_sizes(description: str) -> list[str | None]:
+    """The tip size written just before each word for tips, in order (None where there is none: a drop)."""
+    sizes: list[str | None] = []
+    for start in tip_mention_starts(description):
+        size = _TIP_SIZE_BEFORE.search(description[max(0, start - _SIZE_LOOKBEHIND) : start])
+        sizes.append(size.group(1) if size else None)
+    return sizes
+
+
+class AmountRow:
+    """One batch row's grounded amounts: what its description states per field, and the bytes generated."""
+
+    __slots__ = ("numbers", "sizes", "channels", "generated")
+
+    def __init__(self, description: str) -> None:
+        self.numbers: Mapping[str, frozenset[bytes]] = stated_numbers_by_field(description)
+        self.sizes: Sequence[str | None] = tip_sizes(description)
+        self.channels = frozenset(
+            b"%d" % value for value in stated_values(description)
+            if isinstance(value, float) and value.is_integer() and 1 <= value <= CHANNEL_MAX
+        )
+        self.generated = bytearray()
+
+    def accept_bytes(self, token: bytes) -> None:
+        self.generated += token
+
+    def keeps_grounding(self, token: bytes) -> bool:
+        """Whether appending `token` keeps the grounded value it writes in (if any) on stated amounts: every
+        item it ends is one, and the item still open is the start of one."""
+        text = bytes(self.generated[-_LOOKBACK:]) + token
+        opener = None
+        for opener in _VALUE_OPENER.finditer(text):
+            pass
+        if opener is None:
+            return True
+        allowed = self.allowed_for(opener.group(1).decode())
+        if allowed is None:
+            return True
+        kind = opener.group(2) or b""
+        value = text[opener.end() :]
+        end = min((at for at in map(value.find, _CLOSERS[kind]) if at >= 0), default=None)
+        if end is not None and opener.end() + end < len(text) - len(token):
+            return True  # closed before this token
+        body = value if end is None else value[:end]
+        items = body.split(b",") if kind == b"[" else [body]
+        ended, open_item = (items, None) if end is not None else (items[:-1], items[-1])
+        ended = [item.strip() for item in ended]
+        if any(item not in allowed for item in ended):
+            return False
+        if opener.group(1) == CHANNELS_FIELD.encode():
+            if any(int(a) >= int(b) for a, b in zip(ended, ended[1:])):
+                return False
+            if ended and open_item is not None:  # the channel still open must come after the last one
+                allowed = frozenset(item for item in allowed if int(item) > int(ended[-1]))
+        return open_item is None or any(item.startswith(open_item.strip()) for item in allowed)
+
+    def allowed_for(self, field: str) -> frozenset[bytes] | None:
+        """What the field may hold here; None when the text states nothing for it."""
+        if field == CHANNELS_FIELD:
+            return self.channels or None
+        if field != TIP_SIZE_FIELD:
+            return self.numbers.get(field)
+        mention = tip_steps(self.generated.decode("utf-8", "replace")) - 1  # this GetDiti's word for tips
+        size = self.sizes[mention] if 0 <= mention < len(self.sizes) else None
+        return None if size is None else frozenset({size.encode()})
