@@ -18,8 +18,8 @@ The grammar's only stop token is `<eoc>`: once the JSON object is complete, `<eo
 left to generate, so constrained output always ends with the terminator the model was trained on.
 
 Grounding (`pipelines.serve.grounding`): the greedy processor also keeps every label a copy of text from
-the row's own description, which no schema can say, and every volume, duration, temperature, speed, count
-and tip size an amount the description states for it (`pipelines.serve.amount_grounding`). Coverage
+the row's own description, which no schema can say, and every volume, duration, temperature, speed, count,
+tip size and channel an amount the description states for it (`pipelines.serve.amount_grounding`). Coverage
 (`pipelines.serve.coverage`): it keeps the commands array open while the description states a number or well
 name the plan has not used.
 """
@@ -209,7 +209,7 @@ def plan_logits_processor(
     grounding on; `grounded_wells` extends it to the elements of wells, srcWells and dstWells.
     `coverage_texts` (one per row: the description whose values the plan must use) turns coverage on.
     `amount_texts` (one per row: the description whose amounts the plan's volumes, durations, temperatures,
-    speeds, counts and tip sizes must be) grounds amounts.
+    speeds, counts, tip sizes and channels must be) grounds amounts.
     """
     schema = _cached_decoding_schema(limits or DecodingLimits())
     vocab_size = model_vocab_size(model)
