@@ -11,10 +11,10 @@ mismatch between the two (docs/results.md, "Coverage-guided decoding"):
   token the grammar allows that does not close it. A forced plan is kept only if it closes with fewer values
   missing; otherwise forcing stops and the plan the model closed comes back (`CoverageRow.settle`), as it does
   when the forced plan breaks the catalog: a value the model cannot place costs decoding time, not a worse plan;
-- it drops its tips, or takes the same tips again, where the text has no word for it, or before the steps the
-  text writes ahead of that word. `CoverageRow.allows` lets a command be named GetDiti or DropDiti only while
-  the plan has fewer tip commands than the text has words for tips, and once the plan uses every well name
-  and ASCII label stated before the word for tips it reads;
+- it drops its tips, or takes the same tips again, where the text has no word for it, or drops them before the
+  steps the text writes ahead of that word. `CoverageRow.allows` lets a command be named GetDiti or DropDiti
+  only while the plan has fewer tip commands than the text has words for tips, and DropDiti only once the plan
+  uses every well name and ASCII label stated before the word for tips it reads;
 - it goes on after the text is done, appending a command it has seen often (a Mix after a Dispense, a
   DropDiti nobody asked for). `trim_unstated_tail` cuts the first command that states nothing new, and all
   after it. "Nothing new" counts occurrences by role: "4" stated twice ("channels 1,2,3,4", "4 times") is new
@@ -185,9 +185,10 @@ class CoverageRow:
 
     def allows(self, token: bytes) -> bool:
         """Whether the token keeps the command name it writes (if any) one the text leaves room for here: a
-        GetDiti or DropDiti only while the plan has fewer than the text has words for tips, and only once the
-        plan uses every well name and ASCII label the text states before the word for tips it reads (no gold
-        plan drops its tips, or takes new ones, before the steps the text writes ahead of that)."""
+        GetDiti or DropDiti only while the plan has fewer than the text has words for tips, and a DropDiti only
+        once the plan uses every well name and ASCII label the text states before the word for tips it reads
+        (no gold plan drops its tips before the steps the text writes ahead of that). A pick-up is not held back
+        so: a text may name its tips after the step that uses them ("吸取50ul(10ul枪头)")."""
         text = bytes(self.generated[-_NAME_LOOKBACK:]) + token
         opener = text.rfind(_NAME_OPENER)
         if opener < 0:
@@ -197,17 +198,19 @@ class CoverageRow:
         if name_end >= 0 and name_end < len(text) - len(token):
             return True  # named before this token
         name = text[name_start:] if name_end < 0 else text[name_start:name_end]
-        names = _command_names() if self._tip_step_fits() else _command_names(tips=False)
+        names = _command_names(self._tip_steps_held_back())
         return any(candidate == name or (name_end < 0 and candidate.startswith(name)) for candidate in names)
 
-    def _tip_step_fits(self) -> bool:
-        """Whether a GetDiti or DropDiti may come next (`allows`)."""
+    def _tip_steps_held_back(self) -> frozenset[str]:
+        """The tip commands that may not come next (`allows`)."""
         written = self.generated.decode("utf-8", "replace")
         step = tip_steps(written)
         if step >= self.tips:
-            return False
+            return frozenset(_TIP_COMMANDS)
         before = stated_values(self.description[: self.tip_starts[step]])
-        return {value for value in before if isinstance(value, str)} <= written_values(written)
+        if {value for value in before if isinstance(value, str)} <= written_values(written):
+            return frozenset()
+        return frozenset({"DropDiti"})
 
     @property
     def done(self) -> bool:
@@ -282,9 +285,9 @@ def _roles(command: Mapping[str, Any]) -> set[tuple[Value, str]]:
 
 
 @functools.cache
-def _command_names(tips: bool = True) -> tuple[bytes, ...]:
-    """The catalog's command names as JSON writes them, without GetDiti and DropDiti when `tips` is False."""
-    return tuple(name.encode() for name in load_catalog().commands if tips or name not in _TIP_COMMANDS)
+def _command_names(excluded: frozenset[str] = frozenset()) -> tuple[bytes, ...]:
+    """The catalog's command names but `excluded`, as JSON writes them."""
+    return tuple(name.encode() for name in load_catalog().commands if name not in excluded)
 
 
 def _labels(command: Mapping[str, Any]) -> set[str]:

@@ -225,12 +225,14 @@ def test_no_tip_step_beyond_the_words_for_tips():
     assert row_after("通道1,2取200ul枪头", '{"commands": [{"func_name": "').allows(b"Get")
 
 
-def test_no_tip_step_before_the_wells_the_text_writes_ahead_of_its_word_for_tips():
+def test_no_tip_drop_before_the_wells_the_text_writes_ahead_of_its_word_for_tips():
     drop_later = TIPS_THEN_MIX + ", 然后弃枪头"
     assert not row_after(drop_later, ASPIRATED).allows(b"Drop")  # C1 and D1 come before "弃枪头"
     mixed = ASPIRATED + 'Mix", "func_parameters": {"channels": [1, 2], "labware": "反应板", "wells": ["C1", "D1"]'
     assert row_after(drop_later, mixed + ', "vols": [20, 20], "times": 5}}, {"func_name": "').allows(b"Drop")
     assert row_after(drop_later, ASPIRATED + 'M').allows(b'ix"')  # only names are checked
+    # A text may name its tips after the step that uses them: a pick-up is not held back.
+    assert row_after("用通道1从P1的A1吸取50ul(10ul枪头)", '{"commands": [{"func_name": "').allows(b"Get")
 
 
 def test_a_value_stated_twice_and_written_once_keeps_the_plan_open():
