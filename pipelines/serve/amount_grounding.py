@@ -25,9 +25,8 @@ import re
 from collections.abc import Mapping, Sequence
 
 from data_contracts.catalog import CHANNEL_MAX, load_catalog
-from pipelines.serve.coverage import stated_values, tip_mention_starts, tip_steps
+from pipelines.serve.coverage import NUMBER_PATTERN, stated_values, tip_mention_starts, tip_steps
 
-_NUMBER = r"(?<![A-Za-z0-9_.])\d+(?:\.\d+)?(?![0-9]|\.[0-9])"
 # Between the numbers of a list that shares one unit: "175、180、75ul", "80/30ul", "3, 0.5, 1 and 7.5ul".
 _LIST_SEPARATOR = r"\s*(?:、|,|，|/|and|和|与|及|or|或)\s*"
 # The unit that makes a number fit a field, as canonicalization writes it (counts it leaves as written); the
@@ -43,12 +42,12 @@ TIP_SIZE_FIELD = "ditiType"
 CHANNELS_FIELD = "channels"
 GROUNDED_AMOUNT_FIELDS = (*_UNIT_OF_FIELD, TIP_SIZE_FIELD, CHANNELS_FIELD)
 _NUMBER_WITH_UNIT = re.compile(
-    rf"{_NUMBER}(?:{_LIST_SEPARATOR}{_NUMBER})*\s*(?:"
+    rf"{NUMBER_PATTERN}(?:{_LIST_SEPARATOR}{NUMBER_PATTERN})*\s*(?:"
     + "|".join(f"(?P<{field}>{unit})" for field, unit in _UNIT_OF_FIELD.items())
     + ")",
     re.IGNORECASE,
 )
-_NUMBER_IN_RUN = re.compile(_NUMBER)
+_NUMBER_IN_RUN = re.compile(NUMBER_PATTERN)
 # A tip size right before a word for tips, in the same clause: "1000ul枪头", "200ul一次性吸头", "50ul disposable".
 _TIP_SIZE_BEFORE = re.compile(
     r"(?<![A-Za-z0-9_.])(" + "|".join(map(re.escape, load_catalog().tip_types)) + r")[^0-9,，;；。:：()]{0,16}$"

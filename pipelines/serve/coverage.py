@@ -46,7 +46,8 @@ from data_contracts.catalog import load_catalog
 from data_contracts.validation import grounded_label_fields, validate_commands
 
 # A number not inside an ASCII name ("Deck_4", "Plate2") and not followed by more digits or decimals.
-_NUMBER = re.compile(r"(?<![A-Za-z0-9_.])(\d+(?:\.\d+)?)(?![0-9]|\.[0-9])")
+NUMBER_PATTERN = r"(?<![A-Za-z0-9_.])\d+(?:\.\d+)?(?![0-9]|\.[0-9])"
+_NUMBER = re.compile(NUMBER_PATTERN)
 _WELL = re.compile(r"(?<![A-Za-z0-9_])([A-H](?:1[0-2]|[1-9]))(?![A-Za-z0-9_])")
 # "3、" opening a line numbers the step (the normalizer strips the other step prefixes); "2、4号通道" lists channels.
 _LINE_NUMBERING = re.compile(r"(?m)^\d+、(?!\d)")
