@@ -3,14 +3,15 @@
     .venv/bin/python bench/coverage_effect.py --model artifacts/merged_model --lake lake \\
         [--rule amounts] --output bench/results/coverage_effect-<stamp>.json
 
-The rule is coverage (`pipelines.serve.coverage`, the default) or grounded amounts
-(`pipelines.serve.amount_grounding`). The cases are exactly those `regression_metrics` judged (the
-`regression_results` table of the lake: every slice, constrained rows). Both runs use the grounded catalog
-grammar and the eval settings of params.yaml (`max_new_tokens` included); only the rule's `DecodingConfig`
-field differs. Reports exact match, JSON- and catalog-valid rates per slice, the decoding wall time of each
-run, and what the rule adds per description (its row fed every token of the decoded plan; coverage then
-settles and trims the plan) against the per-case decoding time. `--coverage-only` skips the run without the
-rule; `--overhead-only` decodes nothing: it times that work on the plans the lake's run decoded.
+The rule is coverage (`pipelines.serve.coverage`, the default), grounded amounts
+(`pipelines.serve.amount_grounding`) or grounded liquid classes (`pipelines.serve.liquid_class`). The cases
+are exactly those `regression_metrics` judged (the `regression_results` table of the lake: every slice,
+constrained rows). Both runs use the grounded catalog grammar and the eval settings of params.yaml
+(`max_new_tokens` included); only the rule's `DecodingConfig` field differs. Reports exact match, JSON- and
+catalog-valid rates per slice, the decoding wall time of each run, and what the rule adds per description (its
+row fed every token of the decoded plan; coverage then settles and trims the plan) against the per-case
+decoding time. `--coverage-only` skips the run without the rule; `--overhead-only` decodes nothing: it times
+that work on the plans the lake's run decoded.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pipelines.serve.constrained import _CACHE, model_vocab_size  # noqa: E402
 from pipelines.serve.coverage import CoverageRow  # noqa: E402
 from pipelines.serve.eval_cases import EvalCase  # noqa: E402
 from pipelines.serve.evaluate import run_evaluation  # noqa: E402
+from pipelines.serve.liquid_class import LiquidClassRow  # noqa: E402
 
 
 def regression_cases(lake: Path) -> tuple[list[EvalCase], list[str]]:
@@ -52,7 +54,9 @@ def regression_cases(lake: Path) -> tuple[list[EvalCase], list[str]]:
 
 
 # The DecodingConfig field each rule turns on.
-RULE_FIELDS = {"coverage": "coverage", "amounts": "grounded_amounts"}
+RULE_FIELDS = {"coverage": "coverage", "amounts": "grounded_amounts", "liquid_class": "grounded_liquid_class"}
+# The value rule (`pipelines.serve.constrained.ValueRule`) each value rule's overhead times.
+VALUE_RULES = {"amounts": AmountRow, "liquid_class": LiquidClassRow}
 
 
 def rule_overhead_s(
@@ -65,11 +69,11 @@ def rule_overhead_s(
     started = time.perf_counter()
     for case, text, stream in zip(cases, texts, streams, strict=True):
         description = serving_user_message(case.description)
-        if rule == "amounts":
-            amounts = AmountRow(description)
+        if rule in VALUE_RULES:
+            value_rule = VALUE_RULES[rule](description)
             for piece in stream:
-                amounts.keeps_grounding(piece)
-                amounts.accept_bytes(piece)
+                value_rule.keeps_grounding(piece)
+                value_rule.accept_bytes(piece)
             continue
         row = CoverageRow(description)
         for piece in stream:

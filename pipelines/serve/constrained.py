@@ -19,7 +19,8 @@ left to generate, so constrained output always ends with the terminator the mode
 
 Grounding (`pipelines.serve.grounding`): the greedy processor also keeps every label a copy of text from
 the row's own description, which no schema can say, and every volume, duration, temperature, speed, count,
-tip size and channel an amount the description states for it (`pipelines.serve.amount_grounding`). Coverage
+tip size and channel an amount the description states for it (`pipelines.serve.amount_grounding`), and a
+liquid class on the Aspirate or Dispense the description names it for (`pipelines.serve.liquid_class`). Coverage
 (`pipelines.serve.coverage`): it keeps the commands array open while the description states a number or well
 name the plan has not used.
 """
@@ -32,12 +33,13 @@ import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from data_contracts.catalog import CHANNEL_MAX, catalog_json_schema
 from pipelines.serve.amount_grounding import AmountRow
 from pipelines.serve.coverage import CoverageRow
 from pipelines.serve.grounding import GroundedFields, GroundedRow, GroundingVocab
+from pipelines.serve.liquid_class import LiquidClassRow
 
 # Lists that carry one element per channel (see the catalog's rules).
 PER_CHANNEL_LISTS = ("wells", "vols", "srcWells", "dstWells")
@@ -58,6 +60,15 @@ class DecodingLimits:
 
 
 LABEL_REF = "#/$defs/label"
+
+
+class ValueRule(Protocol):
+    """A batch row's rule on the values it writes (`AmountRow`, `LiquidClassRow`): fed every generated token,
+    it says whether a candidate token keeps the value it writes on one the description states."""
+
+    def accept_bytes(self, token: bytes) -> None: ...
+
+    def keeps_grounding(self, token: bytes) -> bool: ...
 
 
 def _label_schema(limits: DecodingLimits) -> dict[str, Any]:
@@ -202,6 +213,7 @@ def plan_logits_processor(
     grounded_wells: bool = False,
     coverage_texts: Sequence[str] | None = None,
     amount_texts: Sequence[str] | None = None,
+    liquid_class_texts: Sequence[str] | None = None,
 ) -> Any:
     """A fresh logits processor for one greedy `generate` call (xgrammar's processor is single use).
 
@@ -209,7 +221,8 @@ def plan_logits_processor(
     grounding on; `grounded_wells` extends it to the elements of wells, srcWells and dstWells.
     `coverage_texts` (one per row: the description whose values the plan must use) turns coverage on.
     `amount_texts` (one per row: the description whose amounts the plan's volumes, durations, temperatures,
-    speeds, counts, tip sizes and channels must be) grounds amounts.
+    speeds, counts, tip sizes and channels must be) grounds amounts. `liquid_class_texts` (one per row: the
+    description whose liquid classes go on the Aspirate or Dispense it names them for) grounds liquidClass.
     """
     schema = _cached_decoding_schema(limits or DecodingLimits())
     vocab_size = model_vocab_size(model)
@@ -222,8 +235,24 @@ def plan_logits_processor(
         fields = GroundedFields.for_catalog(grounded_wells)
         rows = [GroundedRow(text.encode("utf-8"), vocab, fields) for text in grounding_texts]
     coverage = None if coverage_texts is None else [CoverageRow(text) for text in coverage_texts]
-    amounts = None if amount_texts is None else [AmountRow(text) for text in amount_texts]
-    return _greedy_processor_class()(compiled, rows, coverage, vocab.token_bytes, eoc_token_id, amounts)
+    value_rows = _value_rows(amount_texts, liquid_class_texts)
+    return _greedy_processor_class()(compiled, rows, coverage, vocab.token_bytes, eoc_token_id, value_rows)
+
+
+def _value_rows(
+    amount_texts: Sequence[str] | None, liquid_class_texts: Sequence[str] | None
+) -> list[list[ValueRule]] | None:
+    """Each batch row's value rules, or None when no rule is on."""
+    rules: list[tuple[type[ValueRule], Sequence[str]]] = [
+        (rule, texts) for rule, texts in ((AmountRow, amount_texts), (LiquidClassRow, liquid_class_texts))
+        if texts is not None
+    ]
+    if not rules:
+        return None
+    lengths = {len(texts) for _, texts in rules}
+    if len(lengths) != 1:
+        raise ValueError(f"value rule texts for batches of different sizes: {sorted(lengths)}")
+    return [[rule(texts[i]) for rule, texts in rules] for i in range(lengths.pop())]
 
 
 @functools.lru_cache(maxsize=1)
@@ -243,7 +272,8 @@ def _greedy_processor_class() -> type:
         With `grounded_rows` (one `GroundedRow` per batch row), a row whose pick would put text the
         description lacks into a label gets the best token that is both allowed and grounded instead
         (every other score set to -inf, so greedy takes it); see `pipelines.serve.grounding`. With
-        `amount_rows`, likewise for an amount the description does not state for its field.
+        `value_rows` (each row's `ValueRule`s), likewise for an amount or a liquid class the description does
+        not state for its field.
         """
 
         def __init__(
@@ -253,19 +283,19 @@ def _greedy_processor_class() -> type:
             coverage_rows: list[CoverageRow] | None = None,
             token_bytes: Sequence[bytes] = (),
             stop_token_id: int | None = None,
-            amount_rows: list[AmountRow] | None = None,
+            value_rows: list[list[ValueRule]] | None = None,
         ) -> None:
             super().__init__(compiled_grammar)
             self.grounded_rows = grounded_rows
             self.coverage_rows = coverage_rows
-            self.amount_rows = amount_rows
+            self.value_rows = value_rows
             self.token_bytes = token_bytes
             self.stop_token_id = stop_token_id
             self.stopped_rows: set[int] = set()  # ended by coverage with the stop token, outside the grammar
 
         def _start(self, batch_size: int) -> None:
             for rows, what in (
-                (self.grounded_rows, "grounding"), (self.coverage_rows, "coverage"), (self.amount_rows, "amount")
+                (self.grounded_rows, "grounding"), (self.coverage_rows, "coverage"), (self.value_rows, "value rule")
             ):
                 if rows is not None and len(rows) != batch_size:
                     raise ValueError(f"{len(rows)} {what} texts for a batch of {batch_size} rows")
@@ -287,8 +317,8 @@ def _greedy_processor_class() -> type:
                             self.grounded_rows[i].accept(token)
                         if self.coverage_rows is not None:
                             self.coverage_rows[i].accept_bytes(self._bytes_of(token))
-                        if self.amount_rows is not None:
-                            self.amount_rows[i].accept_bytes(self._bytes_of(token))
+                        for rule in self.value_rows[i] if self.value_rows is not None else ():
+                            rule.accept_bytes(self._bytes_of(token))
             active = [i for i, matcher in enumerate(self.matchers)
                       if not matcher.is_terminated() and i not in self.stopped_rows]
             for i in active:
@@ -298,15 +328,15 @@ def _greedy_processor_class() -> type:
             forbidden = (((words >> (best % 32)) & 1) == 0).nonzero().flatten().tolist()
             if forbidden:
                 self._mask_rows(scores, forbidden)
-            if self.grounded_rows is None and self.coverage_rows is None and self.amount_rows is None:
+            if self.grounded_rows is None and self.coverage_rows is None and self.value_rows is None:
                 return scores
             if forbidden:
                 best[forbidden] = scores[forbidden].argmax(dim=-1).cpu()
             for i in active:  # every row's pick is allowed by the grammar now
                 if self.grounded_rows is not None:
                     self._pick_grounded(i, int(best[i]), scores)
-                if self.amount_rows is not None:
-                    self._pick_grounded_amount(i, scores)
+                if self.value_rows is not None:
+                    self._pick_grounded_value(i, scores)
                 if self.coverage_rows is not None:
                     row = self.coverage_rows[i]
                     if row.done and self.stop_token_id is not None:
@@ -356,12 +386,16 @@ def _greedy_processor_class() -> type:
                 scores[i].fill_(float("-inf"))
                 scores[i, chosen] = kept
 
-        def _pick_grounded_amount(self, i: int, scores: Any) -> None:
-            """Replace the row's pick by the best allowed token that keeps its amount on a stated one
-            (`AmountRow.keeps_grounding`), when it does not; if none does, the grammar alone decides."""
-            row = self.amount_rows[i]
-            if not row.keeps_grounding(self._bytes_of(int(scores[i].argmax()))):
-                self._keep_best_allowed(i, scores, row.keeps_grounding)
+        def _pick_grounded_value(self, i: int, scores: Any) -> None:
+            """Replace the row's pick by the best allowed token that every value rule of the row keeps
+            (`ValueRule.keeps_grounding`), when one does not; if none does, the grammar alone decides."""
+            rules = self.value_rows[i]
+
+            def keeps(token: bytes) -> bool:
+                return all(rule.keeps_grounding(token) for rule in rules)
+
+            if not keeps(self._bytes_of(int(scores[i].argmax()))):
+                self._keep_best_allowed(i, scores, keeps)
 
         def _keep_best_allowed(self, i: int, scores: Any, accepts: Callable[[bytes], bool]) -> None:
             """Leave row `i` only the best token the grammar allows whose bytes `accepts` takes; when there is none

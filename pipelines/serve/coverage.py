@@ -48,14 +48,15 @@ from data_contracts.validation import grounded_label_fields, validate_commands
 # A number not inside an ASCII name ("Deck_4", "Plate2") and not followed by more digits or decimals.
 NUMBER_PATTERN = r"(?<![A-Za-z0-9_.])\d+(?:\.\d+)?(?![0-9]|\.[0-9])"
 _NUMBER = re.compile(NUMBER_PATTERN)
-_WELL = re.compile(r"(?<![A-Za-z0-9_])([A-H](?:1[0-2]|[1-9]))(?![A-Za-z0-9_])")
+WELL_NAME = r"[A-H](?:1[0-2]|[1-9])"
+_WELL = re.compile(rf"(?<![A-Za-z0-9_])({WELL_NAME})(?![A-Za-z0-9_])")
 # "3、" opening a line numbers the step (the normalizer strips the other step prefixes); "2、4号通道" lists channels.
 _LINE_NUMBERING = re.compile(r"(?m)^\d+、(?!\d)")
 _DITI_TYPE = re.compile(r"(\d+(?:\.\d+)?)ul")
 # An ASCII name that no sentence word looks like: joined by "_" ("Deck_4", "HotStart_30x") or letters then digits
 # ("Plate2", "P3"), and not a well name. Chinese names have no such shape, so they are not counted.
 _LABEL = re.compile(
-    r"(?<![A-Za-z0-9_])(?![A-H](?:1[0-2]|[1-9])(?![A-Za-z0-9_]))"
+    rf"(?<![A-Za-z0-9_])(?!{WELL_NAME}(?![A-Za-z0-9_]))"
     r"([A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+|[A-Za-z]+[0-9]+)(?![A-Za-z0-9_])"
 )
 # Every GetDiti and DropDiti is written with a word for tips ("取200ul枪头", "弃tip", "eject the tips"), and no
@@ -341,7 +342,7 @@ def _covers_more(stated: Counter[Value], roles: set[tuple[Value, str]], new_role
     return any(role_counts[value] < stated[value] for value, _ in new_roles)
 
 
-def _complete_commands(plan_text: str) -> list[Any]:
+def complete_commands(plan_text: str) -> list[Any]:
     """The whole commands of a plan cut off at max_new_tokens (none when its commands array never opened)."""
     data = plan_text.encode("utf-8")
     closed = _JsonCursor().advance(data)
@@ -361,7 +362,7 @@ def trim_plan_text(description: str, plan_text: str) -> str:
         commands, whole = json.loads(plan_text)["commands"], True
     except (ValueError, TypeError, KeyError):
         try:
-            commands, whole = _complete_commands(plan_text), False
+            commands, whole = complete_commands(plan_text), False
         except (ValueError, TypeError, KeyError):
             return plan_text
     try:

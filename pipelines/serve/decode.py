@@ -28,7 +28,8 @@ its plan is complete.
 
 And its amounts are grounded by default (`pipelines.serve.amount_grounding`): a volume, duration, temperature,
 speed or count is a number the description writes with that unit, a tip size is the one written before the
-command's word for tips, and channels are stated numbers in rising order.
+command's word for tips, and channels are stated numbers in rising order. A liquid class the text names goes on
+the Aspirate or Dispense it names it for (`pipelines.serve.liquid_class`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ class DecodingConfig:
     # Volumes, durations, temperatures, speeds, counts and tip sizes are amounts the text states for them; needs
     # constrained.
     grounded_amounts: bool = True
+    # A liquid class the text names goes on the Aspirate or Dispense it names it for, and on no other; needs
+    # constrained.
+    grounded_liquid_class: bool = True
     # No plan ends leaving a stated value unused, and none goes on restating used ones; needs constrained.
     coverage: bool = True
     limits: DecodingLimits = field(default_factory=DecodingLimits)
@@ -155,6 +159,7 @@ def _generate(model: Any, tokenizer: Any, prompts: list[_Prompt], config: Decodi
                 grounding_texts=texts if config.grounded else None, grounded_wells=config.grounded_wells,
                 coverage_texts=texts if config.coverage else None,
                 amount_texts=texts if config.grounded_amounts else None,
+                liquid_class_texts=texts if config.grounded_liquid_class else None,
             )
         )
     coverage_rows = processors[0].coverage_rows if processors else None
