@@ -55,7 +55,7 @@ def regression_cases(lake: Path) -> tuple[list[EvalCase], list[str]]:
 
 # The DecodingConfig field each rule turns on.
 RULE_FIELDS = {"coverage": "coverage", "amounts": "grounded_amounts", "liquid_class": "grounded_liquid_class"}
-# The value rule (`pipelines.serve.constrained.ValueRule`) each value rule's overhead times.
+# The row class (a `pipelines.serve.constrained.ValueRule`) that times each value rule's overhead.
 VALUE_RULES = {"amounts": AmountRow, "liquid_class": LiquidClassRow}
 
 
