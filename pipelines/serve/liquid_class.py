@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.serve.coverage import WELL_NAME, complete_commands
+from pipelines.serve.grounding import WELL_LISTS
 
 _WELL_NAME = re.compile(WELL_NAME)
 # A run of well names written together: "A1,B1,C1", "B2, C2 and D2", "F6/G6", "C4、D4".
@@ -47,7 +48,6 @@ _MARKER = re.compile(
 )
 _HEADS_NEXT = ("lead", "zh_colon", "en_colon", "bracketed")
 _COMMANDS_WITH_CLASS = (b"Aspirate", b"Dispense")
-_WELL_LISTS = ("wells", "srcWells", "dstWells")
 _COMMAND_OPENER = b'{"func_name": "'
 _PARAMS_OPENER = b'"func_parameters": {'
 _VOLS_LIST = re.compile(rb'"vols": \[[^\]]*\]')
@@ -90,7 +90,7 @@ def liquid_class_for(
     """The class an Aspirate or Dispense writing `wells` after the commands `earlier` goes with, if any."""
     wells = tuple(wells)
     uses = sum(
-        1 for command in earlier for field in _WELL_LISTS
+        1 for command in earlier for field in WELL_LISTS
         if tuple(command.get("func_parameters", {}).get(field) or ()) == wells
     )
     return next((mark.name for mark in marks if mark.wells == wells and mark.occurrence == uses), None)
