@@ -28,7 +28,7 @@ from data_contracts.catalog import CHANNEL_MAX, load_catalog
 from pipelines.serve.coverage import NUMBER_PATTERN, stated_values, tip_mention_starts, tip_steps
 
 # Between the numbers of a list that shares one unit: "175、180、75ul", "80/30ul", "3, 0.5, 1 and 7.5ul".
-_LIST_SEPARATOR = r"\s*(?:、|,|，|/|and|和|与|及|or|或)\s*"
+LIST_SEPARATOR = r"\s*(?:、|,|，|/|and|和|与|及|or|或)\s*"
 # The unit that makes a number fit a field, as canonicalization writes it (counts it leaves as written); the
 # fields are the catalog's numeric parameters but channels.
 _UNIT_OF_FIELD = {
@@ -42,15 +42,16 @@ TIP_SIZE_FIELD = "ditiType"
 CHANNELS_FIELD = "channels"
 GROUNDED_AMOUNT_FIELDS = (*_UNIT_OF_FIELD, TIP_SIZE_FIELD, CHANNELS_FIELD)
 _NUMBER_WITH_UNIT = re.compile(
-    rf"{NUMBER_PATTERN}(?:{_LIST_SEPARATOR}{NUMBER_PATTERN})*\s*(?:"
+    rf"{NUMBER_PATTERN}(?:{LIST_SEPARATOR}{NUMBER_PATTERN})*\s*(?:"
     + "|".join(f"(?P<{field}>{unit})" for field, unit in _UNIT_OF_FIELD.items())
     + ")",
     re.IGNORECASE,
 )
 _NUMBER_IN_RUN = re.compile(NUMBER_PATTERN)
 # A tip size right before a word for tips, in the same clause: "1000ul枪头", "200ul一次性吸头", "50ul disposable".
+# A line is one step, so a volume ending one ("with 10ul each.\nDrop tips") is not the next line's tip size.
 _TIP_SIZE_BEFORE = re.compile(
-    r"(?<![A-Za-z0-9_.])(" + "|".join(map(re.escape, load_catalog().tip_types)) + r")[^0-9,，;；。:：()]{0,16}$"
+    r"(?<![A-Za-z0-9_.])(" + "|".join(map(re.escape, load_catalog().tip_types)) + r")[^0-9,，;；。:：()\n]{0,16}$"
 )
 _SIZE_LOOKBEHIND = 40
 # Where a grounded value opens in canonical JSON: `"times": ` before a number, `"vols": [` before a list,
@@ -61,7 +62,7 @@ _CLOSERS = {b"[": (b"]",), b'"': (b'"',), b"": (b",", b"}")}
 _LOOKBACK = 160
 
 
-def _json_number(text: str) -> bytes:
+def json_number(text: str) -> bytes:
     """How canonical JSON writes a stated number: an int when whole ("20", not "20.0")."""
     number = float(text)
     return str(int(number) if number.is_integer() else number).encode()
@@ -73,17 +74,27 @@ def stated_numbers_by_field(description: str) -> dict[str, frozenset[bytes]]:
     found: dict[str, set[bytes]] = {}
     for run in _NUMBER_WITH_UNIT.finditer(description):
         numbers = _NUMBER_IN_RUN.findall(run.group(0))
-        found.setdefault(run.lastgroup or "", set()).update(_json_number(number) for number in numbers)
+        found.setdefault(run.lastgroup or "", set()).update(json_number(number) for number in numbers)
     return {field: frozenset(numbers) for field, numbers in found.items()}
+
+
+def _tip_size_matches(description: str) -> list[tuple[int, re.Match[str] | None]]:
+    """Each word for tips, in order: where the text it may follow starts, and the tip size written there."""
+    found = []
+    for start in tip_mention_starts(description):
+        window = max(0, start - _SIZE_LOOKBEHIND)
+        found.append((window, _TIP_SIZE_BEFORE.search(description[window:start])))
+    return found
 
 
 def tip_sizes(description: str) -> list[str | None]:
     """The tip size written just before each word for tips, in order (None where there is none: a drop)."""
-    sizes: list[str | None] = []
-    for start in tip_mention_starts(description):
-        size = _TIP_SIZE_BEFORE.search(description[max(0, start - _SIZE_LOOKBEHIND) : start])
-        sizes.append(size.group(1) if size else None)
-    return sizes
+    return [size.group(1) if size else None for _, size in _tip_size_matches(description)]
+
+
+def tip_size_spans(description: str) -> list[tuple[int, int]]:
+    """Where the description writes a tip size ("200ul" of "200ul枪头"), in order."""
+    return [(window + size.start(1), window + size.end(1)) for window, size in _tip_size_matches(description) if size]
 
 
 class AmountRow:

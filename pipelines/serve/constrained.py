@@ -19,7 +19,8 @@ left to generate, so constrained output always ends with the terminator the mode
 
 Grounding (`pipelines.serve.grounding`): the greedy processor also keeps every label a copy of text from
 the row's own description, which no schema can say, and every volume, duration, temperature, speed, count,
-tip size and channel an amount the description states for it (`pipelines.serve.amount_grounding`), and a
+tip size and channel an amount the description states for it (`pipelines.serve.amount_grounding`), every
+vols list the description's next volume statement or its last one again (`pipelines.serve.volume_order`), and a
 liquid class on the Aspirate or Dispense the description names it for (`pipelines.serve.liquid_class`). Coverage
 (`pipelines.serve.coverage`): it keeps the commands array open while the description states a number or well
 name the plan has not used.
@@ -31,7 +32,7 @@ import copy
 import functools
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -40,6 +41,7 @@ from pipelines.serve.amount_grounding import AmountRow
 from pipelines.serve.coverage import CoverageRow
 from pipelines.serve.grounding import GroundedFields, GroundedRow, GroundingVocab
 from pipelines.serve.liquid_class import LiquidClassRow
+from pipelines.serve.volume_order import VolumeOrderRow
 
 # Lists that carry one element per channel (see the catalog's rules).
 PER_CHANNEL_LISTS = ("wells", "vols", "srcWells", "dstWells")
@@ -63,8 +65,8 @@ LABEL_REF = "#/$defs/label"
 
 
 class ValueRule(Protocol):
-    """A batch row's rule on the values it writes (`AmountRow`, `LiquidClassRow`): fed every generated token,
-    it says whether a candidate token keeps the value it writes on one the description states."""
+    """A batch row's rule on the values it writes (`AmountRow`, `LiquidClassRow`, `VolumeOrderRow`): fed every
+    generated token, it says whether a candidate token keeps the value it writes on one the description states."""
 
     def accept_bytes(self, token: bytes) -> None: ...
 
@@ -214,6 +216,7 @@ def plan_logits_processor(
     coverage_texts: Sequence[str] | None = None,
     amount_texts: Sequence[str] | None = None,
     liquid_class_texts: Sequence[str] | None = None,
+    volume_order_texts: Sequence[str] | None = None,
 ) -> Any:
     """A fresh logits processor for one greedy `generate` call (xgrammar's processor is single use).
 
@@ -223,6 +226,8 @@ def plan_logits_processor(
     `amount_texts` (one per row: the description whose amounts the plan's volumes, durations, temperatures,
     speeds, counts, tip sizes and channels must be) grounds amounts. `liquid_class_texts` (one per row: the
     description whose liquid classes go on the Aspirate or Dispense it names them for) grounds liquidClass.
+    `volume_order_texts` (one per row: the description whose volume statements the vols lists follow in order)
+    orders volumes.
     """
     schema = _cached_decoding_schema(limits or DecodingLimits())
     vocab_size = model_vocab_size(model)
@@ -235,18 +240,15 @@ def plan_logits_processor(
         fields = GroundedFields.for_catalog(grounded_wells)
         rows = [GroundedRow(text.encode("utf-8"), vocab, fields) for text in grounding_texts]
     coverage = None if coverage_texts is None else [CoverageRow(text) for text in coverage_texts]
-    value_rows = _value_rows(amount_texts, liquid_class_texts)
+    value_rows = _value_rows(
+        {AmountRow: amount_texts, LiquidClassRow: liquid_class_texts, VolumeOrderRow: volume_order_texts}
+    )
     return _greedy_processor_class()(compiled, rows, coverage, vocab.token_bytes, eoc_token_id, value_rows)
 
 
-def _value_rows(
-    amount_texts: Sequence[str] | None, liquid_class_texts: Sequence[str] | None
-) -> list[list[ValueRule]] | None:
-    """Each batch row's value rules, or None when no rule is on."""
-    rules: list[tuple[type[ValueRule], Sequence[str]]] = [
-        (rule, texts) for rule, texts in ((AmountRow, amount_texts), (LiquidClassRow, liquid_class_texts))
-        if texts is not None
-    ]
+def _value_rows(texts_by_rule: Mapping[type[ValueRule], Sequence[str] | None]) -> list[list[ValueRule]] | None:
+    """Each batch row's value rules (a rule whose texts are None is off), or None when no rule is on."""
+    rules = [(rule, texts) for rule, texts in texts_by_rule.items() if texts is not None]
     if not rules:
         return None
     lengths = {len(texts) for _, texts in rules}

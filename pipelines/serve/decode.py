@@ -63,6 +63,9 @@ class DecodingConfig:
     # A liquid class the text names goes on the Aspirate or Dispense it names it for, and on no other; needs
     # constrained.
     grounded_liquid_class: bool = True
+    # Each vols list is the text's next volume statement or its last one again, never skipping one; needs
+    # constrained.
+    grounded_volume_order: bool = True
     # No plan ends leaving a stated value unused, and none goes on restating used ones; needs constrained.
     coverage: bool = True
     limits: DecodingLimits = field(default_factory=DecodingLimits)
@@ -160,6 +163,7 @@ def _generate(model: Any, tokenizer: Any, prompts: list[_Prompt], config: Decodi
                 coverage_texts=texts if config.coverage else None,
                 amount_texts=texts if config.grounded_amounts else None,
                 liquid_class_texts=texts if config.grounded_liquid_class else None,
+                volume_order_texts=texts if config.grounded_volume_order else None,
             )
         )
     coverage_rows = processors[0].coverage_rows if processors else None
