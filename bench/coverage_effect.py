@@ -4,9 +4,9 @@
         [--rule amounts] --output bench/results/coverage_effect-<stamp>.json
 
 The rule is coverage (`pipelines.serve.coverage`, the default), grounded amounts
-(`pipelines.serve.amount_grounding`), grounded liquid classes (`pipelines.serve.liquid_class`) or volumes in the
-text's order (`pipelines.serve.volume_order`). The cases
-are exactly those `regression_metrics` judged (the `regression_results` table of the lake: every slice,
+(`pipelines.serve.amount_grounding`), grounded liquid classes (`pipelines.serve.liquid_class`), volumes in the
+text's order (`pipelines.serve.volume_order`) or well lists in the text's order (`pipelines.serve.well_order`).
+The cases are exactly those `regression_metrics` judged (the `regression_results` table of the lake: every slice,
 constrained rows). Both runs use the grounded catalog grammar and the eval settings of params.yaml
 (`max_new_tokens` included); only the rule's `DecodingConfig` field differs. Reports exact match, JSON- and
 catalog-valid rates per slice, the decoding wall time of each run, and what the rule adds per description (its
@@ -41,6 +41,7 @@ from pipelines.serve.eval_cases import EvalCase  # noqa: E402
 from pipelines.serve.evaluate import run_evaluation  # noqa: E402
 from pipelines.serve.liquid_class import LiquidClassRow  # noqa: E402
 from pipelines.serve.volume_order import VolumeOrderRow  # noqa: E402
+from pipelines.serve.well_order import WellOrderRow  # noqa: E402
 
 
 def regression_cases(lake: Path) -> tuple[list[EvalCase], list[str]]:
@@ -59,9 +60,12 @@ def regression_cases(lake: Path) -> tuple[list[EvalCase], list[str]]:
 RULE_FIELDS = {
     "coverage": "coverage", "amounts": "grounded_amounts", "liquid_class": "grounded_liquid_class",
     "volume_order": "grounded_volume_order",
+    "well_order": "grounded_well_order",
 }
 # The row class (a `pipelines.serve.constrained.ValueRule`) that times each value rule's overhead.
-VALUE_RULES = {"amounts": AmountRow, "liquid_class": LiquidClassRow, "volume_order": VolumeOrderRow}
+VALUE_RULES = {
+    "amounts": AmountRow, "liquid_class": LiquidClassRow, "volume_order": VolumeOrderRow, "well_order": WellOrderRow,
+}
 
 
 def rule_overhead_s(

@@ -20,8 +20,9 @@ left to generate, so constrained output always ends with the terminator the mode
 Grounding (`pipelines.serve.grounding`): the greedy processor also keeps every label a copy of text from
 the row's own description, which no schema can say, and every volume, duration, temperature, speed, count,
 tip size and channel an amount the description states for it (`pipelines.serve.amount_grounding`), every
-vols list the description's next volume statement or its last one again (`pipelines.serve.volume_order`), and a
-liquid class on the Aspirate or Dispense the description names it for (`pipelines.serve.liquid_class`). Coverage
+vols list the description's next volume statement or its last one again (`pipelines.serve.volume_order`), every
+well list its next well statement (`pipelines.serve.well_order`), and a liquid class on the Aspirate or Dispense
+the description names it for (`pipelines.serve.liquid_class`). Coverage
 (`pipelines.serve.coverage`): it keeps the commands array open while the description states a number or well
 name the plan has not used.
 """
@@ -42,6 +43,7 @@ from pipelines.serve.coverage import CoverageRow
 from pipelines.serve.grounding import GroundedFields, GroundedRow, GroundingVocab
 from pipelines.serve.liquid_class import LiquidClassRow
 from pipelines.serve.volume_order import VolumeOrderRow
+from pipelines.serve.well_order import WellOrderRow
 
 # Lists that carry one element per channel (see the catalog's rules).
 PER_CHANNEL_LISTS = ("wells", "vols", "srcWells", "dstWells")
@@ -65,8 +67,9 @@ LABEL_REF = "#/$defs/label"
 
 
 class ValueRule(Protocol):
-    """A batch row's rule on the values it writes (`AmountRow`, `LiquidClassRow`, `VolumeOrderRow`): fed every
-    generated token, it says whether a candidate token keeps the value it writes on one the description states."""
+    """A batch row's rule on the values it writes (`AmountRow`, `LiquidClassRow`, `VolumeOrderRow`,
+    `WellOrderRow`): fed every generated token, it says whether a candidate token keeps the value it writes on one
+    the description states."""
 
     def accept_bytes(self, token: bytes) -> None: ...
 
@@ -217,6 +220,7 @@ def plan_logits_processor(
     amount_texts: Sequence[str] | None = None,
     liquid_class_texts: Sequence[str] | None = None,
     volume_order_texts: Sequence[str] | None = None,
+    well_order_texts: Sequence[str] | None = None,
 ) -> Any:
     """A fresh logits processor for one greedy `generate` call (xgrammar's processor is single use).
 
@@ -227,7 +231,8 @@ def plan_logits_processor(
     speeds, counts, tip sizes and channels must be) grounds amounts. `liquid_class_texts` (one per row: the
     description whose liquid classes go on the Aspirate or Dispense it names them for) grounds liquidClass.
     `volume_order_texts` (one per row: the description whose volume statements the vols lists follow in order)
-    orders volumes.
+    orders volumes. `well_order_texts` (one per row: the description whose well statements the well lists are, in
+    order) orders well lists.
     """
     schema = _cached_decoding_schema(limits or DecodingLimits())
     vocab_size = model_vocab_size(model)
@@ -241,7 +246,10 @@ def plan_logits_processor(
         rows = [GroundedRow(text.encode("utf-8"), vocab, fields) for text in grounding_texts]
     coverage = None if coverage_texts is None else [CoverageRow(text) for text in coverage_texts]
     value_rows = _value_rows(
-        {AmountRow: amount_texts, LiquidClassRow: liquid_class_texts, VolumeOrderRow: volume_order_texts}
+        {
+            AmountRow: amount_texts, LiquidClassRow: liquid_class_texts, VolumeOrderRow: volume_order_texts,
+            WellOrderRow: well_order_texts,
+        }
     )
     return _greedy_processor_class()(compiled, rows, coverage, vocab.token_bytes, eoc_token_id, value_rows)
 
@@ -337,15 +345,12 @@ def _greedy_processor_class() -> type:
             for i in active:  # every row's pick is allowed by the grammar now
                 if self.grounded_rows is not None:
                     self._pick_grounded(i, int(best[i]), scores)
-                if self.value_rows is not None:
-                    self._pick_grounded_value(i, scores)
-                if self.coverage_rows is not None:
-                    row = self.coverage_rows[i]
-                    if row.done and self.stop_token_id is not None:
-                        self._stop_row(i, scores)
-                        continue
-                    if not row.allows(self._bytes_of(int(scores[i].argmax()))):
-                        self._keep_best_allowed(i, scores, row.allows)
+                row = self.coverage_rows[i] if self.coverage_rows is not None else None
+                if row is not None and row.done and self.stop_token_id is not None:
+                    self._stop_row(i, scores)
+                    continue
+                self._pick_by_rules(i, scores, row)
+                if row is not None:
                     self._keep_open_if_incomplete(i, int(scores[i].argmax()), scores)
             return scores
 
@@ -388,30 +393,48 @@ def _greedy_processor_class() -> type:
                 scores[i].fill_(float("-inf"))
                 scores[i, chosen] = kept
 
-        def _pick_grounded_value(self, i: int, scores: Any) -> None:
+        def _pick_by_rules(self, i: int, scores: Any, coverage: CoverageRow | None) -> None:
             """Replace the row's pick by the best allowed token that every value rule of the row keeps
-            (`ValueRule.keeps_grounding`), when one does not; if none does, the grammar alone decides."""
-            rules = self.value_rows[i]
+            (`ValueRule.keeps_grounding`) and coverage allows (`CoverageRow.allows`: a command name the text
+            leaves room for), when it is not one; when none pleases both, coverage alone decides, and without
+            coverage the grammar does.
 
-            def keeps(token: bytes) -> bool:
-                return all(rule.keeps_grounding(token) for rule in rules)
+            A value rule may hold back a command name too (`WellOrderRow`), but not while coverage forces the plan
+            open: the forced commands only probe for a plan that uses more of the text (`CoverageRow.settle` keeps
+            the plan from before forcing otherwise), and one steered away from the model's pick tends to reuse a
+            stated number for an unrelated field, which such a probe counts as a use."""
+            forcing = coverage is not None and coverage.forcing
 
-            if not keeps(self._bytes_of(int(scores[i].argmax()))):
-                self._keep_best_allowed(i, scores, keeps)
+            def abides(token: bytes) -> bool:
+                if coverage is None:
+                    return self._keeps_values(i, token)
+                if forcing and coverage.names_command(token):
+                    return coverage.allows(token)
+                return coverage.allows(token) and self._keeps_values(i, token)
 
-        def _keep_best_allowed(self, i: int, scores: Any, accepts: Callable[[bytes], bool]) -> None:
-            """Leave row `i` only the best token the grammar allows whose bytes `accepts` takes; when there is none
-            (e.g. max_commands reached), the row stays as it is."""
+            if abides(self._bytes_of(int(scores[i].argmax()))):
+                return
+            if not self._keep_best_allowed(i, scores, abides) and coverage is not None:
+                self._keep_best_allowed(i, scores, coverage.allows)
+
+        def _keeps_values(self, i: int, token: bytes) -> bool:
+            """Whether every value rule of row `i` keeps `token` (True when no value rule is on)."""
+            return self.value_rows is None or all(rule.keeps_grounding(token) for rule in self.value_rows[i])
+
+        def _keep_best_allowed(self, i: int, scores: Any, accepts: Callable[[bytes], bool]) -> bool:
+            """Leave row `i` only the best token the grammar allows whose bytes `accepts` takes, and say whether
+            there was one; when there is none (e.g. max_commands reached), the row stays as it is."""
             candidates = self._allowed_ids(i)
             order = torch.sort(scores[i, candidates].float().cpu(), descending=True, stable=True).indices
             for token in candidates[order].tolist():
                 if scores[i, token] == float("-inf"):
-                    return  # masked: the grammar allows nothing after it
+                    return False  # masked: the grammar allows nothing after it
                 if accepts(self._bytes_of(token)):
                     kept = scores[i, token].clone()
                     scores[i].fill_(float("-inf"))
                     scores[i, token] = kept
-                    return
+                    return True
+            return False
 
         def _allowed_ids(self, i: int) -> Any:
             shifts = torch.arange(32, dtype=torch.int32)

@@ -108,6 +108,26 @@ def tip_steps(plan_text: str) -> int:
     return len(_TIP_STEP.findall(plan_text))
 
 
+def command_name_in(generated: bytes | bytearray, token: bytes) -> tuple[bytes, bool] | None:
+    """The command name `token` writes part of, given the bytes `generated` before it: (the name up to the token's
+    end, whether the token ends it), or None when the token writes no name."""
+    text = bytes(generated[-_NAME_LOOKBACK:]) + token
+    opener = text.rfind(_NAME_OPENER)
+    if opener < 0:
+        return None
+    name_start = opener + len(_NAME_OPENER)
+    name_end = text.find(b'"', name_start)
+    if name_end >= 0 and name_end < len(text) - len(token):
+        return None  # named before this token
+    return (text[name_start:], False) if name_end < 0 else (text[name_start:name_end], True)
+
+
+def name_leads_to(written: tuple[bytes, bool], names: Sequence[bytes]) -> bool:
+    """Whether a name being written (`command_name_in`) is, or may still become, one of `names`."""
+    name, complete = written
+    return any(candidate == name or (not complete and candidate.startswith(name)) for candidate in names)
+
+
 class _JsonCursor:
     """Where a JSON text stands after some bytes: nesting depth, and whether inside a string.
 
@@ -191,17 +211,8 @@ class CoverageRow:
         once the plan uses every well name and ASCII label the text states before the word for tips it reads
         (no gold plan drops its tips before the steps the text writes ahead of that). A pick-up is not held back
         so: a text may name its tips after the step that uses them ("吸取50ul(10ul枪头)")."""
-        text = bytes(self.generated[-_NAME_LOOKBACK:]) + token
-        opener = text.rfind(_NAME_OPENER)
-        if opener < 0:
-            return True
-        name_start = opener + len(_NAME_OPENER)
-        name_end = text.find(b'"', name_start)
-        if name_end >= 0 and name_end < len(text) - len(token):
-            return True  # named before this token
-        name = text[name_start:] if name_end < 0 else text[name_start:name_end]
-        names = _command_names(self._tip_steps_held_back())
-        return any(candidate == name or (name_end < 0 and candidate.startswith(name)) for candidate in names)
+        written = command_name_in(self.generated, token)
+        return written is None or name_leads_to(written, _command_names(self._tip_steps_held_back()))
 
     def _tip_steps_held_back(self) -> frozenset[str]:
         """The tip commands that may not come next (`allows`)."""
@@ -213,6 +224,15 @@ class CoverageRow:
         if {value for value in before if isinstance(value, str)} <= written_values(written):
             return frozenset()
         return frozenset({"DropDiti"})
+
+    @property
+    def forcing(self) -> bool:
+        """Whether coverage has kept the plan open past a close the model picked (`must_stay_open`)."""
+        return self.plan_before_forcing is not None
+
+    def names_command(self, token: bytes) -> bool:
+        """Whether the token writes (part of) a command name."""
+        return command_name_in(self.generated, token) is not None
 
     @property
     def done(self) -> bool:

@@ -29,7 +29,9 @@ its plan is complete.
 And its amounts are grounded by default (`pipelines.serve.amount_grounding`): a volume, duration, temperature,
 speed or count is a number the description writes with that unit, a tip size is the one written before the
 command's word for tips, and channels are stated numbers in rising order. A liquid class the text names goes on
-the Aspirate or Dispense it names it for (`pipelines.serve.liquid_class`).
+the Aspirate or Dispense it names it for (`pipelines.serve.liquid_class`). Vols lists follow the text's volume
+statements in order (`pipelines.serve.volume_order`), and well lists its runs of wells
+(`pipelines.serve.well_order`).
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ class DecodingConfig:
     # Each vols list is the text's next volume statement or its last one again, never skipping one; needs
     # constrained.
     grounded_volume_order: bool = True
+    # The k-th well list is the text's k-th well statement, and none comes after the last; needs constrained.
+    grounded_well_order: bool = True
     # No plan ends leaving a stated value unused, and none goes on restating used ones; needs constrained.
     coverage: bool = True
     limits: DecodingLimits = field(default_factory=DecodingLimits)
@@ -164,6 +168,7 @@ def _generate(model: Any, tokenizer: Any, prompts: list[_Prompt], config: Decodi
                 amount_texts=texts if config.grounded_amounts else None,
                 liquid_class_texts=texts if config.grounded_liquid_class else None,
                 volume_order_texts=texts if config.grounded_volume_order else None,
+                well_order_texts=texts if config.grounded_well_order else None,
             )
         )
     coverage_rows = processors[0].coverage_rows if processors else None

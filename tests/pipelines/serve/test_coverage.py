@@ -225,6 +225,14 @@ def test_no_tip_step_beyond_the_words_for_tips():
     assert row_after("通道1,2取200ul枪头", '{"commands": [{"func_name": "').allows(b"Get")
 
 
+def test_names_command_sees_only_tokens_that_write_a_command_name():
+    row = row_after(TIPS_THEN_MIX, ASPIRATED)
+    assert row.names_command(b"Mix") and row.names_command(b'Mix"')
+    row.accept_bytes(b'Mix", ')
+    assert not row.names_command(b'"func_parameters')
+    assert not row.forcing  # nothing has kept this plan open
+
+
 def test_no_tip_drop_before_the_wells_the_text_writes_ahead_of_its_word_for_tips():
     drop_later = TIPS_THEN_MIX + ", 然后弃枪头"
     assert not row_after(drop_later, ASPIRATED).allows(b"Drop")  # C1 and D1 come before "弃枪头"

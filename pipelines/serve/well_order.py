@@ -1,0 +1,68 @@
+"""Wells in the text's order: the plan's k-th well list is the text's k-th well statement, and no list comes after
+the last one.
+
+Grounding keeps a well list to names the text has, but not to the right run of them. A small model's commonest
+well errors are a list taken from the wrong step (an Aspirate that takes the Dispense's wells), a step that
+repeats the previous step's wells where the text states new ones (a second Dispense), and a step the text does
+not have, appended after the last statement (a Dispense after the final Aspirate, a second Mix); see
+docs/results.md.
+
+A well statement is a run of well names joined by list separators: "A1,B1,C1" (canonicalization writes a
+range out), "B9 and C9", "E2、F2". The plan writes its wells, srcWells and dstWells lists in the text's order,
+each one the next statement exactly, so while a row writes one the greedy processor keeps it on the way to that
+statement (`WellOrderRow`); and once every statement has its list, no command with a well list may be named
+(the gold plans have none there). A text without a well statement leaves the lists to the other rules.
+
+Every gold plan of the generated corpus, the held-out families and the public examples writes exactly its text's
+statements (`tests/pipelines/serve/test_well_order.py`).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from data_contracts.catalog import load_catalog
+from pipelines.serve.amount_grounding import LIST_SEPARATOR
+from pipelines.serve.coverage import WELL_NAME, command_name_in, name_leads_to
+from pipelines.serve.grounding import WELL_LISTS
+from pipelines.serve.statement_order import Statement, StatementOrderRow
+
+_WELL = rf"(?<![A-Za-z0-9_]){WELL_NAME}(?![A-Za-z0-9_])"
+_STATEMENT = re.compile(rf"{_WELL}(?:{LIST_SEPARATOR}{_WELL})*")
+_WELL_ITEM = re.compile(_WELL)
+_WELL_LIST = re.compile(rb'"(?:' + b"|".join(key.encode() for key in WELL_LISTS) + rb')": \[([^\]]*)(\])?')
+
+
+def well_statements(description: str) -> list[Statement]:
+    """The well lists a (normalized) description states, in order, each item as JSON writes it (b'"A1"')."""
+    return [
+        tuple(f'"{well}"'.encode() for well in _WELL_ITEM.findall(statement.group(0)))
+        for statement in _STATEMENT.finditer(description)
+    ]
+
+
+@functools.cache
+def _names_without_wells() -> tuple[bytes, ...]:
+    """The catalog's commands that have no well list, as JSON writes their names."""
+    return tuple(
+        name.encode() for name, spec in load_catalog().commands.items() if not set(spec.params) & set(WELL_LISTS)
+    )
+
+
+class WellOrderRow(StatementOrderRow):
+    """One batch row's well statements, and the bytes generated: each well list is the next statement, and no
+    command with one is named after the last."""
+
+    __slots__ = ()
+
+    def __init__(self, description: str) -> None:
+        super().__init__(well_statements(description), _WELL_LIST, may_repeat=False, one_for_all=False)
+
+    def keeps_grounding(self, token: bytes) -> bool:
+        if not super().keeps_grounding(token):
+            return False
+        written = command_name_in(self.generated, token) if self.statements else None
+        if written is None or self.reached_after(self.closed_lists()) != {len(self.statements) - 1}:
+            return True
+        return name_leads_to(written, _names_without_wells())
