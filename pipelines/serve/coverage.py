@@ -49,7 +49,9 @@ from data_contracts.validation import grounded_label_fields, validate_commands
 NUMBER_PATTERN = r"(?<![A-Za-z0-9_.])\d+(?:\.\d+)?(?![0-9]|\.[0-9])"
 _NUMBER = re.compile(NUMBER_PATTERN)
 WELL_NAME = r"[A-H](?:1[0-2]|[1-9])"
-_WELL = re.compile(rf"(?<![A-Za-z0-9_])({WELL_NAME})(?![A-Za-z0-9_])")
+# A well name on its own, not inside an ASCII name ("PlateB3", "Deck_A1").
+STANDALONE_WELL = rf"(?<![A-Za-z0-9_]){WELL_NAME}(?![A-Za-z0-9_])"
+_WELL = re.compile(STANDALONE_WELL)
 # "3、" opening a line numbers the step (the normalizer strips the other step prefixes); "2、4号通道" lists channels.
 _LINE_NUMBERING = re.compile(r"(?m)^\d+、(?!\d)")
 _DITI_TYPE = re.compile(r"(\d+(?:\.\d+)?)ul")
@@ -212,7 +214,7 @@ class CoverageRow:
         (no gold plan drops its tips before the steps the text writes ahead of that). A pick-up is not held back
         so: a text may name its tips after the step that uses them ("吸取50ul(10ul枪头)")."""
         written = command_name_in(self.generated, token)
-        return written is None or name_leads_to(written, _command_names(self._tip_steps_held_back()))
+        return written is None or name_leads_to(written, command_names(self._tip_steps_held_back()))
 
     def _tip_steps_held_back(self) -> frozenset[str]:
         """The tip commands that may not come next (`allows`)."""
@@ -307,7 +309,7 @@ def _roles(command: Mapping[str, Any]) -> set[tuple[Value, str]]:
 
 
 @functools.cache
-def _command_names(excluded: frozenset[str] = frozenset()) -> tuple[bytes, ...]:
+def command_names(excluded: frozenset[str] = frozenset()) -> tuple[bytes, ...]:
     """The catalog's command names but `excluded`, as JSON writes them."""
     return tuple(name.encode() for name in load_catalog().commands if name not in excluded)
 

@@ -33,6 +33,11 @@ def statement_fits(statement: Statement, items: Sequence[bytes], open_item: byte
     )
 
 
+def _items(body: bytes) -> list[bytes]:
+    """A list body's items as written, the last one possibly still open."""
+    return [item.strip() for item in body.split(b",")]
+
+
 class StatementOrderRow:
     """One batch row's statements of one kind, and the bytes generated.
 
@@ -68,7 +73,7 @@ class StatementOrderRow:
         reached = self.reached_after([match.group(1) for match in earlier])
         if not reached:
             return True  # an earlier list left the order (when no token kept it, the grammar decided): no say
-        items = [item.strip() for item in last.group(1).split(b",")]
+        items = _items(last.group(1))
         open_item = None if last.group(2) else items.pop()
         return any(
             statement_fits(self.statements[at], items, open_item, self._one_for_all) for at in self._next(reached)
@@ -85,9 +90,8 @@ class StatementOrderRow:
         if key not in self._reached:
             reached: Iterable[int] = (-1,)
             for body in closed:
-                items = [item.strip() for item in body.split(b",")]
                 reached = [at for at in self._next(reached)
-                           if statement_fits(self.statements[at], items, None, self._one_for_all)]
+                           if statement_fits(self.statements[at], _items(body), None, self._one_for_all)]
             self._reached[key] = frozenset(reached)
         return self._reached[key]
 

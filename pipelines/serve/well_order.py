@@ -24,13 +24,12 @@ import re
 
 from data_contracts.catalog import load_catalog
 from pipelines.serve.amount_grounding import LIST_SEPARATOR
-from pipelines.serve.coverage import WELL_NAME, command_name_in, name_leads_to
+from pipelines.serve.coverage import STANDALONE_WELL, command_name_in, command_names, name_leads_to
 from pipelines.serve.grounding import WELL_LISTS
 from pipelines.serve.statement_order import Statement, StatementOrderRow
 
-_WELL = rf"(?<![A-Za-z0-9_]){WELL_NAME}(?![A-Za-z0-9_])"
-_STATEMENT = re.compile(rf"{_WELL}(?:{LIST_SEPARATOR}{_WELL})*")
-_WELL_ITEM = re.compile(_WELL)
+_STATEMENT = re.compile(rf"{STANDALONE_WELL}(?:{LIST_SEPARATOR}{STANDALONE_WELL})*")
+_WELL_ITEM = re.compile(STANDALONE_WELL)
 _WELL_LIST = re.compile(rb'"(?:' + b"|".join(key.encode() for key in WELL_LISTS) + rb')": \[([^\]]*)(\])?')
 
 
@@ -45,8 +44,8 @@ def well_statements(description: str) -> list[Statement]:
 @functools.cache
 def _names_without_wells() -> tuple[bytes, ...]:
     """The catalog's commands that have no well list, as JSON writes their names."""
-    return tuple(
-        name.encode() for name, spec in load_catalog().commands.items() if not set(spec.params) & set(WELL_LISTS)
+    return command_names(
+        frozenset(name for name, spec in load_catalog().commands.items() if set(spec.params) & set(WELL_LISTS))
     )
 
 
