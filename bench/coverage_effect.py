@@ -39,6 +39,7 @@ from pipelines.serve.constrained import _CACHE, model_vocab_size  # noqa: E402
 from pipelines.serve.coverage import CoverageRow  # noqa: E402
 from pipelines.serve.eval_cases import EvalCase  # noqa: E402
 from pipelines.serve.evaluate import run_evaluation  # noqa: E402
+from pipelines.serve.label_binding import LabelBindingRow  # noqa: E402
 from pipelines.serve.liquid_class import LiquidClassRow  # noqa: E402
 from pipelines.serve.volume_order import VolumeOrderRow  # noqa: E402
 from pipelines.serve.well_order import WellOrderRow  # noqa: E402
@@ -61,10 +62,12 @@ RULE_FIELDS = {
     "coverage": "coverage", "amounts": "grounded_amounts", "liquid_class": "grounded_liquid_class",
     "volume_order": "grounded_volume_order",
     "well_order": "grounded_well_order",
+    "label_binding": "grounded_label_binding",
 }
 # The row class (a `pipelines.serve.constrained.ValueRule`) that times each value rule's overhead.
 VALUE_RULES = {
     "amounts": AmountRow, "liquid_class": LiquidClassRow, "volume_order": VolumeOrderRow, "well_order": WellOrderRow,
+    "label_binding": LabelBindingRow,
 }
 
 

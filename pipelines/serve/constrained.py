@@ -21,7 +21,8 @@ Grounding (`pipelines.serve.grounding`): the greedy processor also keeps every l
 the row's own description, which no schema can say, and every volume, duration, temperature, speed, count,
 tip size and channel an amount the description states for it (`pipelines.serve.amount_grounding`), every
 vols list the description's next volume statement or its last one again (`pipelines.serve.volume_order`), every
-well list its next well statement (`pipelines.serve.well_order`), and a liquid class on the Aspirate or Dispense
+well list its next well statement (`pipelines.serve.well_order`), the labware of a command with wells the label
+the description writes next to them (`pipelines.serve.label_binding`), and a liquid class on the Aspirate or Dispense
 the description names it for (`pipelines.serve.liquid_class`). Coverage
 (`pipelines.serve.coverage`): it keeps the commands array open while the description states a number or well
 name the plan has not used.
@@ -41,6 +42,7 @@ from data_contracts.catalog import CHANNEL_MAX, catalog_json_schema
 from pipelines.serve.amount_grounding import AmountRow
 from pipelines.serve.coverage import CoverageRow
 from pipelines.serve.grounding import GroundedFields, GroundedRow, GroundingVocab
+from pipelines.serve.label_binding import LabelBindingRow
 from pipelines.serve.liquid_class import LiquidClassRow
 from pipelines.serve.volume_order import VolumeOrderRow
 from pipelines.serve.well_order import WellOrderRow
@@ -68,8 +70,8 @@ LABEL_REF = "#/$defs/label"
 
 class ValueRule(Protocol):
     """A batch row's rule on the values it writes (`AmountRow`, `LiquidClassRow`, `VolumeOrderRow`,
-    `WellOrderRow`): fed every generated token, it says whether a candidate token keeps the value it writes on one
-    the description states."""
+    `WellOrderRow`, `LabelBindingRow`): fed every generated token, it says whether a candidate token keeps the value
+    it writes on one the description states."""
 
     def accept_bytes(self, token: bytes) -> None: ...
 
@@ -221,6 +223,7 @@ def plan_logits_processor(
     liquid_class_texts: Sequence[str] | None = None,
     volume_order_texts: Sequence[str] | None = None,
     well_order_texts: Sequence[str] | None = None,
+    label_binding_texts: Sequence[str] | None = None,
 ) -> Any:
     """A fresh logits processor for one greedy `generate` call (xgrammar's processor is single use).
 
@@ -232,7 +235,8 @@ def plan_logits_processor(
     description whose liquid classes go on the Aspirate or Dispense it names them for) grounds liquidClass.
     `volume_order_texts` (one per row: the description whose volume statements the vols lists follow in order)
     orders volumes. `well_order_texts` (one per row: the description whose well statements the well lists are, in
-    order) orders well lists.
+    order) orders well lists. `label_binding_texts` (one per row: the description whose labels go with the runs of
+    wells next to them) binds the labware of commands with wells.
     """
     schema = _cached_decoding_schema(limits or DecodingLimits())
     vocab_size = model_vocab_size(model)
@@ -248,7 +252,7 @@ def plan_logits_processor(
     value_rows = _value_rows(
         {
             AmountRow: amount_texts, LiquidClassRow: liquid_class_texts, VolumeOrderRow: volume_order_texts,
-            WellOrderRow: well_order_texts,
+            WellOrderRow: well_order_texts, LabelBindingRow: label_binding_texts,
         }
     )
     return _greedy_processor_class()(compiled, rows, coverage, vocab.token_bytes, eoc_token_id, value_rows)

@@ -70,6 +70,8 @@ class DecodingConfig:
     grounded_volume_order: bool = True
     # The k-th well list is the text's k-th well statement, and none comes after the last; needs constrained.
     grounded_well_order: bool = True
+    # The labware of a command with wells is the label the text writes next to them; needs constrained.
+    grounded_label_binding: bool = True
     # No plan ends leaving a stated value unused, and none goes on restating used ones; needs constrained.
     coverage: bool = True
     limits: DecodingLimits = field(default_factory=DecodingLimits)
@@ -169,6 +171,7 @@ def _generate(model: Any, tokenizer: Any, prompts: list[_Prompt], config: Decodi
                 liquid_class_texts=texts if config.grounded_liquid_class else None,
                 volume_order_texts=texts if config.grounded_volume_order else None,
                 well_order_texts=texts if config.grounded_well_order else None,
+                label_binding_texts=texts if config.grounded_label_binding else None,
             )
         )
     coverage_rows = processors[0].coverage_rows if processors else None

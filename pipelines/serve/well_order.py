@@ -28,7 +28,8 @@ from pipelines.serve.coverage import STANDALONE_WELL, command_name_in, command_n
 from pipelines.serve.grounding import WELL_LISTS
 from pipelines.serve.statement_order import Statement, StatementOrderRow
 
-_STATEMENT = re.compile(rf"{STANDALONE_WELL}(?:{LIST_SEPARATOR}{STANDALONE_WELL})*")
+# A run of well names joined by list separators: one well statement.
+WELL_STATEMENT = re.compile(rf"{STANDALONE_WELL}(?:{LIST_SEPARATOR}{STANDALONE_WELL})*")
 _WELL_ITEM = re.compile(STANDALONE_WELL)
 _WELL_LIST = re.compile(rb'"(?:' + b"|".join(key.encode() for key in WELL_LISTS) + rb')": \[([^\]]*)(\])?')
 
@@ -37,7 +38,7 @@ def well_statements(description: str) -> list[Statement]:
     """The well lists a (normalized) description states, in order, each item as JSON writes it (b'"A1"')."""
     return [
         tuple(f'"{well}"'.encode() for well in _WELL_ITEM.findall(statement.group(0)))
-        for statement in _STATEMENT.finditer(description)
+        for statement in WELL_STATEMENT.finditer(description)
     ]
 
 

@@ -1,0 +1,141 @@
+"""Labels bound to their wells: a step's labware is the label the text writes next to that step's wells.
+
+Grounding keeps a label to text the description has, but not to the right place in it. A small model's commonest
+label error is a label from another step: a repeated Dispense that keeps the previous Dispense's labware where the
+text names a new one ("排到裂解液槽中A8,…。试剂槽A4,…每孔加4ul"), a source that takes the destination's name
+("将洗脱板B1,…移入检测板中B1,…"), a label that runs into the wells ("子板中E2, F2, G2"); see docs/results.md.
+
+The text writes a step's label right before the step's run of wells, after the run before it ("从Sample_Plate的
+A8,…", "试剂槽A4,…"), or right behind the run, joined by "of" ("wells C11,D11 of Cell_Plate"). The k-th well
+list of a plan is the text's k-th run (`pipelines.serve.well_order`), and the catalog writes a command's labware
+ahead of its wells (srcLabware ahead of srcWells, dstLabware ahead of dstWells). So while a row writes the labware
+of an Aspirate, Dispense, Mix or Transfer whose well list will be the k-th, the greedy processor keeps the value
+on the way to a copy of text that lies between the (k-1)-th run and the k-th, or that follows the k-th run's
+"of" (`LabelBindingRow`). Labels of commands without wells (PCR, Incubate, Shake, MoveLabware), and of a list
+beyond the text's last run, are left to grounding alone; so is every label of a text without a run of wells.
+
+In every gold plan of the generated corpus, the held-out families and the public examples, each such label lies
+there (`tests/pipelines/serve/test_label_binding.py`). A text that writes a step's wells with no label near them
+would get a copy of the words there instead; no gold text does that.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+from data_contracts.catalog import load_catalog
+from pipelines.serve.grounding import WELL_LISTS, label_may_end_at
+from pipelines.serve.well_order import WELL_STATEMENT
+
+# The labware fields of the commands with wells: each comes right before its well list in the catalog's order.
+_LABEL_OPENERS = tuple(f'"{field}": "'.encode() for field in ("labware", "srcLabware", "dstLabware"))
+_CLOSED_WELL_LIST = re.compile(rb'"(?:' + b"|".join(key.encode() for key in WELL_LISTS) + rb')": \[[^\]]*\]')
+_COMMAND_OPENER = b'{"func_name": "'
+# What joins a label written behind its run: "wells C11,D11 of Cell_Plate", "… of 'PCR_Plate'".
+_JOINED_BEHIND = re.compile(r"\s+of\s+[\"'“‘]?")
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+# The Chinese characters that may follow a label: "的", "中", "上的" join it to its wells.
+_PARTICLES = "的中上"
+
+
+@dataclass(frozen=True)
+class LabelPlace:
+    """Where the label of one run of wells may be copied from: any text in [start, end) (between the run before
+    and this one), or text starting exactly at `behind` (after the run's "of"), ending before `behind_end`."""
+
+    start: int
+    end: int
+    behind: int | None
+    behind_end: int
+
+
+def label_places(description: str) -> list[LabelPlace]:
+    """One place per run of wells of a (normalized) description, in the text's order, as offsets into its UTF-8
+    bytes."""
+    def at(offset: int) -> int:
+        return len(description[:offset].encode("utf-8"))
+
+    runs = [(run.start(), run.end()) for run in WELL_STATEMENT.finditer(description)]
+    places = []
+    for index, (start, end) in enumerate(runs):
+        previous_end = runs[index - 1][1] if index else 0
+        next_start = runs[index + 1][0] if index + 1 < len(runs) else len(description)
+        joined = _JOINED_BEHIND.match(description, end)
+        places.append(LabelPlace(at(previous_end), at(start), at(joined.end()) if joined else None, at(next_start)))
+    return places
+
+
+def fits_place(description: bytes, place: LabelPlace, value: bytes, closed: bool) -> bool:
+    """Whether `value` (closed: the whole label; otherwise its start) is copied from the run's place."""
+    if closed and not value:
+        return False
+    if place.behind is not None and _copied_at(description, place.behind, place.behind_end, value, closed):
+        return True
+    at = description.find(value, place.start, place.end)
+    while at >= 0:
+        if _copied_at(description, at, place.end, value, closed):
+            return True
+        at = description.find(value, at + 1, place.end)
+    return False
+
+
+def _copied_at(description: bytes, at: int, end: int, value: bytes, closed: bool) -> bool:
+    stop = at + len(value)
+    return stop <= end and description.startswith(value, at) and (not closed or _label_ends(description, stop))
+
+
+def _label_ends(description: bytes, stop: int) -> bool:
+    """Whether a label may stop at byte `stop`: not inside an ASCII name (`label_may_end_at`) nor inside a Chinese
+    word: a Chinese character right after it must be 的, 中 or 上 ("样品板的A1", "子板中E2", "试剂槽上的")."""
+    after = description[stop : stop + 3].decode("utf-8", "ignore")[:1]
+    return label_may_end_at(description, stop) and (not _CJK.match(after) or after in _PARTICLES)
+
+
+def _last_label_start(text: bytes) -> int:
+    """Where the value of the last labware field in `text` starts; -1 when there is none."""
+    starts = [text.rfind(opener) + len(opener) for opener in _LABEL_OPENERS if opener in text]
+    return max(starts, default=-1)
+
+
+@functools.cache
+def _commands_with_wells() -> tuple[bytes, ...]:
+    """The catalog's commands with a well list, as JSON writes their names up to the closing quote."""
+    commands = load_catalog().commands
+    return tuple(f'{name}"'.encode() for name, spec in commands.items() if set(spec.params) & set(WELL_LISTS))
+
+
+class LabelBindingRow:
+    """One batch row's places for labels, and the bytes generated: the labware of a command with wells is copied
+    from the place of the run its wells will be."""
+
+    __slots__ = ("description", "places", "generated")
+
+    def __init__(self, description: str) -> None:
+        self.description = description.encode("utf-8")
+        self.places = label_places(description)
+        self.generated = bytearray()
+
+    def accept_bytes(self, token: bytes) -> None:
+        self.generated += token
+
+    def keeps_grounding(self, token: bytes) -> bool:
+        """Whether appending `token` keeps the labware value it writes (if any) on the way to a copy of its place."""
+        if not self.places:
+            return True
+        text = bytes(self.generated) + token
+        value_at = _last_label_start(text)
+        if value_at < 0:
+            return True
+        close = text.find(b'"', value_at)
+        if 0 <= close < len(self.generated):  # closed before this token: judged then
+            return True
+        command_at = text.rfind(_COMMAND_OPENER, 0, value_at)
+        if command_at < 0 or not text.startswith(_commands_with_wells(), command_at + len(_COMMAND_OPENER)):
+            return True
+        run = len(_CLOSED_WELL_LIST.findall(text, 0, value_at))
+        if run >= len(self.places):
+            return True
+        value = text[value_at:close] if close >= 0 else text[value_at:]
+        return fits_place(self.description, self.places[run], value, closed=close >= 0)
