@@ -25,13 +25,11 @@ import functools
 import re
 from dataclasses import dataclass
 
-from data_contracts.catalog import load_catalog
-from pipelines.serve.grounding import WELL_LISTS, label_may_end_at
-from pipelines.serve.well_order import WELL_STATEMENT
+from pipelines.serve.grounding import label_may_end_at
+from pipelines.serve.well_order import WELL_LIST_JSON, WELL_STATEMENT, commands_with_wells
 
 # The labware fields of the commands with wells: each comes right before its well list in the catalog's order.
 _LABEL_OPENERS = tuple(f'"{field}": "'.encode() for field in ("labware", "srcLabware", "dstLabware"))
-_CLOSED_WELL_LIST = re.compile(rb'"(?:' + b"|".join(key.encode() for key in WELL_LISTS) + rb')": \[[^\]]*\]')
 _COMMAND_OPENER = b'{"func_name": "'
 # What joins a label written behind its run: "wells C11,D11 of Cell_Plate", "… of 'PCR_Plate'".
 _JOINED_BEHIND = re.compile(r"\s+of\s+[\"'“‘]?")
@@ -100,10 +98,9 @@ def _last_label_start(text: bytes) -> int:
 
 
 @functools.cache
-def _commands_with_wells() -> tuple[bytes, ...]:
+def _names_with_wells() -> tuple[bytes, ...]:
     """The catalog's commands with a well list, as JSON writes their names up to the closing quote."""
-    commands = load_catalog().commands
-    return tuple(f'{name}"'.encode() for name, spec in commands.items() if set(spec.params) & set(WELL_LISTS))
+    return tuple(f'{name}"'.encode() for name in sorted(commands_with_wells()))
 
 
 class LabelBindingRow:
@@ -132,9 +129,9 @@ class LabelBindingRow:
         if 0 <= close < len(self.generated):  # closed before this token: judged then
             return True
         command_at = text.rfind(_COMMAND_OPENER, 0, value_at)
-        if command_at < 0 or not text.startswith(_commands_with_wells(), command_at + len(_COMMAND_OPENER)):
+        if command_at < 0 or not text.startswith(_names_with_wells(), command_at + len(_COMMAND_OPENER)):
             return True
-        run = len(_CLOSED_WELL_LIST.findall(text, 0, value_at))
+        run = sum(1 for written in WELL_LIST_JSON.finditer(text, 0, value_at) if written.group(2))
         if run >= len(self.places):
             return True
         value = text[value_at:close] if close >= 0 else text[value_at:]

@@ -31,7 +31,8 @@ from pipelines.serve.statement_order import Statement, StatementOrderRow
 # A run of well names joined by list separators: one well statement.
 WELL_STATEMENT = re.compile(rf"{STANDALONE_WELL}(?:{LIST_SEPARATOR}{STANDALONE_WELL})*")
 _WELL_ITEM = re.compile(STANDALONE_WELL)
-_WELL_LIST = re.compile(rb'"(?:' + b"|".join(key.encode() for key in WELL_LISTS) + rb')": \[([^\]]*)(\])?')
+# A wells, srcWells or dstWells list in plan JSON: its body, and its closing bracket once written.
+WELL_LIST_JSON = re.compile(rb'"(?:' + b"|".join(key.encode() for key in WELL_LISTS) + rb')": \[([^\]]*)(\])?')
 
 
 def well_statements(description: str) -> list[Statement]:
@@ -43,11 +44,15 @@ def well_statements(description: str) -> list[Statement]:
 
 
 @functools.cache
+def commands_with_wells() -> frozenset[str]:
+    """The catalog's commands that have a well list."""
+    return frozenset(name for name, spec in load_catalog().commands.items() if set(spec.params) & set(WELL_LISTS))
+
+
+@functools.cache
 def _names_without_wells() -> tuple[bytes, ...]:
     """The catalog's commands that have no well list, as JSON writes their names."""
-    return command_names(
-        frozenset(name for name, spec in load_catalog().commands.items() if set(spec.params) & set(WELL_LISTS))
-    )
+    return command_names(commands_with_wells())
 
 
 class WellOrderRow(StatementOrderRow):
@@ -57,7 +62,7 @@ class WellOrderRow(StatementOrderRow):
     __slots__ = ()
 
     def __init__(self, description: str) -> None:
-        super().__init__(well_statements(description), _WELL_LIST, may_repeat=False, one_for_all=False)
+        super().__init__(well_statements(description), WELL_LIST_JSON, may_repeat=False, one_for_all=False)
 
     def keeps_grounding(self, token: bytes) -> bool:
         if not super().keeps_grounding(token):
