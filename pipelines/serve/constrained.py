@@ -390,7 +390,7 @@ def _greedy_processor_class() -> type:
             else:
                 candidates = row.continuations()
                 candidates = candidates[_bits_set(self.token_bitmask[i], candidates)]
-            chosen = self._first_grounded(row, candidates, scores[i])
+            chosen = self._first_grounded(row, candidates, scores[i], lambda token: self._keeps_values(i, token))
             # None: nothing grounded is allowed (e.g. a blank description), so the grammar alone decides.
             if chosen is not None and chosen != best:
                 kept = scores[i, chosen].clone()
@@ -445,17 +445,24 @@ def _greedy_processor_class() -> type:
             bits = ((self.token_bitmask[i].unsqueeze(1) >> shifts) & 1).flatten()[: self.full_vocab_size]
             return bits.nonzero().flatten()
 
-        @staticmethod
-        def _first_grounded(row: GroundedRow, candidates: Any, row_scores: Any) -> int | None:
-            """The highest-scoring candidate that keeps the row grounded (ties: the lower id, as argmax)."""
+        def _first_grounded(
+            self, row: GroundedRow, candidates: Any, row_scores: Any, keeps_values: Callable[[bytes], bool]
+        ) -> int | None:
+            """The highest-scoring candidate that keeps the row grounded and its value rules kept (ties: the lower
+            id, as argmax); the best grounded one when no grounded candidate keeps them. Only the pick survives
+            this step, so a value rule that judged it afterwards could not steer it to another candidate."""
             if candidates.numel() == 0:
                 return None
             candidate_scores = row_scores[candidates.to(row_scores.device)].float().cpu()
             order = torch.sort(candidate_scores, descending=True, stable=True).indices[:GROUNDING_SEARCH_LIMIT]
+            best_grounded = None
             for token in candidates[order].tolist():
-                if row.keeps_grounding(token):
+                if not row.keeps_grounding(token):
+                    continue
+                if keeps_values(self._bytes_of(token)):
                     return token
-            return None
+                best_grounded = token if best_grounded is None else best_grounded
+            return best_grounded
 
     return GreedyPlanLogitsProcessor
 

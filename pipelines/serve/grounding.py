@@ -26,7 +26,7 @@ from data_contracts.validation import grounded_label_fields
 # Lists of well names, whose elements grounded decoding can restrict to the description's text on request.
 WELL_LISTS = ("wells", "srcWells", "dstWells")
 _QUOTE = b'"'
-_ASCII_WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+ASCII_WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 # A well name right after a label ("样品板A1-D1", "PlateB3") ends the label; other letters and digits extend it.
 _WELL_AHEAD = re.compile(rb"[A-H](?:1[0-2]|[1-9])(?![0-9])")
 
@@ -39,7 +39,7 @@ def label_may_end_at(description: bytes, end: int) -> bool:
     into the words around them without a separator, a number may follow a Chinese name ("细胞板37°C")
     and a well name may follow any label ("样品板A1-D1").
     """
-    if end >= len(description) or description[end] not in _ASCII_WORD:
+    if end >= len(description) or description[end] not in ASCII_WORD:
         return True
     after_chinese_name = description[end - 1] >= 0x80 and description[end : end + 1].isdigit()
     return after_chinese_name or bool(_WELL_AHEAD.match(description, end))

@@ -5,14 +5,17 @@ label error is a label from another step: a repeated Dispense that keeps the pre
 text names a new one ("排到裂解液槽中A8,…。试剂槽A4,…每孔加4ul"), a source that takes the destination's name
 ("将洗脱板B1,…移入检测板中B1,…"), a label that runs into the wells ("子板中E2, F2, G2"); see docs/results.md.
 
-The text writes a step's label right before the step's run of wells, after the run before it ("从Sample_Plate的
-A8,…", "试剂槽A4,…"), or right behind the run, joined by "of" ("wells C11,D11 of Cell_Plate"). The k-th well
-list of a plan is the text's k-th run (`pipelines.serve.well_order`), and the catalog writes a command's labware
-ahead of its wells (srcLabware ahead of srcWells, dstLabware ahead of dstWells). So while a row writes the labware
-of an Aspirate, Dispense, Mix or Transfer whose well list will be the k-th, the greedy processor keeps the value
-on the way to a copy of text that lies between the (k-1)-th run and the k-th, or that follows the k-th run's
-"of" (`LabelBindingRow`). Labels of commands without wells (PCR, Incubate, Shake, MoveLabware), and of a list
-beyond the text's last run, are left to grounding alone; so is every label of a text without a run of wells.
+The text writes a step's label right before the step's run of wells, after the run before it, joined to the run
+by nothing, a closing quote, 的, 中, 上的, a space, " (" or " wells " ("从Sample_Plate的A8,…", "试剂槽A4,…",
+"「培养板」中C4"), or right behind the run, joined by "of" ("wells C11,D11 of Cell_Plate"). The k-th well list of
+a plan is the text's k-th run (`pipelines.serve.well_order`), and the catalog writes a command's labware ahead of
+its wells (srcLabware ahead of srcWells, dstLabware ahead of dstWells). So while a row writes the labware of an
+Aspirate, Dispense, Mix or Transfer whose well list will be the k-th, the greedy processor keeps the value on the
+way to a copy of text between the (k-1)-th run and the k-th that ends where the words joining it to the k-th run
+begin, or that follows the k-th run's "of" (`LabelBindingRow`). A word of the text away from the wells ("每孔"),
+the joining word itself ("中") or a name cut at either end is no such copy. Labels of commands without wells (PCR,
+Incubate, Shake, MoveLabware), and of a list beyond the text's last run, are left to grounding alone; so is every
+label of a text without a run of wells.
 
 In every gold plan of the generated corpus, the held-out families and the public examples, each such label lies
 there (`tests/pipelines/serve/test_label_binding.py`). A text that writes a step's wells with no label near them
@@ -25,7 +28,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from pipelines.serve.grounding import label_may_end_at
+from pipelines.serve.grounding import ASCII_WORD, label_may_end_at
 from pipelines.serve.well_order import WELL_LIST_JSON, WELL_STATEMENT, commands_with_wells
 
 # The labware fields of the commands with wells: each comes right before its well list in the catalog's order.
@@ -33,15 +36,21 @@ _LABEL_OPENERS = tuple(f'"{field}": "'.encode() for field in ("labware", "srcLab
 _COMMAND_OPENER = b'{"func_name": "'
 # What joins a label written behind its run: "wells C11,D11 of Cell_Plate", "… of 'PCR_Plate'".
 _JOINED_BEHIND = re.compile(r"\s+of\s+[\"'“‘]?")
+# What joins a label written ahead of its run to the run, anchored at the run: a closing quote, then 的, 中, 上,
+# 里 or 内 (with 的 or not), a space, " (" or " wells " ("样品板的A1", "「培养板」中C4", "'Cell_Plate' wells E4").
+_JOINED_AHEAD = re.compile(r"[\"'”’」』]?(?:\s*(?:wells?\s+|\(\s*)|[的中]|[上里内]的?|\s+)?\Z")
+# A label is a name: it holds no line break and no clause punctuation, so one ahead of its run starts after the last.
+_CLAUSE_BREAKS = ("\n", "\r", ",", "，", ";", "；", "。", "、", ":", "：", "!", "！", "?", "？")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
-# The Chinese characters that may follow a label: "的", "中", "上的" join it to its wells.
+# The Chinese characters that may follow a label written behind its run ("… of Plate3的A1").
 _PARTICLES = "的中上"
 
 
 @dataclass(frozen=True)
 class LabelPlace:
-    """Where the label of one run of wells may be copied from: any text in [start, end) (between the run before
-    and this one), or text starting exactly at `behind` (after the run's "of"), ending before `behind_end`."""
+    """Where the label of one run of wells may be copied from: text in [start, end) that ends at `end`, where the
+    words joining it to the run begin, and starts after the run before it and after any clause break; or text
+    starting exactly at `behind` (after the run's "of"), ending before `behind_end`."""
 
     start: int
     end: int
@@ -60,8 +69,13 @@ def label_places(description: str) -> list[LabelPlace]:
     for index, (start, end) in enumerate(runs):
         previous_end = runs[index - 1][1] if index else 0
         next_start = runs[index + 1][0] if index + 1 < len(runs) else len(description)
+        label_end = _JOINED_AHEAD.search(description, previous_end, start).start()
+        clause_break = max(description.rfind(mark, previous_end, label_end) for mark in _CLAUSE_BREAKS)
+        label_start = max(previous_end, clause_break + 1)
         joined = _JOINED_BEHIND.match(description, end)
-        places.append(LabelPlace(at(previous_end), at(start), at(joined.end()) if joined else None, at(next_start)))
+        places.append(
+            LabelPlace(at(label_start), at(label_end), at(joined.end()) if joined else None, at(next_start))
+        )
     return places
 
 
@@ -69,24 +83,31 @@ def fits_place(description: bytes, place: LabelPlace, value: bytes, closed: bool
     """Whether `value` (closed: the whole label; otherwise its start) is copied from the run's place."""
     if closed and not value:
         return False
-    if place.behind is not None and _copied_at(description, place.behind, place.behind_end, value, closed):
+    if place.behind is not None and _copied_behind(description, place, value, closed):
         return True
+    if closed:
+        at = place.end - len(value)
+        return at >= place.start and description.startswith(value, at) and _name_starts_at(description, at)
     at = description.find(value, place.start, place.end)
-    while at >= 0:
-        if _copied_at(description, at, place.end, value, closed):
-            return True
+    while at >= 0 and not _name_starts_at(description, at):
         at = description.find(value, at + 1, place.end)
-    return False
+    return at >= 0
 
 
-def _copied_at(description: bytes, at: int, end: int, value: bytes, closed: bool) -> bool:
-    stop = at + len(value)
-    return stop <= end and description.startswith(value, at) and (not closed or _label_ends(description, stop))
+def _copied_behind(description: bytes, place: LabelPlace, value: bytes, closed: bool) -> bool:
+    stop = place.behind + len(value)
+    return (stop <= place.behind_end and description.startswith(value, place.behind)
+            and (not closed or _label_ends(description, stop)))
+
+
+def _name_starts_at(description: bytes, at: int) -> bool:
+    """Whether a label may start at byte `at`: not inside an ASCII name ("ample_Plate" of "Sample_Plate")."""
+    return at == 0 or description[at - 1] not in ASCII_WORD or description[at] not in ASCII_WORD
 
 
 def _label_ends(description: bytes, stop: int) -> bool:
     """Whether a label may stop at byte `stop`: not inside an ASCII name (`label_may_end_at`) nor inside a Chinese
-    word: a Chinese character right after it must be 的, 中 or 上 ("样品板的A1", "子板中E2", "试剂槽上的")."""
+    word: a Chinese character right after it must be 的, 中 or 上 ("Plate3的A1")."""
     after = description[stop : stop + 3].decode("utf-8", "ignore")[:1]
     return label_may_end_at(description, stop) and (not _CJK.match(after) or after in _PARTICLES)
 
