@@ -13,12 +13,16 @@ its wells (srcLabware ahead of srcWells, dstLabware ahead of dstWells). So while
 Aspirate, Dispense, Mix or Transfer whose well list will be the k-th, the greedy processor keeps the value on the
 way to a copy of text between the (k-1)-th run and the k-th that ends where the words joining it to the k-th run
 begin, or that follows the k-th run's "of" (`LabelBindingRow`). A word of the text away from the wells ("每孔"),
-the joining word itself ("中") or a name cut at either end is no such copy. Labels of commands without wells (PCR,
-Incubate, Shake, MoveLabware), and of a list beyond the text's last run, are left to grounding alone; so is every
-label of a text without a run of wells.
+the joining word itself ("中") or a name cut at either end is no such copy.
 
-In every gold plan of the generated corpus, the held-out families and the public examples, each such label lies
-there (`tests/pipelines/serve/test_label_binding.py`). A text that writes a step's wells with no label near them
+A command without wells (PCR, Incubate, Shake, MoveLabware) written after k well lists is a step the text writes
+after the k-th run and before the (k+1)-th, so its labware, position and program are copied from there
+(`fits_between_runs`): "…C11,G11 3x; then incubate Reagent_Trough at 37°C" does not incubate a plate named before
+the last run. The labware of a well list beyond the text's last run is left to grounding alone; so is every label
+of a text without a run of wells.
+
+In every gold plan of the generated corpus, the held-out families and the public examples, each of these labels
+lies there (`tests/pipelines/serve/test_label_binding.py`). A text that writes a step's wells with no label near them
 would get a copy of the words there instead; no gold text does that.
 """
 
@@ -33,6 +37,8 @@ from pipelines.serve.well_order import WELL_LIST_JSON, WELL_STATEMENT, commands_
 
 # The labware fields of the commands with wells: each comes right before its well list in the catalog's order.
 _LABEL_OPENERS = tuple(f'"{field}": "'.encode() for field in ("labware", "srcLabware", "dstLabware"))
+# The label fields of the commands without wells (PCR, Incubate, Shake, MoveLabware): their values lie between runs.
+_BETWEEN_RUNS_OPENERS = tuple(f'"{field}": "'.encode() for field in ("labware", "position", "program"))
 _COMMAND_OPENER = b'{"func_name": "'
 # What joins a label written behind its run: "wells C11,D11 of Cell_Plate", "… of 'PCR_Plate'".
 _JOINED_BEHIND = re.compile(r"\s+of\s+[\"'“‘]?")
@@ -50,12 +56,15 @@ _PARTICLES = "的中上"
 class LabelPlace:
     """Where the label of one run of wells may be copied from: text in [start, end) that ends at `end`, where the
     words joining it to the run begin, and starts after the run before it and after any clause break; or text
-    starting exactly at `behind` (after the run's "of"), ending before `behind_end`."""
+    starting exactly at `behind` (after the run's "of"), ending before `behind_end`. The run itself spans
+    [run_start, run_end)."""
 
     start: int
     end: int
     behind: int | None
     behind_end: int
+    run_start: int
+    run_end: int
 
 
 def label_places(description: str) -> list[LabelPlace]:
@@ -73,9 +82,8 @@ def label_places(description: str) -> list[LabelPlace]:
         clause_break = max(description.rfind(mark, previous_end, label_end) for mark in _CLAUSE_BREAKS)
         label_start = max(previous_end, clause_break + 1)
         joined = _JOINED_BEHIND.match(description, end)
-        places.append(
-            LabelPlace(at(label_start), at(label_end), at(joined.end()) if joined else None, at(next_start))
-        )
+        behind = at(joined.end()) if joined else None
+        places.append(LabelPlace(at(label_start), at(label_end), behind, at(next_start), at(start), at(end)))
     return places
 
 
@@ -112,9 +120,22 @@ def _label_ends(description: bytes, stop: int) -> bool:
     return label_may_end_at(description, stop) and (not _CJK.match(after) or after in _PARTICLES)
 
 
+def fits_between_runs(description: bytes, places: list[LabelPlace], run: int, value: bytes, closed: bool) -> bool:
+    """Whether `value` (closed: the whole label; otherwise its start) is copied from text after the run of wells
+    before the `run`-th (the last one the plan has listed) and before the `run`-th itself: where the text writes a
+    step without wells that the plan writes after `run` well lists."""
+    low = places[min(run, len(places)) - 1].run_end if run else 0
+    high = places[run].run_start if run < len(places) else len(description)
+    at = description.find(value, low, high)
+    while closed and at >= 0 and not label_may_end_at(description, at + len(value)):
+        at = description.find(value, at + 1, high)
+    return at >= 0 and (not closed or bool(value))
+
+
 def _last_label_start(text: bytes) -> int:
-    """Where the value of the last labware field in `text` starts; -1 when there is none."""
-    starts = [text.rfind(opener) + len(opener) for opener in _LABEL_OPENERS if opener in text]
+    """Where the value of the last label field in `text` starts; -1 when there is none."""
+    openers = (*_LABEL_OPENERS, *_BETWEEN_RUNS_OPENERS)
+    starts = [text.rfind(opener) + len(opener) for opener in openers if opener in text]
     return max(starts, default=-1)
 
 
@@ -126,7 +147,7 @@ def _names_with_wells() -> tuple[bytes, ...]:
 
 class LabelBindingRow:
     """One batch row's places for labels, and the bytes generated: the labware of a command with wells is copied
-    from the place of the run its wells will be."""
+    from the place of the run its wells will be, a label of a command without wells from between the runs."""
 
     __slots__ = ("description", "places", "generated")
 
@@ -139,7 +160,7 @@ class LabelBindingRow:
         self.generated += token
 
     def keeps_grounding(self, token: bytes) -> bool:
-        """Whether appending `token` keeps the labware value it writes (if any) on the way to a copy of its place."""
+        """Whether appending `token` keeps the label value it writes (if any) on the way to a copy of its place."""
         if not self.places:
             return True
         text = bytes(self.generated) + token
@@ -150,10 +171,14 @@ class LabelBindingRow:
         if 0 <= close < len(self.generated):  # closed before this token: judged then
             return True
         command_at = text.rfind(_COMMAND_OPENER, 0, value_at)
-        if command_at < 0 or not text.startswith(_names_with_wells(), command_at + len(_COMMAND_OPENER)):
+        if command_at < 0:
             return True
         run = sum(1 for written in WELL_LIST_JSON.finditer(text, 0, value_at) if written.group(2))
-        if run >= len(self.places):
-            return True
         value = text[value_at:close] if close >= 0 else text[value_at:]
+        if not text.startswith(_names_with_wells(), command_at + len(_COMMAND_OPENER)):
+            if not text.endswith(_BETWEEN_RUNS_OPENERS, 0, value_at):
+                return True
+            return fits_between_runs(self.description, self.places, run, value, closed=close >= 0)
+        if not text.endswith(_LABEL_OPENERS, 0, value_at) or run >= len(self.places):
+            return True
         return fits_place(self.description, self.places[run], value, closed=close >= 0)

@@ -99,9 +99,30 @@ def test_a_label_stops_only_where_a_chinese_word_does():
     assert row.keeps_grounding('裂解液槽"'.encode())  # 裂解液槽|中A8
 
 
-def test_labels_of_commands_without_wells_and_texts_without_wells_are_left_to_grounding():
-    row = row_after(TWO_DISPENSES, ASPIRATE + DISPENSE + '{"func_name": "Shake", "func_parameters": {"labware": "')
-    assert row.keeps_grounding("血清板".encode())
+def test_a_label_of_a_step_without_wells_lies_between_the_runs_listed_and_the_next():
+    text = "把检测板移到Deck_4。从血清板A12,B12吸8ul,然后振荡血清板:750rpm,60s。裂解液槽C4,D4每孔加4ul,再孵育Plate3"
+    move = '{"commands": [{"func_name": "MoveLabware", "func_parameters": {"labware": "'
+    row = row_after(text, move)  # before the first run
+    assert row.keeps_grounding("检测板".encode())
+    assert not row.keeps_grounding(b"Plate3")  # after it
+    row = row_after(text, move + '检测板", "position": "')
+    assert row.keeps_grounding('Deck_4"'.encode())
+    aspirate = '{"func_name": "Aspirate", "func_parameters": {"channels": [1, 2], "labware": "血清板", "wells": '
+    shake = aspirate + '["A12", "B12"], "vols": [8, 8]}}, {"func_name": "Shake", "func_parameters": {"labware": "'
+    row = row_after(text, move + '检测板", "position": "Deck_4"}}, ' + shake)  # between the runs
+    assert row.keeps_grounding('血清板"'.encode())
+    assert not row.keeps_grounding("检测板".encode())  # before the run the plan has listed
+    assert not row.keeps_grounding(b"Plate3")  # after the next run
+    dispense = '{"func_name": "Dispense", "func_parameters": {"channels": [1, 2], "labware": "裂解液槽", "wells": ['
+    incubate = dispense + '"C4", "D4"], "vols": [4, 4]}}, {"func_name": "Incubate", "func_parameters": {"labware": "'
+    row = row_after(text, move + '检测板", "position": "Deck_4"}}, ' + shake + '血清板", "rpm": 750, "seconds": 60}}, '
+                    + incubate)  # after the last run
+    assert row.keeps_grounding(b'Plate3"')
+    assert not row.keeps_grounding("血清板".encode())
+    assert not row.keeps_grounding("裂解液槽".encode())
+
+
+def test_texts_without_wells_are_left_to_grounding():
     row = row_after("把检测板移到Deck_4, 再把样品板移到Deck_1", '{"commands": [{"func_name": "MoveLabware", '
                     '"func_parameters": {"labware": "')
     assert row.keeps_grounding("样品板".encode())
