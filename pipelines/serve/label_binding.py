@@ -120,16 +120,17 @@ def _label_ends(description: bytes, stop: int) -> bool:
     return label_may_end_at(description, stop) and (not _CJK.match(after) or after in _PARTICLES)
 
 
-def fits_between_runs(description: bytes, places: list[LabelPlace], run: int, value: bytes, closed: bool) -> bool:
-    """Whether `value` (closed: the whole label; otherwise its start) is copied from text after the run of wells
-    before the `run`-th (the last one the plan has listed) and before the `run`-th itself: where the text writes a
-    step without wells that the plan writes after `run` well lists."""
-    low = places[min(run, len(places)) - 1].run_end if run else 0
-    high = places[run].run_start if run < len(places) else len(description)
+def fits_between_runs(description: bytes, places: list[LabelPlace], listed: int, value: bytes, closed: bool) -> bool:
+    """Whether `value` (closed: the whole label; otherwise its start) is copied from text after the last run of wells
+    the plan has listed (`listed` lists so far) and before the next run: where the text writes that step."""
+    if closed and not value:
+        return False
+    low = places[min(listed, len(places)) - 1].run_end if listed else 0
+    high = places[listed].run_start if listed < len(places) else len(description)
     at = description.find(value, low, high)
     while closed and at >= 0 and not label_may_end_at(description, at + len(value)):
         at = description.find(value, at + 1, high)
-    return at >= 0 and (not closed or bool(value))
+    return at >= 0
 
 
 def _last_label_start(text: bytes) -> int:
