@@ -95,11 +95,18 @@ def fits_place(description: bytes, place: LabelPlace, value: bytes, closed: bool
         return True
     if closed:
         at = place.end - len(value)
-        return at >= place.start and description.startswith(value, at) and _name_starts_at(description, at)
+        return at >= place.start and description.startswith(value, at) and _label_starts_at(description, at, place)
     at = description.find(value, place.start, place.end)
-    while at >= 0 and not _name_starts_at(description, at):
+    while at >= 0 and not _label_starts_at(description, at, place):
         at = description.find(value, at + 1, place.end)
     return at >= 0
+
+
+def _label_starts_at(description: bytes, at: int, place: LabelPlace) -> bool:
+    """Whether the label ahead of the run may start at byte `at`: not inside an ASCII name, and not one Chinese
+    character short of the place's end (a lone 板 or 槽 is a word of a name, never a whole name)."""
+    label = description[at : place.end].decode("utf-8", "ignore")
+    return _name_starts_at(description, at) and not _CJK.fullmatch(label)
 
 
 def _copied_behind(description: bytes, place: LabelPlace, value: bytes, closed: bool) -> bool:

@@ -49,6 +49,7 @@ def test_a_label_ahead_of_its_run_ends_where_the_words_joining_it_begin(joined):
     row = row_after(text, ASPIRATE_LABWARE)
     assert row.keeps_grounding('样品板"'.encode())
     assert not row.keeps_grounding('样品"'.encode())
+    assert not row.keeps_grounding("板".encode())  # one character of the name is never the whole name
 
 
 def test_a_label_is_no_word_of_its_place_but_the_one_next_to_the_wells():
