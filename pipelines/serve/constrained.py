@@ -461,7 +461,8 @@ def _greedy_processor_class() -> type:
                     continue
                 if keeps_values(self._bytes_of(token)):
                     return token
-                best_grounded = token if best_grounded is None else best_grounded
+                if best_grounded is None:
+                    best_grounded = token
             return best_grounded
 
     return GreedyPlanLogitsProcessor

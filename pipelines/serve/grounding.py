@@ -45,13 +45,15 @@ def label_may_end_at(description: bytes, end: int) -> bool:
     return after_chinese_name or bool(_WELL_AHEAD.match(description, end))
 
 
-def closes_label(description: bytes, value: bytes) -> bool:
-    """Whether `value` is a complete label of `description`: non-empty, copied, ending where a name may end."""
-    start = description.find(value) if value else -1
-    while start >= 0:
-        if label_may_end_at(description, start + len(value)):
+def closes_label(description: bytes, value: bytes, start: int = 0, end: int | None = None) -> bool:
+    """Whether `value` is a complete label of `description` (copied from within [start, end) when given):
+    non-empty, copied, ending where a name may end."""
+    end = len(description) if end is None else end
+    at = description.find(value, start, end) if value else -1
+    while at >= 0:
+        if label_may_end_at(description, at + len(value)):
             return True
-        start = description.find(value, start + 1)
+        at = description.find(value, at + 1, end)
     return False
 
 

@@ -32,7 +32,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from pipelines.serve.grounding import ASCII_WORD, label_may_end_at
+from pipelines.serve.grounding import ASCII_WORD, closes_label, label_may_end_at
 from pipelines.serve.well_order import WELL_LIST_JSON, WELL_STATEMENT, commands_with_wells
 
 # The labware fields of the commands with wells: each comes right before its well list in the catalog's order.
@@ -130,14 +130,9 @@ def _label_ends(description: bytes, stop: int) -> bool:
 def fits_between_runs(description: bytes, places: list[LabelPlace], listed: int, value: bytes, closed: bool) -> bool:
     """Whether `value` (closed: the whole label; otherwise its start) is copied from text after the last run of wells
     the plan has listed (`listed` lists so far) and before the next run: where the text writes that step."""
-    if closed and not value:
-        return False
     low = places[min(listed, len(places)) - 1].run_end if listed else 0
     high = places[listed].run_start if listed < len(places) else len(description)
-    at = description.find(value, low, high)
-    while closed and at >= 0 and not label_may_end_at(description, at + len(value)):
-        at = description.find(value, at + 1, high)
-    return at >= 0
+    return closes_label(description, value, low, high) if closed else description.find(value, low, high) >= 0
 
 
 def _last_label_start(text: bytes) -> int:
