@@ -5,7 +5,9 @@
 
 The rule is coverage (`pipelines.serve.coverage`, the default), grounded amounts
 (`pipelines.serve.amount_grounding`), grounded liquid classes (`pipelines.serve.liquid_class`), volumes in the
-text's order (`pipelines.serve.volume_order`) or well lists in the text's order (`pipelines.serve.well_order`).
+text's order (`pipelines.serve.volume_order`), well lists in the text's order (`pipelines.serve.well_order`),
+labels bound to their wells (`pipelines.serve.label_binding`) or steps the text has words for
+(`pipelines.serve.command_cues`).
 The cases are exactly those `regression_metrics` judged (the `regression_results` table of the lake: every slice,
 constrained rows). Both runs use the grounded catalog grammar and the eval settings of params.yaml
 (`max_new_tokens` included); only the rule's `DecodingConfig` field differs. Reports exact match, JSON- and
@@ -35,6 +37,7 @@ from pipelines.data.lake import RESULTS_TABLE, read_table, table_path  # noqa: E
 from pipelines.model.model_io import eoc_token_id, load_model_and_tokenizer  # noqa: E402
 from pipelines.model.prompts import serving_user_message  # noqa: E402
 from pipelines.serve.amount_grounding import AmountRow  # noqa: E402
+from pipelines.serve.command_cues import CommandCueRow  # noqa: E402
 from pipelines.serve.constrained import _CACHE, model_vocab_size  # noqa: E402
 from pipelines.serve.coverage import CoverageRow  # noqa: E402
 from pipelines.serve.eval_cases import EvalCase  # noqa: E402
@@ -63,6 +66,7 @@ RULE_FIELDS = {
     "volume_order": "grounded_volume_order",
     "well_order": "grounded_well_order",
     "label_binding": "grounded_label_binding",
+    "command_cues": "grounded_command_cues",
 }
 # The row class (a `pipelines.serve.constrained.ValueRule`) that times each value rule's overhead.
 VALUE_RULES = {
@@ -86,6 +90,12 @@ def rule_overhead_s(
             for piece in stream:
                 value_rule.keeps_grounding(piece)
                 value_rule.accept_bytes(piece)
+            continue
+        if rule == "command_cues":
+            name_rule = CommandCueRow(description)
+            for piece in stream:
+                name_rule.allows(piece)
+                name_rule.accept_bytes(piece)
             continue
         row = CoverageRow(description)
         for piece in stream:

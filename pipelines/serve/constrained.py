@@ -22,8 +22,9 @@ the row's own description, which no schema can say, and every volume, duration, 
 tip size and channel an amount the description states for it (`pipelines.serve.amount_grounding`), every
 vols list the description's next volume statement or its last one again (`pipelines.serve.volume_order`), every
 well list its next well statement (`pipelines.serve.well_order`), the labware of a command with wells the label
-the description writes next to them (`pipelines.serve.label_binding`), and a liquid class on the Aspirate or Dispense
-the description names it for (`pipelines.serve.liquid_class`). Coverage
+the description writes next to them (`pipelines.serve.label_binding`), a liquid class on the Aspirate or Dispense
+the description names it for (`pipelines.serve.liquid_class`), and no more PCR or MoveLabware steps than the
+description has words for (`pipelines.serve.command_cues`). Coverage
 (`pipelines.serve.coverage`): it keeps the commands array open while the description states a number or well
 name the plan has not used.
 """
@@ -40,6 +41,7 @@ from typing import Any, Protocol
 
 from data_contracts.catalog import CHANNEL_MAX, catalog_json_schema
 from pipelines.serve.amount_grounding import AmountRow
+from pipelines.serve.command_cues import CommandCueRow
 from pipelines.serve.coverage import CoverageRow
 from pipelines.serve.grounding import GroundedFields, GroundedRow, GroundingVocab
 from pipelines.serve.label_binding import LabelBindingRow
@@ -70,8 +72,8 @@ LABEL_REF = "#/$defs/label"
 
 class ValueRule(Protocol):
     """A batch row's rule on the values it writes (`AmountRow`, `LiquidClassRow`, `VolumeOrderRow`,
-    `WellOrderRow`, `LabelBindingRow`): fed every generated token, it says whether a candidate token keeps the value
-    it writes on one the description states."""
+    `WellOrderRow`, `LabelBindingRow`): fed every generated token, it says whether a candidate
+    token keeps the value it writes on one the description states."""
 
     def accept_bytes(self, token: bytes) -> None: ...
 
@@ -224,6 +226,7 @@ def plan_logits_processor(
     volume_order_texts: Sequence[str] | None = None,
     well_order_texts: Sequence[str] | None = None,
     label_binding_texts: Sequence[str] | None = None,
+    command_cue_texts: Sequence[str] | None = None,
 ) -> Any:
     """A fresh logits processor for one greedy `generate` call (xgrammar's processor is single use).
 
@@ -236,7 +239,8 @@ def plan_logits_processor(
     `volume_order_texts` (one per row: the description whose volume statements the vols lists follow in order)
     orders volumes. `well_order_texts` (one per row: the description whose well statements the well lists are, in
     order) orders well lists. `label_binding_texts` (one per row: the description whose labels go with the runs of
-    wells next to them) binds the labware of commands with wells.
+    wells next to them) binds the labware of commands with wells. `command_cue_texts` (one per row: the description
+    whose words for PCR and MoveLabware steps bound how many the plan has) holds back those steps.
     """
     schema = _cached_decoding_schema(limits or DecodingLimits())
     vocab_size = model_vocab_size(model)
@@ -255,7 +259,8 @@ def plan_logits_processor(
             WellOrderRow: well_order_texts, LabelBindingRow: label_binding_texts,
         }
     )
-    return _greedy_processor_class()(compiled, rows, coverage, vocab.token_bytes, eoc_token_id, value_rows)
+    names = None if command_cue_texts is None else [CommandCueRow(text) for text in command_cue_texts]
+    return _greedy_processor_class()(compiled, rows, coverage, vocab.token_bytes, eoc_token_id, value_rows, names)
 
 
 def _value_rows(texts_by_rule: Mapping[type[ValueRule], Sequence[str] | None]) -> list[list[ValueRule]] | None:
@@ -298,18 +303,21 @@ def _greedy_processor_class() -> type:
             token_bytes: Sequence[bytes] = (),
             stop_token_id: int | None = None,
             value_rows: list[list[ValueRule]] | None = None,
+            name_rows: list[CommandCueRow] | None = None,
         ) -> None:
             super().__init__(compiled_grammar)
             self.grounded_rows = grounded_rows
             self.coverage_rows = coverage_rows
             self.value_rows = value_rows
+            self.name_rows = name_rows
             self.token_bytes = token_bytes
             self.stop_token_id = stop_token_id
             self.stopped_rows: set[int] = set()  # ended by coverage with the stop token, outside the grammar
 
         def _start(self, batch_size: int) -> None:
             for rows, what in (
-                (self.grounded_rows, "grounding"), (self.coverage_rows, "coverage"), (self.value_rows, "value rule")
+                (self.grounded_rows, "grounding"), (self.coverage_rows, "coverage"), (self.value_rows, "value rule"),
+                (self.name_rows, "step word"),
             ):
                 if rows is not None and len(rows) != batch_size:
                     raise ValueError(f"{len(rows)} {what} texts for a batch of {batch_size} rows")
@@ -333,6 +341,8 @@ def _greedy_processor_class() -> type:
                             self.coverage_rows[i].accept_bytes(self._bytes_of(token))
                         for rule in self.value_rows[i] if self.value_rows is not None else ():
                             rule.accept_bytes(self._bytes_of(token))
+                        if self.name_rows is not None:
+                            self.name_rows[i].accept_bytes(self._bytes_of(token))
             active = [i for i, matcher in enumerate(self.matchers)
                       if not matcher.is_terminated() and i not in self.stopped_rows]
             for i in active:
@@ -342,7 +352,7 @@ def _greedy_processor_class() -> type:
             forbidden = (((words >> (best % 32)) & 1) == 0).nonzero().flatten().tolist()
             if forbidden:
                 self._mask_rows(scores, forbidden)
-            if self.grounded_rows is None and self.coverage_rows is None and self.value_rows is None:
+            if all(rows is None for rows in (self.grounded_rows, self.coverage_rows, self.value_rows, self.name_rows)):
                 return scores
             if forbidden:
                 best[forbidden] = scores[forbidden].argmax(dim=-1).cpu()
@@ -399,27 +409,30 @@ def _greedy_processor_class() -> type:
 
         def _pick_by_rules(self, i: int, scores: Any, coverage: CoverageRow | None) -> None:
             """Replace the row's pick by the best allowed token that every value rule of the row keeps
-            (`ValueRule.keeps_grounding`) and coverage allows (`CoverageRow.allows`: a command name the text
-            leaves room for), when it is not one; when none pleases both, coverage alone decides, and without
-            coverage the grammar does.
+            (`ValueRule.keeps_grounding`), coverage allows (`CoverageRow.allows`: a command name the text
+            leaves room for) and the row's step words allow (`CommandCueRow.allows`), when it is not one; when
+            none pleases them all, coverage and the step words alone decide, and without either the grammar does.
 
             A value rule may hold back a command name too (`WellOrderRow`), but not while coverage forces the plan
             open: the forced commands only probe for a plan that uses more of the text (`CoverageRow.settle` keeps
             the plan from before forcing otherwise), and one steered away from the model's pick tends to reuse a
-            stated number for an unrelated field, which such a probe counts as a use."""
+            stated number for an unrelated field, which such a probe counts as a use. A step the text has no word
+            for is held back while forcing too: no gold plan has one, forced or not."""
             forcing = coverage is not None and coverage.forcing
+            names = self.name_rows[i] if self.name_rows is not None else None
+
+            def named_as_written(token: bytes) -> bool:
+                return (coverage is None or coverage.allows(token)) and (names is None or names.allows(token))
 
             def abides(token: bytes) -> bool:
-                if coverage is None:
-                    return self._keeps_values(i, token)
-                if forcing and coverage.names_command(token):
-                    return coverage.allows(token)
-                return coverage.allows(token) and self._keeps_values(i, token)
+                if not named_as_written(token):
+                    return False
+                return (forcing and coverage.names_command(token)) or self._keeps_values(i, token)
 
             if abides(self._bytes_of(int(scores[i].argmax()))):
                 return
-            if not self._keep_best_allowed(i, scores, abides) and coverage is not None:
-                self._keep_best_allowed(i, scores, coverage.allows)
+            if not self._keep_best_allowed(i, scores, abides) and (coverage is not None or names is not None):
+                self._keep_best_allowed(i, scores, named_as_written)
 
         def _keeps_values(self, i: int, token: bytes) -> bool:
             """Whether every value rule of row `i` keeps `token` (True when no value rule is on)."""

@@ -72,6 +72,8 @@ class DecodingConfig:
     grounded_well_order: bool = True
     # The labware of a command with wells is the label the text writes next to them; needs constrained.
     grounded_label_binding: bool = True
+    # No more PCR or MoveLabware steps than the text has words for; needs constrained.
+    grounded_command_cues: bool = True
     # No plan ends leaving a stated value unused, and none goes on restating used ones; needs constrained.
     coverage: bool = True
     limits: DecodingLimits = field(default_factory=DecodingLimits)
@@ -172,6 +174,7 @@ def _generate(model: Any, tokenizer: Any, prompts: list[_Prompt], config: Decodi
                 volume_order_texts=texts if config.grounded_volume_order else None,
                 well_order_texts=texts if config.grounded_well_order else None,
                 label_binding_texts=texts if config.grounded_label_binding else None,
+                command_cue_texts=texts if config.grounded_command_cues else None,
             )
         )
     coverage_rows = processors[0].coverage_rows if processors else None
