@@ -72,8 +72,8 @@ LABEL_REF = "#/$defs/label"
 
 class ValueRule(Protocol):
     """A batch row's rule on the values it writes (`AmountRow`, `LiquidClassRow`, `VolumeOrderRow`,
-    `WellOrderRow`, `LabelBindingRow`): fed every generated token, it says whether a candidate
-    token keeps the value it writes on one the description states."""
+    `WellOrderRow`, `LabelBindingRow`): fed every generated token, it says whether a candidate token keeps the value
+    it writes on one the description states."""
 
     def accept_bytes(self, token: bytes) -> None: ...
 
@@ -292,7 +292,8 @@ def _greedy_processor_class() -> type:
         description lacks into a label gets the best token that is both allowed and grounded instead
         (every other score set to -inf, so greedy takes it); see `pipelines.serve.grounding`. With
         `value_rows` (each row's `ValueRule`s), likewise for an amount or a liquid class the description does
-        not state for its field.
+        not state for its field. With `name_rows` (one `CommandCueRow` per row), likewise for a PCR or MoveLabware
+        step the description has no word left for.
         """
 
         def __init__(
