@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from pipelines.serve.coverage import WELL_NAME, command_name_in, command_names, name_leads_to
+from pipelines.serve.coverage import NAME_OPENER, WELL_NAME, command_name_in, command_names, name_leads_to
 
 # The rest of a clause has a well name: an arrow into it points at wells, so liquid moves, not a plate.
 _WELLS_AHEAD = rf"(?![^,;，；。\n]*?(?<![A-Za-z0-9_]){WELL_NAME}(?![A-Za-z0-9_]))"
@@ -47,9 +47,9 @@ def step_words(description: str) -> Counter[str]:
     return Counter({name: len(words.findall(description)) for name, words in STEP_WORDS.items()})
 
 
-def steps_named(plan_text: str) -> Counter[str]:
+def steps_named(plan: bytes | bytearray) -> Counter[str]:
     """How many steps of each kind of `STEP_WORDS` (partial) plan JSON has."""
-    return Counter({name: plan_text.count(f'"func_name": "{name}"') for name in STEP_WORDS})
+    return Counter({name: plan.count(NAME_OPENER + name.encode() + b'"') for name in STEP_WORDS})
 
 
 class CommandCueRow:
@@ -70,6 +70,6 @@ class CommandCueRow:
         written = command_name_in(self.generated, token)
         if written is None:
             return True
-        named = steps_named(self.generated.decode("utf-8", "replace"))
+        named = steps_named(self.generated)
         held_back = frozenset(name for name in STEP_WORDS if named[name] >= self.words[name])
         return name_leads_to(written, command_names(held_back))

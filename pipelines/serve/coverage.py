@@ -67,7 +67,9 @@ _TIP_MENTION = re.compile(r"(?<!per )(?<!each )(?:枪头|吸头|tip|DiTi)", re.I
 _TIP_STEP = re.compile(r'"(?:Get|Drop)Diti"')
 _JSON_KEY = re.compile(r'"[A-Za-z_]+":')
 _TIP_COMMANDS = ("GetDiti", "DropDiti")
-_NAME_OPENER = b'"func_name": "'
+# What canonical plan JSON writes before a command's name, and before the command itself.
+NAME_OPENER = b'"func_name": "'
+COMMAND_OPENER = b"{" + NAME_OPENER
 # Enough bytes for the opener and the longest command name.
 _NAME_LOOKBACK = 48
 
@@ -114,10 +116,10 @@ def command_name_in(generated: bytes | bytearray, token: bytes) -> tuple[bytes, 
     """The command name `token` writes part of, given the bytes `generated` before it: (the name up to the token's
     end, whether the token ends it), or None when the token writes no name."""
     text = bytes(generated[-_NAME_LOOKBACK:]) + token
-    opener = text.rfind(_NAME_OPENER)
+    opener = text.rfind(NAME_OPENER)
     if opener < 0:
         return None
-    name_start = opener + len(_NAME_OPENER)
+    name_start = opener + len(NAME_OPENER)
     name_end = text.find(b'"', name_start)
     if name_end >= 0 and name_end < len(text) - len(token):
         return None  # named before this token

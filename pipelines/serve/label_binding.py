@@ -32,6 +32,7 @@ import functools
 import re
 from dataclasses import dataclass
 
+from pipelines.serve.coverage import COMMAND_OPENER
 from pipelines.serve.grounding import ASCII_WORD, closes_label, label_may_end_at
 from pipelines.serve.well_order import WELL_LIST_JSON, WELL_STATEMENT, commands_with_wells
 
@@ -39,7 +40,6 @@ from pipelines.serve.well_order import WELL_LIST_JSON, WELL_STATEMENT, commands_
 _LABEL_OPENERS = tuple(f'"{field}": "'.encode() for field in ("labware", "srcLabware", "dstLabware"))
 # The label fields of the commands without wells (PCR, Incubate, Shake, MoveLabware): their values lie between runs.
 _BETWEEN_RUNS_OPENERS = tuple(f'"{field}": "'.encode() for field in ("labware", "position", "program"))
-_COMMAND_OPENER = b'{"func_name": "'
 # What joins a label written behind its run: "wells C11,D11 of Cell_Plate", "… of 'PCR_Plate'".
 _JOINED_BEHIND = re.compile(r"\s+of\s+[\"'“‘]?")
 # What joins a label written ahead of its run to the run, anchored at the run: a closing quote, then 的, 中, 上,
@@ -173,12 +173,12 @@ class LabelBindingRow:
         close = text.find(b'"', value_at)
         if 0 <= close < len(self.generated):  # closed before this token: judged then
             return True
-        command_at = text.rfind(_COMMAND_OPENER, 0, value_at)
+        command_at = text.rfind(COMMAND_OPENER, 0, value_at)
         if command_at < 0:
             return True
         run = sum(1 for written in WELL_LIST_JSON.finditer(text, 0, value_at) if written.group(2))
         value = text[value_at:close] if close >= 0 else text[value_at:]
-        if not text.startswith(_names_with_wells(), command_at + len(_COMMAND_OPENER)):
+        if not text.startswith(_names_with_wells(), command_at + len(COMMAND_OPENER)):
             if not text.endswith(_BETWEEN_RUNS_OPENERS, 0, value_at):
                 return True
             return fits_between_runs(self.description, self.places, run, value, closed=close >= 0)

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.serve.coverage import WELL_NAME, complete_commands
+from pipelines.serve.coverage import COMMAND_OPENER, WELL_NAME, complete_commands
 from pipelines.serve.grounding import WELL_LISTS
 
 _WELL_NAME = re.compile(WELL_NAME)
@@ -48,7 +48,6 @@ _MARKER = re.compile(
 )
 _HEADS_NEXT = ("lead", "zh_colon", "en_colon", "bracketed")
 _COMMANDS_WITH_CLASS = (b"Aspirate", b"Dispense")
-_COMMAND_OPENER = b'{"func_name": "'
 _PARAMS_OPENER = b'"func_parameters": {'
 _VOLS_LIST = re.compile(rb'"vols": \[[^\]]*\]')
 _WELLS_LIST = re.compile(rb'"wells": \[([^\]]*)\]')
@@ -114,11 +113,11 @@ class LiquidClassRow:
         if not self.marks:
             return True
         text = bytes(self.generated) + token
-        command_at = text.rfind(_COMMAND_OPENER)
+        command_at = text.rfind(COMMAND_OPENER)
         params_at = text.find(_PARAMS_OPENER, command_at)
         if command_at < 0 or params_at < 0:
             return True
-        name = text[command_at + len(_COMMAND_OPENER) : params_at]
+        name = text[command_at + len(COMMAND_OPENER) : params_at]
         if not name.startswith(_COMMANDS_WITH_CLASS):
             return True
         params = text[params_at + len(_PARAMS_OPENER) - 1 :]

@@ -65,7 +65,7 @@ def row_after(description: str, prefix: str) -> CommandCueRow:
 
 
 def test_a_step_is_held_back_once_the_text_has_no_word_left_for_it():
-    assert steps_named(AFTER_A_PCR) == {"PCR": 1, "MoveLabware": 0}
+    assert steps_named(AFTER_A_PCR.encode()) == {"PCR": 1, "MoveLabware": 0}
     row = row_after("Plate1 PCR (Melt_60), then wait 30s", AFTER_A_PCR)
     assert not row.allows(b"P")  # only PCR starts so
     assert row.allows(b"De")  # Delay
