@@ -6,8 +6,9 @@
 Trains the profile once with `pipelines.model.train.train_lora` (what `lora_checkpoint` runs) on the current
 augmented_training_set, keeping a checkpoint at `points` evenly spaced optimizer steps. Each checkpoint
 (base + adapter, merged in memory) then decodes a fixed sample of the eval split, the held-out phrasing
-families and the 20 public examples, with the decoding `regression_metrics` uses (greedy, catalog grammar,
-grounded labels). Prints a markdown table for docs/results.md and writes the JSON and the PNG.
+families and the 20 public examples, with the decoding `regression_metrics` uses for the profile (its `eval`
+settings in params.yaml: greedy, catalog grammar, every grounding and coverage rule). Prints a markdown table
+for docs/results.md and writes the JSON and the PNG.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from pipelines.config import load_params  # noqa: E402
 from pipelines.data.lake import AUGMENTED_TABLE, NORMALIZED_TABLE, read_table, table_path  # noqa: E402
 from pipelines.model.train import train_lora  # noqa: E402
 from pipelines.model.training_data import select_rows  # noqa: E402
-from pipelines.serve.decode import DecodingConfig  # noqa: E402
 from pipelines.serve.eval_cases import EvalCase  # noqa: E402
 from pipelines.serve.eval_metrics import compute_metrics  # noqa: E402
 from pipelines.serve.eval_slices import eval_split_cases, read_cases  # noqa: E402
@@ -74,6 +74,9 @@ def _slices(lake: Path, eval_cases: int, heldout_cases: int) -> dict[str, list[E
     normalized = read_table(table_path(lake, NORMALIZED_TABLE))
     cases = {"eval": eval_split_cases(augmented, normalized)[:eval_cases]}
     for name, path in SLICES.items():
+        if not path.is_file():
+            # regression_metrics reports a missing slice as empty; a curve would plot it as 0.0 at every point.
+            raise SystemExit(f"{path} is missing (`make corpus` writes the held-out cases)")
         sliced = read_cases(path, name)
         cases[name] = sliced[:heldout_cases] if name == "heldout" else sliced
     return cases
@@ -111,7 +114,8 @@ def main() -> None:
     parser.add_argument("--png", type=Path, default=ROOT / "docs" / "learning_curve.png")
     args = parser.parse_args()
 
-    name, config = load_params(args.params).training.resolve(args.profile)
+    params = load_params(args.params)
+    name, config = params.training.resolve(args.profile)
     lake, artifacts = default_lake(), default_artifacts()
     from pipelines.model.base_model import resolve_base_model
 
@@ -134,7 +138,7 @@ def main() -> None:
 
     tokenizer = load_tokenizer(base_dir)
     cases = _slices(lake, args.eval_cases, args.heldout_cases)
-    decoding = DecodingConfig(batch_size=32, constrained=True)
+    decoding = params.eval.for_profile(name).decoding_config(constrained=True)
     points = []
     for step, checkpoint in _checkpoints(run_dir):
         model = _merged(base_dir, checkpoint)
