@@ -33,7 +33,7 @@ from bench.common import (  # noqa: E402
     machine_info,
     write_json,
 )
-from pipelines.config import load_params  # noqa: E402
+from pipelines.config import EvalSettings, load_params  # noqa: E402
 from pipelines.data.lake import AUGMENTED_TABLE, NORMALIZED_TABLE, read_table, table_path  # noqa: E402
 from pipelines.model.train import train_lora  # noqa: E402
 from pipelines.model.training_data import select_rows  # noqa: E402
@@ -43,10 +43,6 @@ from pipelines.serve.eval_slices import eval_split_cases, read_cases  # noqa: E4
 from pipelines.serve.evaluate import run_evaluation  # noqa: E402
 
 ROOT = REPO_ROOT
-SLICES = {
-    "heldout": ROOT / "data" / "heldout" / "phrasing_families.jsonl",
-    "public": ROOT / "data" / "eval" / "sop_examples.jsonl",
-}
 
 
 def _checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
@@ -69,11 +65,14 @@ def _merged(base_dir: Path, checkpoint: Path) -> Any:
     return model.merge_and_unload().eval()
 
 
-def _slices(lake: Path, eval_cases: int, heldout_cases: int) -> dict[str, list[EvalCase]]:
+def _slices(lake: Path, settings: EvalSettings, eval_cases: int, heldout_cases: int) -> dict[str, list[EvalCase]]:
+    """The first `eval_cases` eval-split cases, the first `heldout_cases` held-out ones and every public one; the
+    held-out and public files are those of the profile's eval settings, as `regression_metrics` reads them."""
     augmented = read_table(table_path(lake, AUGMENTED_TABLE))
     normalized = read_table(table_path(lake, NORMALIZED_TABLE))
     cases = {"eval": eval_split_cases(augmented, normalized)[:eval_cases]}
-    for name, path in SLICES.items():
+    for name, relative in (("heldout", settings.heldout_cases), ("public", settings.public_cases)):
+        path = ROOT / relative
         if not path.is_file():
             # regression_metrics reports a missing slice as empty; a curve would plot it as 0.0 at every point.
             raise SystemExit(f"{path} is missing (`make corpus` writes the held-out cases)")
@@ -137,8 +136,9 @@ def main() -> None:
     from pipelines.model.model_io import load_tokenizer
 
     tokenizer = load_tokenizer(base_dir)
-    cases = _slices(lake, args.eval_cases, args.heldout_cases)
-    decoding = params.eval.for_profile(name).decoding_config(constrained=True)
+    settings = params.eval.for_profile(name)
+    cases = _slices(lake, settings, args.eval_cases, args.heldout_cases)
+    decoding = settings.decoding_config(constrained=True)
     points = []
     for step, checkpoint in _checkpoints(run_dir):
         model = _merged(base_dir, checkpoint)
