@@ -119,6 +119,9 @@ class TrainConfig:
     # bf16 autocast on a CPU with native bf16 units (AVX512-BF16 or AMX), fp32 master weights: faster training
     # there (docs/benchmarks.md). CPUs without them stay in fp32, where bf16 would be emulated and slower.
     cpu_bf16: bool = False
+    # Under bf16 autocast, store the frozen weights of the LoRA target layers in bf16: autocast casts them to bf16
+    # for every product anyway, so this saves the casts (docs/benchmarks.md); the merge reads the fp32 base.
+    bf16_frozen_weights: bool = False
     dataloader_num_workers: int = 0
     # Throughput knobs; each gives the same loss (bench/train_throughput.py,
     # tests/pipelines/model/test_train_loss_knobs.py).

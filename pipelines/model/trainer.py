@@ -247,6 +247,15 @@ def build_peft_config(config: TrainConfig, eoc_token_id: int | None):
     )
 
 
+def store_frozen_weights_in_bf16(model: Any, target_modules: list[str]) -> None:
+    """The weights of the LoRA target linears in bf16: they stay frozen, and autocast casts them to bf16 anyway."""
+    import torch
+
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] in target_modules:
+            module.weight.data = module.weight.data.to(torch.bfloat16)
+
+
 def build_trainer(
     config: TrainConfig,
     args: Any,

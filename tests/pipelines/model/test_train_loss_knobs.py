@@ -16,7 +16,12 @@ from pipelines.config import TrainConfig
 from pipelines.model.base_model import resolve_base_model
 from pipelines.model.model_io import load_causal_lm, load_tokenizer
 from pipelines.model.prompts import build_completion_ids, build_prompt_ids
-from pipelines.model.trainer import build_peft_config, completion_token_losses, shared_prefix_length
+from pipelines.model.trainer import (
+    build_peft_config,
+    completion_token_losses,
+    shared_prefix_length,
+    store_frozen_weights_in_bf16,
+)
 
 DESCRIPTIONS = [
     (
@@ -99,3 +104,11 @@ def test_knobs_give_the_plain_loss_and_gradients(tiny_dir, knobs):
     assert plain_grads.keys() == grads.keys() and any("lora_A" in name for name in grads)
     for name, grad in plain_grads.items():
         torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-6, msg=lambda m: f"{name}: {m}")
+
+
+def test_frozen_target_weights_in_bf16(tiny_dir):
+    model = load_causal_lm(tiny_dir, dtype=torch.float32)
+    store_frozen_weights_in_bf16(model, ["q_proj", "down_proj"])
+    dtypes = {name.rsplit(".", 2)[-2]: p.dtype for name, p in model.named_parameters() if name.endswith("proj.weight")}
+    assert dtypes["q_proj"] == dtypes["down_proj"] == torch.bfloat16
+    assert dtypes["k_proj"] == dtypes["up_proj"] == torch.float32
