@@ -1,13 +1,21 @@
-"""bf16 autocast on the CPU (`cpu_bf16`): the default profile's training with it off and on, back to back.
+"""bf16 on the CPU: the default profile's training in fp32, under bf16 autocast, and with the frozen weights in bf16.
 
     .venv/bin/python bench/cpu_bf16.py --rows 48 --repeats 2 --out bench/results/cpu_bf16-<stamp>.json
 
-Both sides train SmolLM2-135M-Instruct through `pipelines.model.train.train_lora` with the `default` profile of
+The sides, each adding one lever to the one before:
+- fp32;
+- bf16: bf16 autocast, fp32 master weights (`cpu_bf16`);
+- bf16-frozen-weights: the frozen weights of the LoRA targets stored in bf16 (`bf16_frozen_weights`), the
+  `default` profile as shipped.
+
+Every side trains SmolLM2-135M-Instruct through `pipelines.model.train.train_lora` with the `default` profile of
 params.yaml on the same `--rows` rows (the profile's weighted sampling and seed), warm-up off and a constant
-learning rate, no evaluation during training; only `cpu_bf16` differs. Each run is a fresh process and the
-sides alternate, swapping order every repeat. Reported per side: real tokens/s of the whole `train()` and the
-mean training loss (the same rows and steps, so the losses should agree to about 1%). On a CPU without native
-bf16 (no AVX512-BF16, no AMX) `cpu_bf16` resolves to fp32 and both sides are the same: the report says so.
+learning rate, no evaluation during training; only the knobs above differ. Each run is a fresh process; the order
+of the sides turns every repeat. Reported per side: real tokens/s of the whole `train()`, the mean seconds per
+row of the micro-batches after the first two (the first ones of a run hold its longest rows and the one-off kernel
+set-up), and the mean training loss (the same rows and steps, so the losses should agree to about 1%). On a CPU
+without native bf16 (no AVX512-BF16, no AMX) `cpu_bf16` resolves to fp32 and the bf16 sides train in fp32: the
+report says so.
 """
 
 from __future__ import annotations
@@ -33,7 +41,9 @@ from bench.common import (  # noqa: E402
     write_json,
 )
 
-SIDES = ("fp32", "bf16")
+LEVERS = ("cpu_bf16", "bf16_frozen_weights")
+# Side -> the levers it turns on (the others off).
+SIDES: dict[str, tuple[str, ...]] = {"fp32": (), "bf16": LEVERS[:1], "bf16-frozen-weights": LEVERS}
 
 
 def _worker(side: str, rows: int, params_path: str) -> None:
@@ -44,18 +54,47 @@ def _worker(side: str, rows: int, params_path: str) -> None:
 
     _, config = load_params(params_path).training.resolve("default")
     config = dataclasses.replace(
-        config, max_train_samples=rows, cpu_bf16=side == "bf16", eval_strategy="no", warmup_steps=0,
-        lr_scheduler_type="constant",
+        config, max_train_samples=rows, eval_strategy="no", warmup_steps=0, lr_scheduler_type="constant",
+        **{lever: lever in SIDES[side] for lever in LEVERS},
     )
     base_dir = Path(resolve_base_model(config.base_model, default_artifacts()).path)
     data = read_table(ensure_augmented_table(default_lake(), params_path))
+    step_seconds = _time_micro_batches()
     with tempfile.TemporaryDirectory(prefix="cpu_bf16-") as out:
         result = train_lora(config, base_dir, data, Path(out))
+    later = step_seconds[2:]
     emit_worker_result({
         "side": side, "native_bf16": cpu_has_native_bf16(), "bf16_used": resolve_device(config)[1],
         "tokens_per_s": result.metrics["tokens_per_s"],
+        "s_per_row_after_two": sum(later) / (len(later) * config.per_device_train_batch_size) if later else None,
         "tokens_seen": result.metrics["tokens_seen"], "train_loss": result.metrics["train_loss"],
     })
+
+
+def _time_micro_batches() -> list[float]:
+    """Seconds of every micro-batch of the next `train_lora` (its trainer's `training_step`), in order."""
+    import time
+
+    import pipelines.model.train as train_module
+
+    seconds: list[float] = []
+    build_trainer = train_module.build_trainer
+
+    def timed_build(*args, **kwargs):
+        trainer = build_trainer(*args, **kwargs)
+        step = trainer.training_step
+
+        def timed_step(*step_args, **step_kwargs):
+            started = time.perf_counter()
+            result = step(*step_args, **step_kwargs)
+            seconds.append(time.perf_counter() - started)
+            return result
+
+        trainer.training_step = timed_step
+        return trainer
+
+    train_module.build_trainer = timed_build
+    return seconds
 
 
 def main() -> None:
@@ -64,26 +103,29 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--params", default=str(REPO_ROOT / "params.yaml"))
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=list(SIDES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         _worker(args.worker, args.rows, args.params)
         return
     runs: list[dict] = []
     for repeat in range(args.repeats):
-        for side in SIDES if repeat % 2 == 0 else SIDES[::-1]:
+        order = list(SIDES)
+        for side in order[repeat % len(order):] + order[: repeat % len(order)]:
             result = run_worker(Path(__file__), ["--worker", side, "--rows", str(args.rows), "--params", args.params])
             log(f"repeat {repeat} {side}: {result}")
             runs.append(result)
-    sides = {
-        side: {key: summarize([r[key] for r in runs if r["side"] == side]) for key in ("tokens_per_s", "train_loss")}
-        for side in SIDES
-    }
-    ratio = sides["bf16"]["tokens_per_s"]["median"] / sides["fp32"]["tokens_per_s"]["median"]
-    print(f"native bf16: {runs[0]['native_bf16']}; bf16/fp32 real tokens/s: {ratio:.2f}x")
+    keys = ("tokens_per_s", "s_per_row_after_two", "train_loss")
+    sides = {side: {key: summarize([r[key] for r in runs if r["side"] == side]) for key in keys} for side in SIDES}
+    # Each side against the one before it, on the steps after the first two.
+    names = list(SIDES)
+    seconds = {side: sides[side]["s_per_row_after_two"]["median"] for side in names}
+    ratios = {f"{after}/{before}": seconds[before] / seconds[after] for before, after in zip(names, names[1:])}
+    speedups = ", ".join(f"{name} {ratio:.2f}x" for name, ratio in ratios.items())
+    print(f"native bf16: {runs[0]['native_bf16']}; speed-ups: {speedups}")
     for side in SIDES:
-        print(f"{side}: tokens/s {sides[side]['tokens_per_s']}, train loss {sides[side]['train_loss']}")
-    write_json({"machine": machine_info(), "rows": args.rows, "runs": runs, "sides": sides, "ratio": ratio,
+        print(f"{side}: " + ", ".join(f"{key} {sides[side][key]}" for key in keys))
+    write_json({"machine": machine_info(), "rows": args.rows, "runs": runs, "sides": sides, "ratios": ratios,
                 "command": " ".join(sys.argv)}, args.out)
 
 
