@@ -28,7 +28,7 @@ from pipelines.atomic_files import write_json_atomic
 from pipelines.config import TrainConfig
 from pipelines.lineage.manifest import MANIFEST_NAME, sha256_weights
 from pipelines.model.checkpoints import CONFIG_NAME, check_resume_compatible, find_resume_checkpoint
-from pipelines.model.trainer import TrainingProgress, build_trainer, store_frozen_weights_in_bf16
+from pipelines.model.trainer import TrainingProgress, build_trainer
 from pipelines.model.training_data import TrainingDatasets, build_datasets
 
 
@@ -157,8 +157,6 @@ def train_lora(
     # would update that row (or none) while every target ends in `<eoc>` spelled out as plain characters.
     eoc_id = eoc_token_id(tokenizer)
     model = load_causal_lm(base_model_dir, dtype=torch.float32)
-    if bf16 and config.bf16_frozen_weights:
-        store_frozen_weights_in_bf16(model, config.lora_target_modules)
     model.train()
     datasets = build_datasets(config, data, tokenizer)
     log(datasets.describe())

@@ -247,13 +247,19 @@ def build_peft_config(config: TrainConfig, eoc_token_id: int | None):
     )
 
 
-def store_frozen_weights_in_bf16(model: Any, target_modules: list[str]) -> None:
-    """The weights of the LoRA target linears in bf16: they stay frozen, and autocast casts them to bf16 anyway."""
-    import torch
+def store_frozen_weights_in_bf16(model: Any) -> None:
+    """The frozen weights under every LoRA adapter in bf16, as autocast casts them for every product anyway.
 
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] in target_modules:
-            module.weight.data = module.weight.data.to(torch.bfloat16)
+    Called once peft has added the adapters: created over fp32 weights, they start from the same fp32 values as
+    without this, so training computes the same numbers (peft would otherwise initialize them in bf16).
+    """
+    import torch
+    from peft.tuners.lora import LoraLayer
+
+    for module in model.modules():
+        if isinstance(module, LoraLayer):
+            base = module.get_base_layer()
+            base.weight.data = base.weight.data.to(torch.bfloat16)
 
 
 def build_trainer(
@@ -289,6 +295,8 @@ def build_trainer(
         peft_config=build_peft_config(config, eoc_id),
         callbacks=callbacks,
     )
+    if args.bf16 and config.bf16_frozen_weights:
+        store_frozen_weights_in_bf16(trainer.model)
     trainer.completion_logits_only = config.completion_logits_only
     trainer.shared_prefix = config.shared_prefix
     return trainer

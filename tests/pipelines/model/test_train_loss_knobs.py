@@ -106,9 +106,17 @@ def test_knobs_give_the_plain_loss_and_gradients(tiny_dir, knobs):
         torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-6, msg=lambda m: f"{name}: {m}")
 
 
-def test_frozen_target_weights_in_bf16(tiny_dir):
-    model = load_causal_lm(tiny_dir, dtype=torch.float32)
-    store_frozen_weights_in_bf16(model, ["q_proj", "down_proj"])
-    dtypes = {name.rsplit(".", 2)[-2]: p.dtype for name, p in model.named_parameters() if name.endswith("proj.weight")}
-    assert dtypes["q_proj"] == dtypes["down_proj"] == torch.bfloat16
-    assert dtypes["k_proj"] == dtypes["up_proj"] == torch.float32
+
+def test_frozen_weights_under_the_adapters_in_bf16(tiny_dir):
+    from peft import get_peft_model
+
+    tokenizer = load_tokenizer(tiny_dir)
+    config = TrainConfig(base_model="tiny", lora_target_modules=["q_proj", "down_proj"])
+    model = get_peft_model(load_causal_lm(tiny_dir, dtype=torch.float32),
+                           build_peft_config(config, tokenizer.convert_tokens_to_ids("<eoc>")))
+    store_frozen_weights_in_bf16(model)
+    dtypes = {name: p.dtype for name, p in model.named_parameters()}
+    frozen = {name for name in dtypes if ".q_proj.base_layer." in name or ".down_proj.base_layer." in name}
+    assert frozen and {dtypes[name] for name in frozen} == {torch.bfloat16}
+    # The adapters and every other weight (the embeddings under the <eoc> row too) stay fp32.
+    assert {dtype for name, dtype in dtypes.items() if name not in frozen} == {torch.float32}
