@@ -103,6 +103,24 @@ class Stopwatch:
         self.cpu_s = time.process_time() - self.cpu_start
 
 
+def time_training_steps() -> list[Stopwatch]:
+    """From now on in this process, a Stopwatch of every micro-batch's forward/backward (`Trainer.training_step`), in
+    order: the steady-state cost a long run is made of, without the Trainer's setup (dataloader, optimizer)."""
+    from transformers import Trainer
+
+    steps: list[Stopwatch] = []
+    original_step = Trainer.training_step
+
+    def training_step(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with Stopwatch() as watch:
+            result = original_step(self, *args, **kwargs)
+        steps.append(watch)
+        return result
+
+    Trainer.training_step = training_step  # type: ignore[method-assign]
+    return steps
+
+
 def emit_worker_result(payload: dict[str, Any]) -> None:
     """The last stdout line of a worker: what `run_worker` parses."""
     print(WORKER_RESULT_PREFIX + json.dumps(payload, default=str), flush=True)

@@ -38,6 +38,7 @@ from bench.common import (  # noqa: E402
     machine_info,
     run_worker,
     summarize,
+    time_training_steps,
     write_json,
 )
 
@@ -59,42 +60,16 @@ def _worker(side: str, rows: int, params_path: str) -> None:
     )
     base_dir = Path(resolve_base_model(config.base_model, default_artifacts()).path)
     data = read_table(ensure_augmented_table(default_lake(), params_path))
-    step_seconds = _time_micro_batches()
+    steps = time_training_steps()
     with tempfile.TemporaryDirectory(prefix="cpu_bf16-") as out:
         result = train_lora(config, base_dir, data, Path(out))
-    later = step_seconds[2:]
+    later = [step.wall_s for step in steps[2:]]
     emit_worker_result({
         "side": side, "native_bf16": cpu_has_native_bf16(), "bf16_used": resolve_device(config)[1],
         "tokens_per_s": result.metrics["tokens_per_s"],
         "s_per_row_after_two": sum(later) / (len(later) * config.per_device_train_batch_size) if later else None,
         "tokens_seen": result.metrics["tokens_seen"], "train_loss": result.metrics["train_loss"],
     })
-
-
-def _time_micro_batches() -> list[float]:
-    """Seconds of every micro-batch of the next `train_lora` (its trainer's `training_step`), in order."""
-    import time
-
-    import pipelines.model.train as train_module
-
-    seconds: list[float] = []
-    build_trainer = train_module.build_trainer
-
-    def timed_build(*args, **kwargs):
-        trainer = build_trainer(*args, **kwargs)
-        step = trainer.training_step
-
-        def timed_step(*step_args, **step_kwargs):
-            started = time.perf_counter()
-            result = step(*step_args, **step_kwargs)
-            seconds.append(time.perf_counter() - started)
-            return result
-
-        trainer.training_step = timed_step
-        return trainer
-
-    train_module.build_trainer = timed_build
-    return seconds
 
 
 def main() -> None:

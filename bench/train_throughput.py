@@ -56,6 +56,7 @@ from bench.common import (  # noqa: E402
     peak_rss_mib,
     run_worker,
     summarize,
+    time_training_steps,
     write_json,
 )
 from bench.gpu_train_throughput import QWEN3_ARCHS, gpu_benchmark  # noqa: E402
@@ -169,20 +170,6 @@ def _timed_trainer_train() -> dict[str, float]:
             depth["n"] -= 1
 
     Trainer.train = train  # type: ignore[method-assign]
-
-    # The forward/backward of every micro-batch, without the Trainer's setup (dataloader, optimizer, callbacks):
-    # the steady-state cost that a long run is made of.
-    original_step = Trainer.training_step
-    record["step_wall_s"] = record["step_cpu_s"] = 0.0
-
-    def training_step(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with Stopwatch() as watch:
-            result = original_step(self, *args, **kwargs)
-        record["step_wall_s"] += watch.wall_s
-        record["step_cpu_s"] += watch.cpu_s
-        return result
-
-    Trainer.training_step = training_step  # type: ignore[method-assign]
     return record
 
 
@@ -237,6 +224,7 @@ def cpu_worker(spec_path: Path, name: str) -> None:
     rows = pd.read_parquet(spec["rows"])
     config = TrainConfig.from_dict(spec["configs"][name])
     timing = _timed_trainer_train()
+    steps = time_training_steps()
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix=f"bench-train-{name}-") as out:
         result = train_lora(config, Path(spec["base_model_dir"]), rows, Path(out))
@@ -254,9 +242,9 @@ def cpu_worker(spec_path: Path, name: str) -> None:
         "train_cpu_s": timing["cpu_s"],
         "real_tokens_per_s": tokens / timing["wall_s"],
         "real_tokens_per_cpu_s": tokens / timing["cpu_s"],
-        "step_wall_s": timing["step_wall_s"],
-        "step_cpu_s": timing["step_cpu_s"],
-        "step_real_tokens_per_s": tokens / timing["step_wall_s"],
+        "step_wall_s": sum(step.wall_s for step in steps),
+        "step_cpu_s": sum(step.cpu_s for step in steps),
+        "step_real_tokens_per_s": tokens / sum(step.wall_s for step in steps),
         "trainer_tokens_per_s": metrics.get("tokens_per_s"),
         "train_loss": metrics["train_loss"],
         "eval_loss": loss,

@@ -382,7 +382,6 @@ def test_resume_refuses_a_checkpoint_of_another_world_size_or_bf16_resolution(tm
         check_resume_compatible(checkpoint, world_size=1, bf16=False)
 
 
-
 def test_bf16_frozen_weights_train_the_same_fp32_adapters_as_without(tiny_base_dir, augmented_frame, tmp_path) -> None:
     import torch
     from safetensors.torch import load_file

@@ -106,7 +106,6 @@ def test_knobs_give_the_plain_loss_and_gradients(tiny_dir, knobs):
         torch.testing.assert_close(grads[name], grad, rtol=1e-4, atol=1e-6, msg=lambda m: f"{name}: {m}")
 
 
-
 def test_frozen_weights_under_the_adapters_in_bf16(tiny_dir):
     from peft import get_peft_model
 
