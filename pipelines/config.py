@@ -102,9 +102,8 @@ class TrainConfig:
     # rows with probability proportional to `weight`, so rare commands are *seen* more often; a loss weight on
     # a row drawn once does little for a command the subset barely contains.
     row_sampling: str = "uniform"
-    # The augment templates whose rows the run trains and computes its eval loss on (None: every template).
-    # `predict`, serving and regression_metrics send the bare description (the `*_direct` templates); a wrapped
-    # row pays its wrapper's tokens on every step, and the best checkpoint is chosen on the eval loss.
+    # The augment templates whose rows train (None: every template). Evaluation, `predict` and serving send the
+    # bare description (the `*_direct` templates); a wrapped row pays its wrapper's tokens on every step.
     train_templates: list[str] | None = None
     # Loss weight of the tokens where the plan is decided: each command's name, and whether the plan goes on
     # after a command or ends. Every other target token (JSON syntax, values copied from the canonical text)

@@ -136,7 +136,7 @@ def build_datasets(config: TrainConfig, data: pd.DataFrame, tokenizer: Any) -> T
     train_rows = select_rows(
         data, "train", config.max_train_samples, config.seed, config.row_sampling, config.train_templates
     )
-    eval_rows = select_rows(data, "eval", config.max_eval_samples, config.seed, templates=config.train_templates)
+    eval_rows = select_rows(data, "eval", config.max_eval_samples, config.seed)
     train_dataset, dropped_train = tokenize_rows(
         train_rows, tokenizer, config.max_length, config.use_sample_weights, config.decision_token_weight
     )
