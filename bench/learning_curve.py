@@ -123,9 +123,7 @@ def main() -> None:
     rows_per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps
     run_dir = args.run_dir or artifacts / "learning_curve" / f"{name}-{time.strftime('%Y%m%dT%H%M')}"
     if args.run_dir is None:
-        train_rows = len(select_rows(
-            data, "train", config.max_train_samples, config.seed, config.row_sampling, config.train_templates
-        ))
+        train_rows = len(select_rows(data, "train", config.max_train_samples, config.seed, config.row_sampling))
         total_steps = math.ceil(train_rows / rows_per_step) * math.ceil(config.num_train_epochs)
         # Checkpoints on an even grid; the early stop must not cut the curve short.
         config = dataclasses.replace(

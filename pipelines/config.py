@@ -102,9 +102,6 @@ class TrainConfig:
     # rows with probability proportional to `weight`, so rare commands are *seen* more often; a loss weight on
     # a row drawn once does little for a command the subset barely contains.
     row_sampling: str = "uniform"
-    # The augment templates whose rows train (None: every template). Evaluation, `predict` and serving send the
-    # bare description (the `*_direct` templates); a wrapped row pays its wrapper's tokens on every step.
-    train_templates: list[str] | None = None
     # Loss weight of the tokens where the plan is decided: each command's name, and whether the plan goes on
     # after a command or ends. Every other target token (JSON syntax, values copied from the canonical text)
     # is near-certain after a few steps, yet nearly all targets are such tokens; 1.0 weighs every token alike.
@@ -356,20 +353,7 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
         gate=parse_gate(raw.get("gate")),
     )
     _check_augment(params.augment)
-    _check_train_templates(params.training, params.augment)
     return params
-
-
-def _check_train_templates(training: TrainingParams, augment: AugmentParams) -> None:
-    for name, profile in training.profiles.items():
-        if profile.train_templates is None:
-            continue
-        unknown = sorted(set(profile.train_templates) - set(augment.templates))
-        if unknown or not profile.train_templates:
-            raise ValueError(
-                f"training.profiles.{name}.train_templates: {unknown or 'empty'}; "
-                f"the augment templates are {sorted(augment.templates)}"
-            )
 
 
 def _check_augment(augment: AugmentParams) -> None:

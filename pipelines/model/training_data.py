@@ -21,17 +21,11 @@ from pipelines.model.prompts import build_completion_ids, build_prompt_ids
 ROW_SAMPLING = ("uniform", "weighted")
 
 
-def select_rows(
-    df: pd.DataFrame, split: str, limit: int | None, seed: int, sampling: str = "uniform",
-    templates: list[str] | None = None,
-) -> pd.DataFrame:
-    """At most `limit` rows of `split` (of `templates` only, if given), drawn without replacement (uniformly,
-    or in proportion to `weight`)."""
+def select_rows(df: pd.DataFrame, split: str, limit: int | None, seed: int, sampling: str = "uniform") -> pd.DataFrame:
+    """At most `limit` rows of `split`, drawn without replacement (uniformly, or in proportion to `weight`)."""
     if sampling not in ROW_SAMPLING:
         raise ValueError(f"row_sampling must be one of {ROW_SAMPLING}, got {sampling!r}")
     rows = df[df["split"] == split]
-    if templates is not None:
-        rows = rows[rows["template"].isin(templates)]
     if limit is not None and len(rows) > limit:
         if sampling == "weighted":
             # Efraimidis-Spirakis: the `limit` largest keys u**(1/w) are a weighted draw without replacement
@@ -133,9 +127,7 @@ class TrainingDatasets:
 
 def build_datasets(config: TrainConfig, data: pd.DataFrame, tokenizer: Any) -> TrainingDatasets:
     """The `train` split's rows (sampled and weighted per `config`) and the `eval` split's, tokenized."""
-    train_rows = select_rows(
-        data, "train", config.max_train_samples, config.seed, config.row_sampling, config.train_templates
-    )
+    train_rows = select_rows(data, "train", config.max_train_samples, config.seed, config.row_sampling)
     eval_rows = select_rows(data, "eval", config.max_eval_samples, config.seed)
     train_dataset, dropped_train = tokenize_rows(
         train_rows, tokenizer, config.max_length, config.use_sample_weights, config.decision_token_weight

@@ -58,14 +58,6 @@ def test_mistakes_are_named(section: str, key: str, value: object, message: str)
         parse_params(raw)
 
 
-@pytest.mark.parametrize(("templates", "message"), [(["zh_directly"], "zh_directly"), ([], "empty")])
-def test_train_templates_must_name_augment_templates(templates: list[str], message: str) -> None:
-    raw = _raw()
-    raw["training"]["profiles"]["default"]["train_templates"] = templates
-    with pytest.raises(ValueError, match=f"training.profiles.default.train_templates: .*{message}"):
-        parse_params(raw)
-
-
 def test_lake_root_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("SOP2CMD_LAKE", raising=False)
     assert lake_root() == Path("lake")

@@ -234,24 +234,6 @@ def test_weighted_row_sampling_shows_rare_rows_more_often_than_uniform() -> None
         select_rows(data, "train", 40, seed=3, sampling="by_length")
 
 
-def test_train_templates_keep_only_the_named_templates_rows() -> None:
-    import pandas as pd
-
-    from pipelines.model.training_data import select_rows
-
-    data = pd.DataFrame(
-        {
-            "sample_id": [f"s{i:02d}" for i in range(40)],
-            "split": ["train"] * 36 + ["eval"] * 4,
-            "template": ["zh_direct", "zh_goal", "en_direct", "en_qa"] * 10,
-            "weight": 1.0,
-        }
-    )
-    rows = select_rows(data, "train", 12, seed=3, sampling="weighted", templates=["zh_direct", "en_direct"])
-    assert len(rows) == 12 and set(rows["template"]) == {"zh_direct", "en_direct"}
-    assert set(select_rows(data, "train", None, seed=3)["template"]) == {"zh_direct", "zh_goal", "en_direct", "en_qa"}
-
-
 def test_decision_tokens_are_the_command_names_and_the_go_on_or_stop_after_each_command(tiny_base_dir) -> None:
     from pipelines.model.training_data import decision_token_flags
 
