@@ -233,6 +233,7 @@ def cpu_worker(spec_path: Path, name: str) -> None:
         loss = eval_loss(Path(spec["base_model_dir"]), result.adapter_dir, rows[rows["split"] == "eval"])
     metrics = result.metrics
     tokens = spec["real_tokens"]["train"]
+    step_wall_s = sum(step.wall_s for step in steps)
     payload = {
         "config": name,
         "global_step": metrics["global_step"],
@@ -242,9 +243,9 @@ def cpu_worker(spec_path: Path, name: str) -> None:
         "train_cpu_s": timing["cpu_s"],
         "real_tokens_per_s": tokens / timing["wall_s"],
         "real_tokens_per_cpu_s": tokens / timing["cpu_s"],
-        "step_wall_s": sum(step.wall_s for step in steps),
+        "step_wall_s": step_wall_s,
         "step_cpu_s": sum(step.cpu_s for step in steps),
-        "step_real_tokens_per_s": tokens / sum(step.wall_s for step in steps),
+        "step_real_tokens_per_s": tokens / step_wall_s,
         "trainer_tokens_per_s": metrics.get("tokens_per_s"),
         "train_loss": metrics["train_loss"],
         "eval_loss": loss,
