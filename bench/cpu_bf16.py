@@ -16,9 +16,6 @@ row of the micro-batches after the first two (the first ones of a run hold its l
 set-up), and the mean training loss (the same rows and steps, so the losses should agree to about 1%). On a CPU
 without native bf16 (no AVX512-BF16, no AMX) `cpu_bf16` resolves to fp32 and the bf16 sides train in fp32: the
 report says so.
-
-`--skip-lower-layers N` sets `lora_skip_lower_layers` on every side; with `--worker <side>` one side runs alone, which
-is how docs/benchmarks.md compares adapters on every layer (0) with the profile's upper layers only.
 """
 
 from __future__ import annotations
@@ -50,7 +47,7 @@ LEVERS = ("cpu_bf16", "bf16_frozen_weights")
 SIDES: dict[str, tuple[str, ...]] = {"fp32": (), "bf16": LEVERS[:1], "bf16-frozen-weights": LEVERS}
 
 
-def _worker(side: str, rows: int, params_path: str, skip_lower_layers: int | None) -> None:
+def _worker(side: str, rows: int, params_path: str) -> None:
     from pipelines.config import load_params
     from pipelines.data.lake import read_table
     from pipelines.model.base_model import resolve_base_model
@@ -61,8 +58,6 @@ def _worker(side: str, rows: int, params_path: str, skip_lower_layers: int | Non
         config, max_train_samples=rows, eval_strategy="no", warmup_steps=0, lr_scheduler_type="constant",
         **{lever: lever in SIDES[side] for lever in LEVERS},
     )
-    if skip_lower_layers is not None:
-        config = dataclasses.replace(config, lora_skip_lower_layers=skip_lower_layers)
     base_dir = Path(resolve_base_model(config.base_model, default_artifacts()).path)
     data = read_table(ensure_augmented_table(default_lake(), params_path))
     steps = time_training_steps()
@@ -74,7 +69,6 @@ def _worker(side: str, rows: int, params_path: str, skip_lower_layers: int | Non
         "tokens_per_s": result.metrics["tokens_per_s"],
         "s_per_row_after_two": sum(later) / (len(later) * config.per_device_train_batch_size) if later else None,
         "tokens_seen": result.metrics["tokens_seen"], "train_loss": result.metrics["train_loss"],
-        "lora_skip_lower_layers": config.lora_skip_lower_layers, "train_wall_s": result.metrics["train_wall_time_s"],
     })
 
 
@@ -84,20 +78,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--params", default=str(REPO_ROOT / "params.yaml"))
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--skip-lower-layers", type=int, default=None,
-                        help="lora_skip_lower_layers for every side (default: the profile's)")
     parser.add_argument("--worker", choices=list(SIDES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        _worker(args.worker, args.rows, args.params, args.skip_lower_layers)
+        _worker(args.worker, args.rows, args.params)
         return
     runs: list[dict] = []
     for repeat in range(args.repeats):
         order = list(SIDES)
         for side in order[repeat % len(order):] + order[: repeat % len(order)]:
-            skip = [] if args.skip_lower_layers is None else ["--skip-lower-layers", str(args.skip_lower_layers)]
-            worker_args = ["--worker", side, "--rows", str(args.rows), "--params", args.params, *skip]
-            result = run_worker(Path(__file__), worker_args)
+            result = run_worker(Path(__file__), ["--worker", side, "--rows", str(args.rows), "--params", args.params])
             log(f"repeat {repeat} {side}: {result}")
             runs.append(result)
     keys = ("tokens_per_s", "s_per_row_after_two", "train_loss")
