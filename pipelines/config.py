@@ -95,9 +95,6 @@ class TrainConfig:
     lora_alpha: int = 16
     lora_dropout: float = 0.1
     lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
-    # Adapters on every decoder layer but the lowest N: the backward pass then stops at the first adapted layer
-    # instead of running through the whole model (docs/benchmarks.md). 0 adapts every layer.
-    lora_skip_lower_layers: int = 0
     train_eoc_token: bool = True
     # Loss weight per row from the augmented set's long-tail `weight` (emphasis on rows the model sees anyway).
     use_sample_weights: bool = True

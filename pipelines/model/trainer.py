@@ -233,8 +233,7 @@ def progress_report_class():
     return ProgressReport
 
 
-def build_peft_config(config: TrainConfig, eoc_token_id: int | None, num_layers: int | None = None):
-    """The LoRA config; `num_layers` (the model's decoder layers) is needed when `lora_skip_lower_layers` is set."""
+def build_peft_config(config: TrainConfig, eoc_token_id: int | None):
     from peft import LoraConfig
 
     return LoraConfig(
@@ -242,33 +241,10 @@ def build_peft_config(config: TrainConfig, eoc_token_id: int | None, num_layers:
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=list(config.lora_target_modules),
-        layers_to_transform=adapted_layers(config.lora_skip_lower_layers, num_layers),
         task_type="CAUSAL_LM",
         bias="none",
         trainable_token_indices=[eoc_token_id] if (config.train_eoc_token and eoc_token_id is not None) else None,
     )
-
-
-def adapted_layers(skip_lower: int, num_layers: int | None) -> list[int] | None:
-    """The decoder layers that get adapters: all (None) or every one from `skip_lower` up."""
-    if skip_lower == 0:
-        return None
-    if num_layers is None or not 0 < skip_lower < num_layers:
-        raise ValueError(
-            f"lora_skip_lower_layers={skip_lower} must leave at least one of the model's {num_layers} layers adapted"
-        )
-    return list(range(skip_lower, num_layers))
-
-
-def stop_gradient_below_adapters(model: Any) -> None:
-    """Detach the input embeddings' output, so the backward pass ends at the lowest adapted layer.
-
-    The trainable `<eoc>` row makes the input embeddings' output require a gradient, which runs the backward through
-    every layer without adapters for one input token: the system prompt's "End with <eoc>". Detached, the row
-    learns only where the model writes `<eoc>`, through the tied output layer. Not under reentrant gradient
-    checkpointing, which needs inputs that require a gradient.
-    """
-    model.get_input_embeddings().register_forward_hook(lambda _module, _inputs, output: output.detach())
 
 
 def store_frozen_weights_in_bf16(model: Any) -> None:
@@ -316,11 +292,9 @@ def build_trainer(
         eval_dataset=datasets.eval,
         processing_class=tokenizer,
         data_collator=collator_cls(pad_token_id=tokenizer.pad_token_id),
-        peft_config=build_peft_config(config, eoc_id, model.config.num_hidden_layers),
+        peft_config=build_peft_config(config, eoc_id),
         callbacks=callbacks,
     )
-    if config.lora_skip_lower_layers and not args.gradient_checkpointing:
-        stop_gradient_below_adapters(trainer.model)
     if args.bf16 and config.bf16_frozen_weights:
         store_frozen_weights_in_bf16(trainer.model)
     trainer.completion_logits_only = config.completion_logits_only

@@ -400,16 +400,3 @@ def test_bf16_frozen_weights_train_the_same_fp32_adapters_as_without(tiny_base_d
     for name, tensor in adapters[False].items():
         torch.testing.assert_close(adapters[True][name], tensor, rtol=1e-4, atol=1e-6, msg=lambda m: f"{name}: {m}")
     assert json.loads((results[True].adapter_dir / CONFIG_NAME).read_text())["bf16_frozen_weights"] is True
-
-
-def test_adapters_only_on_the_upper_layers_when_the_lower_ones_are_skipped(tiny_base_dir, augmented_frame, tmp_path):
-    from safetensors.torch import load_file
-
-    run = train_lora(smoke_config(lora_skip_lower_layers=1, max_steps=2, eval_strategy="no"),
-                     tiny_base_dir, augmented_frame, tmp_path)
-    tensors = load_file(str(run.adapter_dir / "adapter_model.safetensors"))
-    adapted = {name.split(".layers.")[1].split(".")[0] for name in tensors if "lora_" in name}
-    assert adapted == {"1"}  # the tiny model has layers 0 and 1
-    assert any(tensors[name].abs().max() > 0 for name in tensors if "lora_B" in name)
-    assert any("trainable_tokens_delta" in name for name in tensors)
-    assert json.loads((run.adapter_dir / CONFIG_NAME).read_text())["lora_skip_lower_layers"] == 1

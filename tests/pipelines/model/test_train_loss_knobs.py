@@ -20,7 +20,6 @@ from pipelines.model.trainer import (
     build_peft_config,
     completion_token_losses,
     shared_prefix_length,
-    stop_gradient_below_adapters,
     store_frozen_weights_in_bf16,
 )
 
@@ -120,63 +119,3 @@ def test_frozen_weights_under_the_adapters_in_bf16(tiny_dir):
     assert frozen and {dtypes[name] for name in frozen} == {torch.bfloat16}
     # The adapters and every other weight (the embeddings under the <eoc> row too) stay fp32.
     assert {dtype for name, dtype in dtypes.items() if name not in frozen} == {torch.float32}
-
-
-def _adapted_tiny_model(tiny_dir, tokenizer, skip_lower: int):
-    from peft import get_peft_model
-
-    torch.manual_seed(0)
-    config = TrainConfig(base_model="tiny", lora_dropout=0.0, lora_skip_lower_layers=skip_lower)
-    base = load_causal_lm(tiny_dir, dtype=torch.float32)
-    model = get_peft_model(base, build_peft_config(config, tokenizer.convert_tokens_to_ids("<eoc>"),
-                                                   base.config.num_hidden_layers))
-    model.train()
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(std=0.05)
-    return model
-
-
-def _lowest_layer_output_requires_grad(model, batch) -> bool:
-    seen: list[bool] = []
-    layer = model.get_base_model().model.layers[0]
-    handle = layer.register_forward_hook(lambda _m, _i, output: seen.append(
-        (output[0] if isinstance(output, tuple) else output).requires_grad))
-    try:
-        _loss_and_grads(model, batch)
-    finally:
-        handle.remove()
-    return seen[0]
-
-
-def test_layers_below_the_adapters_get_no_backward_and_the_gradients_stay(tiny_dir):
-    tokenizer = load_tokenizer(tiny_dir)
-    batch = _batch(tokenizer)
-    model = _adapted_tiny_model(tiny_dir, tokenizer, skip_lower=1)
-    adapted = {name.split(".layers.")[1].split(".")[0] for name, _ in model.named_parameters() if "lora_A" in name}
-    assert adapted == {"1"}
-    _, plain_grads = _loss_and_grads(model, batch)
-    assert _lowest_layer_output_requires_grad(model, batch)
-
-    stop_gradient_below_adapters(model)
-    _, grads = _loss_and_grads(model, batch)
-
-    assert not _lowest_layer_output_requires_grad(model, batch)
-    assert grads.keys() == plain_grads.keys()
-    # The adapters' gradients stay; the <eoc> row still learns, through the tied output layer, but no longer from
-    # its mention in the system prompt.
-    eoc_row = [name for name in grads if "trainable_tokens_delta" in name]
-    assert eoc_row and all(grads[name].abs().sum() > 0 for name in eoc_row)
-    assert any("lora_A" in name for name in grads)
-    for name, grad in plain_grads.items():
-        if name not in eoc_row:
-            torch.testing.assert_close(grads[name], grad, rtol=1e-5, atol=1e-7, msg=lambda m: f"{name}: {m}")
-
-
-@pytest.mark.parametrize("skip_lower", [-1, 2, 3])
-def test_skipping_every_layer_is_refused(skip_lower):
-    config = TrainConfig(base_model="tiny", lora_skip_lower_layers=skip_lower)
-    with pytest.raises(ValueError, match="lora_skip_lower_layers"):
-        build_peft_config(config, None, 2)
-
