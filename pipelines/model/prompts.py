@@ -7,35 +7,19 @@ chat template already places every special token it wants.
 
 from __future__ import annotations
 
-from functools import lru_cache
-from importlib import resources
 from typing import Any
-
-import yaml
 
 from data_contracts.tables import EOC_TOKEN
 
 
-@lru_cache(maxsize=1)
-def _catalog_command_names() -> tuple[str, ...]:
-    # Read straight from the packaged contract so the prompt can never drift from the catalog.
-    text = resources.files("data_contracts").joinpath("command_catalog.yaml").read_text(encoding="utf-8")
-    return tuple(yaml.safe_load(text)["commands"])
-
-
 def system_prompt() -> str:
-    return _SYSTEM_PROMPT_TEMPLATE.format(command_names=", ".join(_catalog_command_names()))
+    return _SYSTEM_PROMPT
 
 
-# Kept short on purpose: every token of it is paid on every training sample, where it is a large share of an
-# average sequence. The rules are the unoptimized baseline's; the command names come from the catalog.
-_SYSTEM_PROMPT_TEMPLATE = (
-    "Turn the lab step into liquid-handler commands. Output JSON only: "
-    '{{"commands": [{{"func_name": ..., "func_parameters": {{...}}}}]}} with exactly these field names. '
-    "Commands: {command_names}. "
-    "channels, wells, vols, srcWells, dstWells are arrays even for one element. "
-    f"Volumes in ul, in text order. End with {EOC_TOKEN}"
-)
+# Kept to one short line on purpose: the prompt's tokens are paid in every training step and every decoding
+# step attends to them, and the fine-tuned model learns the output format from its targets, not from rules
+# stated here (the catalog grammar enforces them at decoding time).
+_SYSTEM_PROMPT = f"Turn the lab step into liquid-handler commands: JSON, then {EOC_TOKEN}."
 
 
 def serving_user_message(description: str) -> str:

@@ -15,7 +15,7 @@ import torch
 from pipelines.config import TrainConfig
 from pipelines.model.base_model import resolve_base_model
 from pipelines.model.model_io import load_causal_lm, load_tokenizer
-from pipelines.model.prompts import build_completion_ids, build_prompt_ids
+from pipelines.model.prompts import build_completion_ids, build_prompt_ids, system_prompt
 from pipelines.model.trainer import (
     build_peft_config,
     completion_token_losses,
@@ -69,8 +69,9 @@ def test_rows_share_the_system_prompt(tiny_dir):
     tokenizer = load_tokenizer(tiny_dir)
     batch = _batch(tokenizer)
     prefix = shared_prefix_length(batch["input_ids"], batch["attention_mask"], batch["labels"])
-    # The chat template's system prompt is common to every row and never labelled.
-    assert prefix > 50
+    # The chat template's system turn is common to every row and never labelled.
+    system_turn = tokenizer.apply_chat_template([{"role": "system", "content": system_prompt()}], tokenize=False)
+    assert prefix >= len(tokenizer(system_turn, add_special_tokens=False)["input_ids"]) > 10
     assert (batch["labels"][:, : prefix + 1] == -100).all()
 
 
