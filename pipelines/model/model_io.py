@@ -89,7 +89,31 @@ def load_causal_lm(model_dir: Path, *, dtype: Any = None, device: str | None = N
 
 
 def load_model_and_tokenizer(model_dir: Path, *, dtype: Any = None, device: str | None = None) -> tuple[Any, Any]:
+    """A model to decode with (evaluation, `predict`, serving), once `check_trained_prompt` allows it."""
+    check_trained_prompt(model_dir)
     return load_causal_lm(model_dir, dtype=dtype, device=device), load_tokenizer(model_dir)
+
+
+def check_trained_prompt(model_dir: Path) -> None:
+    """Refuse a model whose lineage records another system prompt than the one this checkout sends.
+
+    The prompt builder sends this checkout's system prompt; a model trained under another one would decode
+    prompts it never saw, and its plans could still pass the catalog. A directory without the record (a base
+    model, a hub model) is not checked.
+    """
+    from pipelines.lineage.manifest import MANIFEST_NAME
+    from pipelines.model.prompts import system_prompt
+
+    manifest_path = Path(model_dir) / MANIFEST_NAME
+    if not manifest_path.is_file():
+        return
+    trained = json.loads(manifest_path.read_text(encoding="utf-8")).get("system_prompt")
+    if trained is not None and trained != system_prompt():
+        raise ValueError(
+            f"{model_dir} was trained with the system prompt {trained!r}, but this checkout sends "
+            f"{system_prompt()!r}: decode it with the commit that trained it ({manifest_path} names it under "
+            "'git') or retrain it"
+        )
 
 
 def eoc_token_id(tokenizer: Any, eoc_token: str = EOC_TOKEN) -> int:
