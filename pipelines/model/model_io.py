@@ -101,18 +101,17 @@ def check_trained_prompt(model_dir: Path) -> None:
     prompts it never saw, and its plans could still pass the catalog. A directory without the record (a base
     model, a hub model) is not checked.
     """
-    from pipelines.lineage.manifest import MANIFEST_NAME
+    from pipelines.lineage.manifest import MANIFEST_NAME, read_manifest
     from pipelines.model.prompts import system_prompt
 
     manifest_path = Path(model_dir) / MANIFEST_NAME
     if not manifest_path.is_file():
         return
-    trained = json.loads(manifest_path.read_text(encoding="utf-8")).get("system_prompt")
-    if trained is not None and trained != system_prompt():
+    trained, current = read_manifest(model_dir).get("system_prompt"), system_prompt()
+    if trained is not None and trained != current:
         raise ValueError(
-            f"{model_dir} was trained with the system prompt {trained!r}, but this checkout sends "
-            f"{system_prompt()!r}: decode it with the commit that trained it ({manifest_path} names it under "
-            "'git') or retrain it"
+            f"{model_dir} was trained with the system prompt {trained!r}, but this checkout sends {current!r}: "
+            f"decode it with the commit that trained it ({manifest_path} names it under 'git') or retrain it"
         )
 
 

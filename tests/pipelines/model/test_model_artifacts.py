@@ -131,19 +131,26 @@ def test_safe_tiny_model_still_loads(tiny_model: Path) -> None:
     assert model is not None and tokenizer.pad_token is not None
 
 
-@pytest.mark.parametrize("recorded", ["this checkout's", "another"])
-def test_a_model_trained_under_another_system_prompt_is_refused(tiny_model: Path, tmp_path: Path, recorded: str):
+def _with_recorded_prompt(tiny_model: Path, model_dir: Path, prompt: str) -> Path:
     from pipelines.lineage.manifest import MANIFEST_NAME
+
+    shutil.copytree(tiny_model, model_dir)
+    (model_dir / MANIFEST_NAME).write_text(json.dumps({"system_prompt": prompt, "git": {"commit": "abc"}}))
+    return model_dir
+
+
+def test_a_model_trained_under_this_checkouts_system_prompt_loads(tiny_model: Path, tmp_path: Path) -> None:
     from pipelines.model.prompts import system_prompt
 
-    model_dir = tmp_path / "model"
-    shutil.copytree(tiny_model, model_dir)
-    prompt = system_prompt() if recorded == "this checkout's" else "Turn the step into commands. Output JSON only."
-    (model_dir / MANIFEST_NAME).write_text(json.dumps({"system_prompt": prompt, "git": {"commit": "abc"}}))
-    if recorded == "this checkout's":
-        model, _ = load_model_and_tokenizer(model_dir)
-        assert model is not None
-        return
+    model, _ = load_model_and_tokenizer(_with_recorded_prompt(tiny_model, tmp_path / "model", system_prompt()))
+    assert model is not None
+
+
+def test_a_model_trained_under_another_system_prompt_is_refused(tiny_model: Path, tmp_path: Path) -> None:
+    from pipelines.model.prompts import system_prompt
+
+    prompt = "Turn the step into commands. Output JSON only."
+    model_dir = _with_recorded_prompt(tiny_model, tmp_path / "model", prompt)
     with pytest.raises(ValueError, match="trained with the system prompt") as caught:
         load_model_and_tokenizer(model_dir)
     assert str(model_dir) in str(caught.value) and prompt in str(caught.value) and system_prompt() in str(caught.value)
