@@ -106,9 +106,15 @@ class TrainConfig:
     # after a command or ends. Every other target token (JSON syntax, values copied from the canonical text)
     # is near-certain after a few steps, yet nearly all targets are such tokens; 1.0 weighs every token alike.
     decision_token_weight: float = 1.0
-    # "epoch", "steps" (then eval_steps) or "no"; checkpoints are saved on the same schedule.
+    # When the eval split's loss is computed:
+    # - "epoch" or "steps" (then every eval_steps): checkpoints on the same schedule, the best one loaded at the
+    #   end, early stopping;
+    # - "end": once, after the last step (one pass under a decaying schedule ends at its best, so the evaluations
+    #   along the way only cost time); checkpoints every save_steps, for resuming and for learning curves;
+    # - "no": neither evaluations nor checkpoints.
     eval_strategy: str = "epoch"
     eval_steps: int | None = None
+    save_steps: int | None = None
     early_stopping_patience: int = 2
     early_stopping_threshold: float = 0.0
     save_total_limit: int = 3
@@ -122,6 +128,10 @@ class TrainConfig:
     # Under bf16 autocast, store the frozen weights of the LoRA target layers in bf16: autocast casts them to bf16
     # for every product anyway, so this saves the casts (docs/benchmarks.md); the merge reads the fp32 base.
     bf16_frozen_weights: bool = False
+    # Under bf16 autocast, every frozen weight in bf16, the embeddings and norms too: the hidden states between the
+    # layers are then bf16 as well (the usual bf16-base LoRA set-up), while the LoRA and <eoc> weights stay fp32
+    # masters. Faster than bf16_frozen_weights alone (docs/benchmarks.md); unlike it, the numbers differ a little.
+    bf16_model: bool = False
     dataloader_num_workers: int = 0
     # Throughput knobs; each gives the same loss (bench/train_throughput.py,
     # tests/pipelines/model/test_train_loss_knobs.py).

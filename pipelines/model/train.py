@@ -28,7 +28,7 @@ from pipelines.atomic_files import write_json_atomic
 from pipelines.config import TrainConfig
 from pipelines.lineage.manifest import MANIFEST_NAME, sha256_weights
 from pipelines.model.checkpoints import CONFIG_NAME, check_resume_compatible, find_resume_checkpoint
-from pipelines.model.trainer import TrainingProgress, build_trainer
+from pipelines.model.trainer import TrainingProgress, build_trainer, evaluates_during_training
 from pipelines.model.training_data import TrainingDatasets, build_datasets
 
 
@@ -77,12 +77,21 @@ class TrainingSession:
     resumed_from: Path | None
 
 
+def checkpoint_schedule(config: TrainConfig) -> tuple[str, int | None]:
+    """The Trainer's save strategy and steps: the evaluations' schedule, or every `save_steps` under "end"."""
+    if evaluates_during_training(config):
+        return config.eval_strategy, config.eval_steps if config.eval_strategy == "steps" else None
+    if config.eval_strategy == "end" and config.save_steps:
+        return "steps", config.save_steps
+    return "no", None
+
+
 def build_sft_config(config: TrainConfig, checkpoints_dir: Path, device: str, bf16: bool) -> Any:
     """The Trainer's arguments; checkpoints and evaluations follow `eval_strategy`, under `checkpoints_dir`."""
     from trl import SFTConfig
 
-    steps_strategy = config.eval_strategy == "steps"
-    evaluating = config.eval_strategy != "no"
+    evaluating = evaluates_during_training(config)
+    save_strategy, save_steps = checkpoint_schedule(config)
     return SFTConfig(
         output_dir=str(checkpoints_dir),
         num_train_epochs=config.num_train_epochs,
@@ -96,10 +105,10 @@ def build_sft_config(config: TrainConfig, checkpoints_dir: Path, device: str, bf
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         activation_checkpointing=config.gradient_checkpointing,
         max_length=config.max_length,
-        eval_strategy=config.eval_strategy,
-        save_strategy=config.eval_strategy,
-        eval_steps=config.eval_steps if steps_strategy else None,
-        save_steps=config.eval_steps if steps_strategy else None,
+        eval_strategy=config.eval_strategy if evaluating else "no",
+        save_strategy=save_strategy,
+        eval_steps=config.eval_steps if config.eval_strategy == "steps" else None,
+        save_steps=save_steps,
         load_best_model_at_end=evaluating,
         metric_for_best_model="eval_loss",
         greater_is_better=False,
@@ -169,6 +178,8 @@ def train_lora(
     resume_from = _resume_point(output_dir / "checkpoints", int(args.world_size), bf16, log)
     started = time.perf_counter()
     train_output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    if config.eval_strategy == "end":
+        trainer.evaluate()  # logged into the trainer's history, where training_metrics reads eval losses
     session = TrainingSession(trainer, train_output, time.perf_counter() - started, resume_from)
     return write_outputs(session, datasets, resolved, tokenizer, output_dir, manifest)
 

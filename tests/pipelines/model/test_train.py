@@ -199,6 +199,25 @@ def test_training_resumes_from_the_newest_complete_checkpoint(tiny_base_dir, aug
     assert (checkpoints / "checkpoint-4" / COMPLETE_MARKER).is_file()
 
 
+def test_evaluating_at_the_end_evaluates_once_and_still_checkpoints_for_resuming(
+    tiny_base_dir, augmented_frame, tmp_path
+):
+    config = smoke_config(max_steps=4, num_train_epochs=10, eval_strategy="end", save_steps=2)
+    result = train_lora(config, tiny_base_dir, augmented_frame, tmp_path)
+
+    assert result.metrics["global_step"] == 4
+    assert len(result.metrics["eval_losses"]) == 1  # none along the way: the one after the last step
+    assert result.metrics["eval_loss"] == result.metrics["eval_losses"][0]
+    assert result.metrics["best_checkpoint"] is None  # nothing to choose from: the last weights are the model
+    checkpoints = sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith("checkpoint-"))
+    assert checkpoints == ["checkpoint-2", "checkpoint-4"]
+
+
+def test_an_unknown_eval_strategy_is_refused_naming_the_choices(tiny_base_dir, augmented_frame, tmp_path):
+    with pytest.raises(ValueError, match=r"eval_strategy must be one of .*'end'.*got 'finally'"):
+        train_lora(smoke_config(eval_strategy="finally"), tiny_base_dir, augmented_frame, tmp_path)
+
+
 def test_run_fingerprint_changes_with_config_data_or_base():
     reference = run_fingerprint(smoke_config(), "data", "base")
     assert run_fingerprint(smoke_config(), "data", "base") == reference
@@ -400,3 +419,42 @@ def test_bf16_frozen_weights_train_the_same_fp32_adapters_as_without(tiny_base_d
     for name, tensor in adapters[False].items():
         torch.testing.assert_close(adapters[True][name], tensor, rtol=1e-4, atol=1e-6, msg=lambda m: f"{name}: {m}")
     assert json.loads((results[True].adapter_dir / CONFIG_NAME).read_text())["bf16_frozen_weights"] is True
+
+
+def test_a_bf16_model_keeps_fp32_trainable_weights_and_learns(
+    tiny_base_dir, augmented_frame, tmp_path, monkeypatch
+) -> None:
+    import torch
+    from peft import get_peft_model
+    from safetensors.torch import load_file
+
+    from pipelines.model import trainer as trainer_module
+    from pipelines.model.model_io import eoc_token_id, load_tokenizer
+    from pipelines.model.trainer import build_peft_config, store_frozen_weights_in_bf16
+
+    config = smoke_config(bf16=True, bf16_model=True, max_steps=2, eval_strategy="no")
+    model = get_peft_model(load_causal_lm(tiny_base_dir),
+                           build_peft_config(config, eoc_token_id(load_tokenizer(tiny_base_dir))))
+    store_frozen_weights_in_bf16(model, whole_model=True)
+    dtypes = {name: p.dtype for name, p in model.named_parameters()}
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert any("trainable_tokens" in name for name in trainable) and any("lora_A" in name for name in trainable)
+    assert {dtypes[name] for name in trainable} == {torch.float32}
+    frozen = {name for name in dtypes if name not in trainable}
+    assert {dtypes[name] for name in frozen} == {torch.bfloat16}
+    assert any("embed_tokens" in name for name in frozen) and any("norm" in name for name in frozen)
+
+    # The trainer train_lora builds holds the same: every frozen weight bf16 once peft has wrapped the model.
+    frozen_dtypes_in_training = []
+
+    def recording(model, whole_model=False):
+        store_frozen_weights_in_bf16(model, whole_model)
+        frozen_dtypes_in_training.append({p.dtype for p in model.parameters() if not p.requires_grad})
+
+    monkeypatch.setattr(trainer_module, "store_frozen_weights_in_bf16", recording)
+    result = train_lora(config, tiny_base_dir, augmented_frame, tmp_path)
+    assert frozen_dtypes_in_training == [{torch.bfloat16}]
+    adapter = load_file(str(result.adapter_dir / "adapter_model.safetensors"))
+    assert all(tensor.dtype == torch.float32 for tensor in adapter.values())
+    assert any(adapter[name].abs().max() > 0 for name in adapter if "lora_B" in name)
+    assert json.loads((result.adapter_dir / CONFIG_NAME).read_text())["bf16_model"] is True
