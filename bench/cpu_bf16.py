@@ -1,14 +1,12 @@
 """bf16 on the CPU: the default profile's training in fp32, under bf16 autocast, and with the frozen weights in bf16.
 
     .venv/bin/python bench/cpu_bf16.py --rows 48 --repeats 2 --out bench/results/cpu_bf16-<stamp>.json
-    .venv/bin/python bench/cpu_bf16.py --sides bf16-frozen-weights bf16-model   # two sides only
 
 The sides, each adding one lever to the one before:
 - fp32;
 - bf16: bf16 autocast, fp32 master weights (`cpu_bf16`);
-- bf16-frozen-weights: the frozen weights of the LoRA targets stored in bf16 (`bf16_frozen_weights`);
-- bf16-model: every frozen weight in bf16, embeddings and norms too, so the hidden states are bf16 (`bf16_model`),
-  the `default` profile as shipped.
+- bf16-frozen-weights: the frozen weights of the LoRA targets stored in bf16 (`bf16_frozen_weights`), the
+  `default` profile as shipped.
 
 Every side trains SmolLM2-135M-Instruct through `pipelines.model.train.train_lora` with the `default` profile of
 params.yaml on the same `--rows` rows (the profile's weighted sampling and seed), warm-up off and a constant
@@ -44,11 +42,9 @@ from bench.common import (  # noqa: E402
     write_json,
 )
 
-LEVERS = ("cpu_bf16", "bf16_frozen_weights", "bf16_model")
+LEVERS = ("cpu_bf16", "bf16_frozen_weights")
 # Side -> the levers it turns on (the others off).
-SIDES: dict[str, tuple[str, ...]] = {
-    "fp32": (), "bf16": LEVERS[:1], "bf16-frozen-weights": LEVERS[:2], "bf16-model": LEVERS,
-}
+SIDES: dict[str, tuple[str, ...]] = {"fp32": (), "bf16": LEVERS[:1], "bf16-frozen-weights": LEVERS}
 
 
 def _worker(side: str, rows: int, params_path: str) -> None:
@@ -82,29 +78,27 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--params", default=str(REPO_ROOT / "params.yaml"))
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--sides", nargs="+", choices=list(SIDES), default=list(SIDES),
-                        help="the sides to run, in SIDES order (default: all)")
     parser.add_argument("--worker", choices=list(SIDES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         _worker(args.worker, args.rows, args.params)
         return
-    names = [side for side in SIDES if side in args.sides]
     runs: list[dict] = []
     for repeat in range(args.repeats):
-        order = list(names)
+        order = list(SIDES)
         for side in order[repeat % len(order):] + order[: repeat % len(order)]:
             result = run_worker(Path(__file__), ["--worker", side, "--rows", str(args.rows), "--params", args.params])
             log(f"repeat {repeat} {side}: {result}")
             runs.append(result)
     keys = ("tokens_per_s", "s_per_row_after_two", "train_loss")
-    sides = {side: {key: summarize([r[key] for r in runs if r["side"] == side]) for key in keys} for side in names}
+    sides = {side: {key: summarize([r[key] for r in runs if r["side"] == side]) for key in keys} for side in SIDES}
     # Each side against the one before it, on the steps after the first two.
+    names = list(SIDES)
     seconds = {side: sides[side]["s_per_row_after_two"]["median"] for side in names}
     ratios = {f"{after}/{before}": seconds[before] / seconds[after] for before, after in zip(names, names[1:])}
     speedups = ", ".join(f"{name} {ratio:.2f}x" for name, ratio in ratios.items())
     print(f"native bf16: {runs[0]['native_bf16']}; speed-ups: {speedups}")
-    for side in names:
+    for side in SIDES:
         print(f"{side}: " + ", ".join(f"{key} {sides[side][key]}" for key in keys))
     write_json({"machine": machine_info(), "rows": args.rows, "runs": runs, "sides": sides, "ratios": ratios,
                 "command": " ".join(sys.argv)}, args.out)

@@ -128,10 +128,6 @@ class TrainConfig:
     # Under bf16 autocast, store the frozen weights of the LoRA target layers in bf16: autocast casts them to bf16
     # for every product anyway, so this saves the casts (docs/benchmarks.md); the merge reads the fp32 base.
     bf16_frozen_weights: bool = False
-    # Under bf16 autocast, every frozen weight in bf16, the embeddings and norms too: the hidden states between the
-    # layers are then bf16 as well (the usual bf16-base LoRA set-up), while the LoRA and <eoc> weights stay fp32
-    # masters. Faster than bf16_frozen_weights alone (docs/benchmarks.md); unlike it, the numbers differ a little.
-    bf16_model: bool = False
     dataloader_num_workers: int = 0
     # Throughput knobs; each gives the same loss (bench/train_throughput.py,
     # tests/pipelines/model/test_train_loss_knobs.py).

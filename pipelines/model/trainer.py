@@ -256,23 +256,19 @@ def build_peft_config(config: TrainConfig, eoc_token_id: int | None):
     )
 
 
-def store_frozen_weights_in_bf16(model: Any, whole_model: bool = False) -> None:
-    """The frozen weights under every LoRA adapter in bf16, as autocast casts them for every product anyway;
-    with `whole_model`, every other frozen weight too (embeddings, norms), so the hidden states become bf16.
+def store_frozen_weights_in_bf16(model: Any) -> None:
+    """The frozen weights under every LoRA adapter in bf16, as autocast casts them for every product anyway.
 
     Called once peft has added the adapters: created over fp32 weights, they start from the same fp32 values as
-    without this (peft would otherwise initialize them in bf16), so the LoRA targets alone change no number that
-    training computes. The trainable weights (LoRA, the <eoc> row) stay fp32: the optimizer updates fp32 masters.
+    without this, so training computes the same numbers (peft would otherwise initialize them in bf16).
     """
     import torch
     from peft.tuners.lora import LoraLayer
 
-    if whole_model:
-        frozen = [p for p in model.parameters() if not p.requires_grad and p.is_floating_point()]
-    else:
-        frozen = [m.get_base_layer().weight for m in model.modules() if isinstance(m, LoraLayer)]
-    for weight in frozen:
-        weight.data = weight.data.to(torch.bfloat16)
+    for module in model.modules():
+        if isinstance(module, LoraLayer):
+            base = module.get_base_layer()
+            base.weight.data = base.weight.data.to(torch.bfloat16)
 
 
 def build_trainer(
@@ -308,8 +304,8 @@ def build_trainer(
         peft_config=build_peft_config(config, eoc_id),
         callbacks=callbacks,
     )
-    if args.bf16 and (config.bf16_frozen_weights or config.bf16_model):
-        store_frozen_weights_in_bf16(trainer.model, whole_model=config.bf16_model)
+    if args.bf16 and config.bf16_frozen_weights:
+        store_frozen_weights_in_bf16(trainer.model)
     trainer.completion_logits_only = config.completion_logits_only
     trainer.shared_prefix = config.shared_prefix
     return trainer
