@@ -109,8 +109,9 @@ class TrainConfig:
     # When the eval split's loss is computed:
     # - "epoch" or "steps" (then every eval_steps): checkpoints on the same schedule, the best one loaded at the
     #   end, early stopping;
-    # - "end": once, after the last step (one pass under a decaying schedule ends at its best, so the evaluations
-    #   along the way only cost time); checkpoints every save_steps, for resuming and for learning curves;
+    # - "end": once, after the last step, for a run whose last weights are the model (one pass under a decaying
+    #   schedule: evaluations along the way would only cost time); checkpoints every save_steps, for resuming and
+    #   for learning curves;
     # - "no": neither evaluations nor checkpoints.
     eval_strategy: str = "epoch"
     eval_steps: int | None = None

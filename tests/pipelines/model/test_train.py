@@ -419,4 +419,3 @@ def test_bf16_frozen_weights_train_the_same_fp32_adapters_as_without(tiny_base_d
     for name, tensor in adapters[False].items():
         torch.testing.assert_close(adapters[True][name], tensor, rtol=1e-4, atol=1e-6, msg=lambda m: f"{name}: {m}")
     assert json.loads((results[True].adapter_dir / CONFIG_NAME).read_text())["bf16_frozen_weights"] is True
-
