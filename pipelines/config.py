@@ -72,6 +72,9 @@ class AugmentParams:
 # --- training ----------------------------------------------------------------------------------------------------
 
 
+EVAL_STRATEGIES = ("epoch", "steps", "end", "no")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One training profile (`training.profiles.<name>`); a key a profile leaves out takes the default here."""
@@ -138,6 +141,15 @@ class TrainConfig:
     # and its KV cache is repeated over the rows; off under gradient checkpointing (which disables the cache).
     shared_prefix: bool = True
     group_by_length: bool = True
+
+    def __post_init__(self) -> None:
+        if self.eval_strategy not in EVAL_STRATEGIES:
+            raise ValueError(f"eval_strategy must be one of {EVAL_STRATEGIES}, got {self.eval_strategy!r}")
+
+    @property
+    def evaluates_during_training(self) -> bool:
+        """Whether the Trainer evaluates along the way (and so picks the best checkpoint and may stop early)."""
+        return self.eval_strategy in ("epoch", "steps")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], path: str = "", source: str = "training config") -> TrainConfig:
@@ -297,10 +309,13 @@ def check_known_keys(cls: type, values: Mapping[str, Any], path: str, source: st
 
 
 def build_settings(cls: type[Settings], values: Any, path: str, source: str = "params.yaml") -> Settings:
-    """`cls` from the mapping at `path` of `source`, refusing a key it has no field for."""
+    """`cls` from the mapping at `path` of `source`, refusing a key it has no field for or a value it refuses."""
     values = _mapping(values, path, source)
     check_known_keys(cls, values, path, source)
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as error:
+        raise ValueError(f"{_where(source, path)}: {error}") from error
 
 
 def parse_training(values: Any, path: str = "training") -> TrainingParams:

@@ -28,7 +28,7 @@ from pipelines.atomic_files import write_json_atomic
 from pipelines.config import TrainConfig
 from pipelines.lineage.manifest import MANIFEST_NAME, sha256_weights
 from pipelines.model.checkpoints import CONFIG_NAME, check_resume_compatible, find_resume_checkpoint
-from pipelines.model.trainer import TrainingProgress, build_trainer, evaluates_during_training
+from pipelines.model.trainer import TrainingProgress, build_trainer
 from pipelines.model.training_data import TrainingDatasets, build_datasets
 
 
@@ -77,21 +77,24 @@ class TrainingSession:
     resumed_from: Path | None
 
 
-def checkpoint_schedule(config: TrainConfig) -> tuple[str, int | None]:
-    """The Trainer's save strategy and steps: the evaluations' schedule, or every `save_steps` under "end"."""
-    if evaluates_during_training(config):
-        return config.eval_strategy, config.eval_steps if config.eval_strategy == "steps" else None
-    if config.eval_strategy == "end" and config.save_steps:
-        return "steps", config.save_steps
-    return "no", None
+Schedule = tuple[str, int | None]  # a Trainer strategy ("no", "epoch", "steps") and its steps
+
+
+def trainer_schedules(config: TrainConfig) -> tuple[Schedule, Schedule]:
+    """The Trainer's evaluation and checkpoint schedules: checkpoints follow the evaluations, except under "end",
+    where nothing is evaluated along the way and checkpoints come every `save_steps` (none without it)."""
+    if config.evaluates_during_training:
+        evaluations = (config.eval_strategy, config.eval_steps if config.eval_strategy == "steps" else None)
+        return evaluations, evaluations
+    checkpoints = ("steps", config.save_steps) if config.eval_strategy == "end" and config.save_steps else ("no", None)
+    return ("no", None), checkpoints
 
 
 def build_sft_config(config: TrainConfig, checkpoints_dir: Path, device: str, bf16: bool) -> Any:
     """The Trainer's arguments; checkpoints and evaluations follow `eval_strategy`, under `checkpoints_dir`."""
     from trl import SFTConfig
 
-    evaluating = evaluates_during_training(config)
-    save_strategy, save_steps = checkpoint_schedule(config)
+    (eval_strategy, eval_steps), (save_strategy, save_steps) = trainer_schedules(config)
     return SFTConfig(
         output_dir=str(checkpoints_dir),
         num_train_epochs=config.num_train_epochs,
@@ -105,11 +108,11 @@ def build_sft_config(config: TrainConfig, checkpoints_dir: Path, device: str, bf
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         activation_checkpointing=config.gradient_checkpointing,
         max_length=config.max_length,
-        eval_strategy=config.eval_strategy if evaluating else "no",
+        eval_strategy=eval_strategy,
         save_strategy=save_strategy,
-        eval_steps=config.eval_steps if config.eval_strategy == "steps" else None,
+        eval_steps=eval_steps,
         save_steps=save_steps,
-        load_best_model_at_end=evaluating,
+        load_best_model_at_end=config.evaluates_during_training,
         metric_for_best_model="eval_loss",
         greater_is_better=False,
         save_total_limit=config.save_total_limit,

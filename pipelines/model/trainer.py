@@ -28,15 +28,6 @@ from pipelines.progress import clock_text
 # How every progress line starts, so a reader of the run's log can pick them out.
 PROGRESS_PREFIX = "training progress"
 
-EVAL_STRATEGIES = ("epoch", "steps", "end", "no")
-
-
-def evaluates_during_training(config: TrainConfig) -> bool:
-    """Whether the Trainer evaluates along the way (and so picks the best checkpoint and may stop early)."""
-    if config.eval_strategy not in EVAL_STRATEGIES:
-        raise ValueError(f"eval_strategy must be one of {EVAL_STRATEGIES}, got {config.eval_strategy!r}")
-    return config.eval_strategy in ("epoch", "steps")
-
 
 @dataclass(frozen=True)
 class TrainingProgress:
@@ -292,7 +283,7 @@ def build_trainer(
     tensorboard = TensorBoardCallback()
     tensorboard.logging_dir = str(Path(output_dir) / "tensorboard")  # else it writes under checkpoints/runs/
     callbacks = [completion_cls(resolved), tensorboard, progress_report_class()(report_progress)]
-    if evaluates_during_training(config):
+    if config.evaluates_during_training:
         callbacks.append(EarlyStoppingCallback(config.early_stopping_patience, config.early_stopping_threshold))
     trainer = trainer_cls(
         model=model,

@@ -58,6 +58,15 @@ def test_mistakes_are_named(section: str, key: str, value: object, message: str)
         parse_params(raw)
 
 
+def test_an_unknown_eval_strategy_is_refused_when_params_are_read_naming_the_profile_and_the_choices() -> None:
+    # Refused while params.yaml is read, not after a training run has loaded the model and tokenized the rows.
+    raw = _raw()
+    raw["training"]["profiles"]["default"]["eval_strategy"] = "finally"
+    message = r"training\.profiles\.default: eval_strategy must be one of .*'end'.*got 'finally'"
+    with pytest.raises(ValueError, match=message):
+        parse_params(raw)
+
+
 def test_lake_root_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("SOP2CMD_LAKE", raising=False)
     assert lake_root() == Path("lake")
