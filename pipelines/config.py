@@ -140,9 +140,6 @@ class TrainConfig:
     # shared_prefix: the prompt prefix every row of a micro-batch shares (the system prompt) runs once per micro-batch
     # and its KV cache is repeated over the rows; off under gradient checkpointing (which disables the cache).
     shared_prefix: bool = True
-    # trainable_tokens_by_row: the trained <eoc> row is written into the embeddings' output and the logits' column
-    # instead of into a copy of the whole vocabulary matrix, whose full gradient peft would compute on every step.
-    trainable_tokens_by_row: bool = True
     group_by_length: bool = True
 
     def __post_init__(self) -> None:

@@ -3,7 +3,7 @@
 - Sample weights: each row's `sample_weight` scales its token losses (`WeightedSFTTrainer.compute_loss`);
   evaluation loss stays unweighted, so early stopping tracks the true loss.
 - `<eoc>`: its embedding row is trained through peft's `trainable_token_indices`, the rest of the embedding
-  matrix stays frozen (`build_peft_config`); the row is applied row by row (`pipelines.model.trainable_tokens`).
+  matrix stays frozen (`build_peft_config`).
 - Crash safety: `CheckpointCompletion` writes a checkpoint's completeness marker once the Trainer has saved
   everything (`pipelines.model.checkpoints` decides what may be resumed).
 - Progress: every logged step (loss, step/total, ETA) goes to a `progress` callback as it happens.
@@ -22,7 +22,6 @@ from typing import Any
 from pipelines.atomic_files import write_json_atomic
 from pipelines.config import TrainConfig
 from pipelines.model.checkpoints import COMPLETE_MARKER, CONFIG_NAME
-from pipelines.model.trainable_tokens import apply_trainable_tokens_by_row
 from pipelines.model.training_data import TrainingDatasets
 from pipelines.progress import clock_text
 
@@ -298,8 +297,6 @@ def build_trainer(
     )
     if args.bf16 and config.bf16_frozen_weights:
         store_frozen_weights_in_bf16(trainer.model)
-    if config.trainable_tokens_by_row:
-        apply_trainable_tokens_by_row(trainer.model)
     trainer.completion_logits_only = config.completion_logits_only
     trainer.shared_prefix = config.shared_prefix
     return trainer
