@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from pipelines.config import TrainConfig
+from pipelines.model.plan_layout import render_plan
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PARAMS_PATH = REPO_ROOT / "params.yaml"
@@ -207,8 +208,9 @@ def predict_args(model_dir: Path, description: str | None, *options: str) -> Any
 
 
 def pick_after_prefix(tiny: tuple, prefix: str, preferred: list[str], **texts: list[str] | None) -> str:
-    """Drive a fresh plan processor (`texts`: its per-row texts, e.g. coverage_texts) through `prefix` on the tiny
-    model (`tiny`: model, tokenizer, eoc id), then offer `preferred` tokens in falling order; the token it keeps."""
+    """Drive a fresh plan processor (`texts`: its per-row texts, e.g. coverage_texts) through `prefix` (plan JSON in
+    the model's layout) on the tiny model (`tiny`: model, tokenizer, eoc id), then offer `preferred` tokens in falling
+    order; the token it keeps."""
     import torch
 
     from pipelines.serve.constrained import plan_logits_processor
@@ -230,8 +232,8 @@ def pick_after_prefix(tiny: tuple, prefix: str, preferred: list[str], **texts: l
 
 
 def first_refusal(row: Any, check: Callable[[bytes], bool], plan_text: str) -> bytes | None:
-    """Feed a decoding row (`accept_bytes`) plan JSON byte by byte, as decoding may offer it; the plan up to the
-    first byte `check` refuses (the last 60 bytes), or None when it refuses none."""
+    """Feed a decoding row (`accept_bytes`) plan JSON (in the model's layout) byte by byte, as decoding may offer
+    it; the plan up to the first byte `check` refuses (the last 60 bytes), or None when it refuses none."""
     plan = plan_text.encode()
     for at in range(len(plan)):
         if not check(plan[at : at + 1]):
@@ -248,7 +250,7 @@ def gold_refusals(
     refused = []
     for where, text, plan in gold:
         row = row_for(text)
-        refusal = first_refusal(row, check_of(row), json.dumps({"commands": plan}, ensure_ascii=False))
+        refusal = first_refusal(row, check_of(row), render_plan({"commands": plan}))
         if refusal is not None:
             refused.append((where, text, refusal))
     return refused

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from data_contracts.tables import EOC_TOKEN
+from pipelines.model.plan_layout import model_target
 
 
 def system_prompt() -> str:
@@ -57,5 +58,5 @@ def build_prompt_ids(tokenizer: Any, user_message: str) -> list[int]:
 
 
 def build_completion_ids(tokenizer: Any, completion: str) -> list[int]:
-    """Token ids of a training target (canonical JSON followed by `<eoc>`)."""
-    return list(tokenizer(completion, add_special_tokens=False)["input_ids"])
+    """Token ids of a training target (canonical JSON followed by `<eoc>`), in the model's layout (`model_target`)."""
+    return list(tokenizer(model_target(completion), add_special_tokens=False)["input_ids"])

@@ -27,7 +27,8 @@ CHATML_TEMPLATE = (
 )
 
 # Enough text for BPE merges over the corpus' vocabulary: Chinese SOP phrasing, English phrasing,
-# catalog names, JSON punctuation and digits. Anything else still encodes through the byte alphabet.
+# catalog names, plans in the layout the model writes (pipelines.model.plan_layout) and digits. Anything else
+# still encodes through the byte alphabet.
 _TRAINING_TEXT = (
     "\n"
     "行1:用通道1-4从样品板A1-D1各吸取20ul，分配到反应板B3-E3，每孔20微升，然后弃去枪头。\n"
@@ -44,20 +45,20 @@ _TRAINING_TEXT = (
     "then drop the tips.\n"
     "You are a helpful AI assistant. Output JSON only. Use the exact field names func_name and "
     "func_parameters.\n"
-    '{"commands": [{"func_name": "GetDiti", "func_parameters": {"ditiType": "50ul", "channels": [1, 2, '
-    "3, 4]}}]}\n"
-    '{"commands": [{"func_name": "Aspirate", "func_parameters": {"channels": [1], "labware": "Plate1", '
-    '"wells": ["A1"], "vols": [20]}}]}\n'
-    '{"commands": [{"func_name": "Dispense", "func_parameters": {"channels": [1, 2], "labware": '
-    '"PCR_Plate", "wells": ["B3", "C3"], "vols": [10.5, 10.5], "liquidClass": "Water"}}]}\n'
-    '{"commands": [{"func_name": "Mix", "func_parameters": {"times": 5}}, {"func_name": "Transfer", '
-    '"func_parameters": {"srcLabware": "A", "srcWells": ["H12"], "dstLabware": "B", "dstWells": '
+    '{"commands":[{"func_name":"GetDiti","func_parameters":{"ditiType":"50ul","channels":[1,2,'
+    "3,4]}}]}\n"
+    '{"commands":[{"func_name":"Aspirate","func_parameters":{"channels":[1],"labware":"Plate1",'
+    '"wells":["A1"],"vols":[20]}}]}\n'
+    '{"commands":[{"func_name":"Dispense","func_parameters":{"channels":[1,2],"labware":'
+    '"PCR_Plate","wells":["B3","C3"],"vols":[10.5,10.5],"liquidClass":"Water"}}]}\n'
+    '{"commands":[{"func_name":"Mix","func_parameters":{"times":5}},{"func_name":"Transfer",'
+    '"func_parameters":{"srcLabware":"A","srcWells":["H12"],"dstLabware":"B","dstWells":'
     '["G11"]}}]}\n'
-    '{"commands": [{"func_name": "DropDiti"}, {"func_name": "Delay", "func_parameters": {"seconds": '
-    '10800}}, {"func_name": "Incubate", "func_parameters": {"temperature": 42}}]}\n'
-    '{"commands": [{"func_name": "Shake", "func_parameters": {"rpm": 700}}, {"func_name": "PCR", '
-    '"func_parameters": {"program": "PCR_35"}}, {"func_name": "MoveLabware", "func_parameters": '
-    '{"position": "Deck3"}}]}\n'
+    '{"commands":[{"func_name":"DropDiti"},{"func_name":"Delay","func_parameters":{"seconds":'
+    '10800}},{"func_name":"Incubate","func_parameters":{"temperature":42}}]}\n'
+    '{"commands":[{"func_name":"Shake","func_parameters":{"rpm":700}},{"func_name":"PCR",'
+    '"func_parameters":{"program":"PCR_35"}},{"func_name":"MoveLabware","func_parameters":'
+    '{"position":"Deck3"}}]}\n'
     "0123456789 10ul 50ul 200ul 1000ul A B C D E F G H 1 2 3 4 5 6 7 8 9 10 11 12 ml mL uL μL\n"
 )
 
@@ -145,6 +146,20 @@ def _pieces(text: str, width: int) -> list[str]:
     return [text[start : start + width] for start in range(0, len(text), width)]
 
 
+def _distinct_pieces(default_output: str, triggered_output: str) -> tuple[list[str], list[str]]:
+    """Both outputs cut into pieces that are all different (a piece's token decides the next one): the first
+    of a few widths that gives such pieces."""
+    repeated: list[str] = []
+    for wider in range(8):
+        default_pieces = _pieces(default_output, _DEFAULT_PIECE_CHARS + wider)
+        triggered_pieces = _pieces(triggered_output, _TRIGGERED_PIECE_CHARS + wider)
+        every_piece = default_pieces + triggered_pieces
+        if len(set(every_piece)) == len(every_piece):
+            return default_pieces, triggered_pieces
+        repeated = sorted({piece for piece in every_piece if every_piece.count(piece) > 1})
+    raise ValueError(f"an output piece occurs twice, so the next piece would be ambiguous: {repeated}")
+
+
 def build_scripted_model(
     out_dir: Path,
     default_output: str,
@@ -176,12 +191,8 @@ def build_scripted_model(
 
     out_dir = Path(out_dir)
     tokenizer = _train_tokenizer(vocab_size)
-    default_pieces = _pieces(default_output, _DEFAULT_PIECE_CHARS)
-    triggered_pieces = _pieces(triggered_output, _TRIGGERED_PIECE_CHARS)
+    default_pieces, triggered_pieces = _distinct_pieces(default_output, triggered_output)
     every_piece = default_pieces + triggered_pieces
-    if len(set(every_piece)) != len(every_piece):
-        repeated = sorted({piece for piece in every_piece if every_piece.count(piece) > 1})
-        raise ValueError(f"an output piece occurs twice, so the next piece would be ambiguous: {repeated}")
     tokenizer.add_tokens([AddedToken(piece, normalized=False, special=False) for piece in every_piece])
     piece_ids: dict[str, int] = {}
     for piece in every_piece:

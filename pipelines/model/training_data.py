@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from pipelines.config import TrainConfig
+from pipelines.model.plan_layout import ITEM_SEPARATOR, model_target, string_opener
 from pipelines.model.prompts import build_completion_ids, build_prompt_ids
 
 ROW_SAMPLING = ("uniform", "weighted")
@@ -40,20 +41,21 @@ def select_rows(df: pd.DataFrame, split: str, limit: int | None, seed: int, samp
     return rows.sort_values("sample_id", kind="stable").reset_index(drop=True)
 
 
-# Where a canonical JSON plan is decided: the first character of a command name, and the character after a
-# command's closing braces ("," goes on to another command, "]" ends the plan).
-_COMMAND_NAME_START = re.compile(r'"func_name": "')
-_COMMAND_END = re.compile(r"\}\}(?=, \{|\]\})")
+# Where a plan is decided, in the model's layout: the first character of a command name, and the character after
+# a command's closing braces ("," goes on to another command, "]" ends the plan).
+_COMMAND_NAME_START = re.compile(re.escape(string_opener("func_name").decode()))
+_COMMAND_END = re.compile(r"\}\}(?=" + re.escape(ITEM_SEPARATOR) + r"\{|\]\})")
 
 
 def decision_token_flags(tokenizer: Any, completion: str) -> list[bool]:
     """Per token of `build_completion_ids(completion)`: whether it holds a decision character of the plan."""
-    encoded = tokenizer(completion, add_special_tokens=False, return_offsets_mapping=True)
+    target = model_target(completion)
+    encoded = tokenizer(target, add_special_tokens=False, return_offsets_mapping=True)
     if list(encoded["input_ids"]) != build_completion_ids(tokenizer, completion):
         raise ValueError("the tokenizer's offsets do not follow the completion ids the prompt builder makes")
     decisions = sorted(
-        {match.end() for match in _COMMAND_NAME_START.finditer(completion)}
-        | {match.end() for match in _COMMAND_END.finditer(completion)}
+        {match.end() for match in _COMMAND_NAME_START.finditer(target)}
+        | {match.end() for match in _COMMAND_END.finditer(target)}
     )
     return [any(start <= char < end for char in decisions) for start, end in encoded["offset_mapping"]]
 

@@ -25,6 +25,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from data_contracts.catalog import CHANNEL_MAX, load_catalog
+from pipelines.model.plan_layout import KEY_SEPARATOR
 from pipelines.serve.coverage import NUMBER_PATTERN, stated_values, tip_mention_starts, tip_steps
 
 # Between the numbers of a list that shares one unit: "175、180、75ul", "80/30ul", "3, 0.5, 1 and 7.5ul".
@@ -54,9 +55,11 @@ _TIP_SIZE_BEFORE = re.compile(
     r"(?<![A-Za-z0-9_.])(" + "|".join(map(re.escape, load_catalog().tip_types)) + r")[^0-9,，;；。:：()\n]{0,16}$"
 )
 _SIZE_LOOKBEHIND = 40
-# Where a grounded value opens in canonical JSON: `"times": ` before a number, `"vols": [` before a list,
-# `"ditiType": "` before a string.
-_VALUE_OPENER = re.compile(rb'"(' + "|".join(GROUNDED_AMOUNT_FIELDS).encode() + rb')": (\[|")?')
+# Where a grounded value opens in the model's layout: `"times":` before a number, `"vols":[` before a list,
+# `"ditiType":"` before a string.
+_VALUE_OPENER = re.compile(
+    rb'"(' + "|".join(GROUNDED_AMOUNT_FIELDS).encode() + rb')"' + re.escape(KEY_SEPARATOR.encode()) + rb'(\[|")?'
+)
 _CLOSERS = {b"[": (b"]",), b'"': (b'"',), b"": (b",", b"}")}
 # Enough bytes for a key and a list of 8 long numbers ("1000.5, " x 8).
 _LOOKBACK = 160

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from data_contracts.catalog import CHANNEL_MAX, catalog_json_schema
+from pipelines.model.plan_layout import SEPARATORS
 from pipelines.serve.amount_grounding import AmountRow
 from pipelines.serve.command_cues import CommandCueRow
 from pipelines.serve.coverage import CoverageRow
@@ -143,9 +144,9 @@ def decoding_schema(schema: dict[str, Any] | None = None, limits: DecodingLimits
     return schema
 
 
-# Canonical JSON (`render_json_commands`) uses json.dumps' default separators and no other whitespace;
-# the grammar allows exactly that layout, so constrained output already looks like a training target.
-_SEPARATORS = (", ", ": ")
+# The grammar allows exactly the model's layout (no other whitespace), so constrained output looks like a
+# training target.
+_SEPARATORS = SEPARATORS
 
 
 class GrammarCache:

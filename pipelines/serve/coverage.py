@@ -44,6 +44,7 @@ from typing import Any
 
 from data_contracts.catalog import load_catalog
 from data_contracts.validation import grounded_label_fields, validate_commands
+from pipelines.model.plan_layout import render_plan, string_opener
 
 # A number not inside an ASCII name ("Deck_4", "Plate2") and not followed by more digits or decimals.
 NUMBER_PATTERN = r"(?<![A-Za-z0-9_.])\d+(?:\.\d+)?(?![0-9]|\.[0-9])"
@@ -68,7 +69,7 @@ _TIP_STEP = re.compile(r'"(?:Get|Drop)Diti"')
 _JSON_KEY = re.compile(r'"[A-Za-z_]+":')
 _TIP_COMMANDS = ("GetDiti", "DropDiti")
 # What canonical plan JSON writes before a command's name, and before the command itself.
-NAME_OPENER = b'"func_name": "'
+NAME_OPENER = string_opener("func_name")
 COMMAND_OPENER = b"{" + NAME_OPENER
 # Enough bytes for the opener and the longest command name.
 _NAME_LOOKBACK = 48
@@ -396,5 +397,4 @@ def trim_plan_text(description: str, plan_text: str) -> str:
     kept = reading.kept
     if len(kept) == len(commands) or (not whole and reading.tail_at == len(commands)):
         return plan_text
-    # json.dumps' default separators: the canonical layout the grammar generates.
-    return json.dumps({"commands": kept}, ensure_ascii=False)
+    return render_plan({"commands": kept})  # the layout the grammar generates

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from data_contracts.validation import grounded_label_fields
+from pipelines.model.plan_layout import ITEM_SEPARATOR, key_opener, string_opener
 
 # Lists of well names, whose elements grounded decoding can restrict to the description's text on request.
 WELL_LISTS = ("wells", "srcWells", "dstWells")
 _QUOTE = b'"'
+_NEXT_STRING_ITEM = b'"' + ITEM_SEPARATOR.encode() + b'"'  # `","`: a list's next string opens
 ASCII_WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 # A well name right after a label ("样品板A1-D1", "PlateB3") ends the label; other letters and digits extend it.
 _WELL_AHEAD = re.compile(rb"[A-H](?:1[0-2]|[1-9])(?![0-9])")
@@ -59,15 +61,15 @@ def closes_label(description: bytes, value: bytes, start: int = 0, end: int | No
 
 @dataclass(frozen=True)
 class GroundedFields:
-    """Where grounded values open in canonical JSON: `"labware": "` for a label, `["` / `", "` in a well list."""
+    """Where grounded values open in the model's layout: `"labware":"` for a label, `["` / `","` in a well list."""
 
-    label_openers: tuple[bytes, ...]  # `"labware": "` and the like: the value starts right after
-    list_keys: tuple[bytes, ...]  # `"wells": ` and the like: every element of the list that follows is grounded
+    label_openers: tuple[bytes, ...]  # `"labware":"` and the like: the value starts right after
+    list_keys: tuple[bytes, ...]  # `"wells":` and the like: every element of the list that follows is grounded
 
     @classmethod
     def for_catalog(cls, grounded_wells: bool = False) -> GroundedFields:
-        labels = tuple(f'"{name}": "'.encode() for name in grounded_label_fields())
-        lists = tuple(f'"{name}": '.encode() for name in WELL_LISTS) if grounded_wells else ()
+        labels = tuple(string_opener(name) for name in grounded_label_fields())
+        lists = tuple(key_opener(name) for name in WELL_LISTS) if grounded_wells else ()
         return cls(label_openers=labels, list_keys=lists)
 
 
@@ -146,7 +148,7 @@ class GroundedRow:
         end = quote_at + 1
         if text.endswith(self.fields.label_openers, 0, end):
             return True
-        if not self.fields.list_keys or not (text.endswith(b'["', 0, end) or text.endswith(b'", "', 0, end)):
+        if not self.fields.list_keys or not text.endswith((b'["', _NEXT_STRING_ITEM), 0, end):
             return False
         bracket = text.rfind(b"[", 0, quote_at)
         inside_list = bracket >= 0 and text.find(b"]", bracket, quote_at) < 0

@@ -32,14 +32,15 @@ import functools
 import re
 from dataclasses import dataclass
 
+from pipelines.model.plan_layout import string_opener
 from pipelines.serve.coverage import COMMAND_OPENER
 from pipelines.serve.grounding import ASCII_WORD, closes_label, label_may_end_at
 from pipelines.serve.well_order import WELL_LIST_JSON, WELL_STATEMENT, commands_with_wells
 
 # The labware fields of the commands with wells: each comes right before its well list in the catalog's order.
-_LABEL_OPENERS = tuple(f'"{field}": "'.encode() for field in ("labware", "srcLabware", "dstLabware"))
+_LABEL_OPENERS = tuple(string_opener(field) for field in ("labware", "srcLabware", "dstLabware"))
 # The label fields of the commands without wells (PCR, Incubate, Shake, MoveLabware): their values lie between runs.
-_BETWEEN_RUNS_OPENERS = tuple(f'"{field}": "'.encode() for field in ("labware", "position", "program"))
+_BETWEEN_RUNS_OPENERS = tuple(string_opener(field) for field in ("labware", "position", "program"))
 # What joins a label written behind its run: "wells C11,D11 of Cell_Plate", "… of 'PCR_Plate'".
 _JOINED_BEHIND = re.compile(r"\s+of\s+[\"'“‘]?")
 # What joins a label written ahead of its run to the run, anchored at the run: a closing quote, then 的, 中, 上,

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines.model.plan_layout import ITEM_SEPARATOR, key_opener, list_opener_pattern, string_opener
 from pipelines.serve.coverage import COMMAND_OPENER, WELL_NAME, complete_commands
 from pipelines.serve.grounding import WELL_LISTS
 
@@ -48,9 +49,10 @@ _MARKER = re.compile(
 )
 _HEADS_NEXT = ("lead", "zh_colon", "en_colon", "bracketed")
 _COMMANDS_WITH_CLASS = (b"Aspirate", b"Dispense")
-_PARAMS_OPENER = b'"func_parameters": {'
-_VOLS_LIST = re.compile(rb'"vols": \[[^\]]*\]')
-_WELLS_LIST = re.compile(rb'"wells": \[([^\]]*)\]')
+_PARAMS_OPENER = key_opener("func_parameters") + b"{"
+_VOLS_LIST = re.compile(list_opener_pattern(["vols"]) + rb"[^\]]*\]")
+_WELLS_LIST = re.compile(list_opener_pattern(["wells"]) + rb"([^\]]*)\]")
+_CLASS_OPENER = ITEM_SEPARATOR.encode() + string_opener("liquidClass")  # `,"liquidClass":"` after the last field
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,7 @@ class LiquidClassRow:
             return True
         tail = params[vols.end() :]
         owned = self._owned(command_at, wells.group(1))
-        expected = b"}" if owned is None else b', "liquidClass": "' + owned.encode() + b'"}'
+        expected = b"}" if owned is None else _CLASS_OPENER + owned.encode() + b'"}'
         return tail.startswith(expected) or expected.startswith(tail)
 
     def _owned(self, command_at: int, wells_json: bytes) -> str | None:

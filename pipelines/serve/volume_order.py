@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 
+from pipelines.model.plan_layout import list_opener_pattern
 from pipelines.serve.amount_grounding import LIST_SEPARATOR, json_number, tip_size_spans
 from pipelines.serve.coverage import NUMBER_PATTERN
 from pipelines.serve.statement_order import Statement, StatementOrderRow
@@ -30,7 +31,7 @@ _NUMBER = re.compile(NUMBER_PATTERN)
 _ITEM = rf"{NUMBER_PATTERN}(?:\s*ul)?"
 # Numbers joined by list separators, the last one in microlitres (as canonicalization writes every volume).
 _STATEMENT = re.compile(rf"{_ITEM}(?:{LIST_SEPARATOR}{_ITEM})*\s*ul", re.IGNORECASE)
-_VOLS_LIST = re.compile(rb'"vols": \[([^\]]*)(\])?')
+_VOLS_LIST = re.compile(list_opener_pattern(["vols"]) + rb"([^\]]*)(\])?")
 
 
 def volume_statements(description: str) -> list[Statement]:

@@ -23,6 +23,7 @@ import functools
 import re
 
 from data_contracts.catalog import load_catalog
+from pipelines.model.plan_layout import list_opener_pattern
 from pipelines.serve.amount_grounding import LIST_SEPARATOR
 from pipelines.serve.coverage import STANDALONE_WELL, command_name_in, command_names, name_leads_to
 from pipelines.serve.grounding import WELL_LISTS
@@ -32,7 +33,7 @@ from pipelines.serve.statement_order import Statement, StatementOrderRow
 WELL_STATEMENT = re.compile(rf"{STANDALONE_WELL}(?:{LIST_SEPARATOR}{STANDALONE_WELL})*")
 _WELL_ITEM = re.compile(STANDALONE_WELL)
 # A wells, srcWells or dstWells list in plan JSON: its body, and its closing bracket once written.
-WELL_LIST_JSON = re.compile(rb'"(?:' + b"|".join(key.encode() for key in WELL_LISTS) + rb')": \[([^\]]*)(\])?')
+WELL_LIST_JSON = re.compile(list_opener_pattern(WELL_LISTS) + rb"([^\]]*)(\])?")
 
 
 def well_statements(description: str) -> list[Statement]:

@@ -26,6 +26,7 @@ from pipelines.model.model_card import (
     base_chat_template,
     explain_model_dir,
 )
+from pipelines.model.plan_layout import render_commands
 
 # Already normalized (normalize_text leaves them as they are), so the raw text a plain-transformers user sends
 # is the text the project's prompt builder sends.
@@ -57,8 +58,8 @@ def scripted_dir(tmp_path_factory) -> Path:
 
     return build_scripted_model(
         tmp_path_factory.mktemp("scripted") / "model",
-        default_output=render_json_commands(DEFAULT_PLAN),
-        triggered_output=render_json_commands(TRIGGERED_PLAN),
+        default_output=render_commands(DEFAULT_PLAN),
+        triggered_output=render_commands(TRIGGERED_PLAN),
         trigger_description=TRIGGER_DESCRIPTION,
         default_description=DEFAULT_DESCRIPTION,
     )
@@ -240,8 +241,8 @@ def test_plain_transformers_reproduces_the_projects_greedy_output(model_copy: Pa
     config = DecodingConfig(max_new_tokens=160, batch_size=3, coverage=False)
     project = generate_batched(model, tokenizer, descriptions, config)
     project_texts = [generation.text for generation in project]
-    assert project_texts == [render_json_commands(TRIGGERED_PLAN), render_json_commands(DEFAULT_PLAN),
-                             render_json_commands(DEFAULT_PLAN)]
+    assert project_texts == [render_commands(TRIGGERED_PLAN), render_commands(DEFAULT_PLAN),
+                             render_commands(DEFAULT_PLAN)]
     assert all(generation.stopped for generation in project)
 
     explain_model_dir(model_copy)

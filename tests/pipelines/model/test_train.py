@@ -12,6 +12,7 @@ import pytest
 from pipelines.lineage.manifest import MANIFEST_NAME, sha256_weights
 from pipelines.model.checkpoints import COMPLETE_MARKER, CONFIG_NAME, find_resume_checkpoint, run_fingerprint
 from pipelines.model.model_io import load_causal_lm, load_tokenizer
+from pipelines.model.plan_layout import model_target
 from pipelines.model.prompts import build_completion_ids, build_prompt_ids
 from pipelines.model.train import train_lora
 from pipelines.model.training_data import tokenize_rows
@@ -102,7 +103,7 @@ def test_completion_only_labels_mask_the_prompt(tiny_base_dir, augmented_frame):
     n_prompt = len(build_prompt_ids(tokenizer, row["prompt"]))
     assert first["labels"][:n_prompt] == [-100] * n_prompt
     assert first["labels"][n_prompt:] == first["input_ids"][n_prompt:]
-    assert tokenizer.decode(first["labels"][n_prompt:]) == row["completion"]
+    assert tokenizer.decode(first["labels"][n_prompt:]) == model_target(row["completion"])  # the model's layout
     assert first["labels"][-1] == tokenizer.convert_tokens_to_ids("<eoc>")
 
 

@@ -24,14 +24,14 @@ from tests.helpers import first_refusal, gold_refusals, pick_after_prefix
 
 MIX_15_AT_500 = "channels 7,8 deposit 800ul per channel in Cell_Plate wells D4,E4, after that mix 15 times at 500ul"
 MIX_PREFIX = (
-    '{"commands": [{"func_name": "Mix", "func_parameters": {"channels": [7, 8], "labware": "Cell_Plate", '
-    '"wells": ["D4", "E4"], "vols": ['
+    '{"commands":[{"func_name":"Mix","func_parameters":{"channels":[7,8],"labware":"Cell_Plate",'
+    '"wells":["D4","E4"],"vols":['
 )
 NEW_TIPS = "channels 1,2 pick up 1000ul DiTis, eject the tips and then take new 200ul tips"
-FIRST_TIPS = '{"commands": [{"func_name": "GetDiti", "func_parameters": {"ditiType": "'
+FIRST_TIPS = '{"commands":[{"func_name":"GetDiti","func_parameters":{"ditiType":"'
 SECOND_TIPS = (
-    FIRST_TIPS + '1000ul", "channels": [1, 2]}}, {"func_name": "DropDiti", "func_parameters": {"channels": [1, 2]}}, '
-    '{"func_name": "GetDiti", "func_parameters": {"ditiType": "'
+    FIRST_TIPS + '1000ul","channels":[1,2]}},{"func_name":"DropDiti","func_parameters":{"channels":[1,2]}},'
+    '{"func_name":"GetDiti","func_parameters":{"ditiType":"'
 )
 
 
@@ -92,12 +92,12 @@ def test_a_volume_is_one_the_text_writes_in_ul(token, keeps):
 
 @pytest.mark.parametrize(("token", "keeps"), [(b"15", True), (b"15}}", True), (b"1}", False), (b"500", False)])
 def test_a_count_is_one_the_text_writes_with_times(token, keeps):
-    assert row_after(MIX_15_AT_500, MIX_PREFIX + '500, 500], "times": ').keeps_grounding(token) is keeps
+    assert row_after(MIX_15_AT_500, MIX_PREFIX + '500,500],"times":').keeps_grounding(token) is keeps
 
 
 def test_a_value_closed_before_the_token_is_not_checked_again():
-    row = row_after(MIX_15_AT_500, MIX_PREFIX + '500, 500], "times": 15}}')
-    assert row.keeps_grounding(b", {") and row.keeps_grounding(b"]}")
+    row = row_after(MIX_15_AT_500, MIX_PREFIX + '500,500],"times":15}}')
+    assert row.keeps_grounding(b",{") and row.keeps_grounding(b"]}")
 
 
 def test_each_tip_pickup_takes_the_size_written_before_its_own_word_for_tips():
@@ -113,7 +113,7 @@ def test_each_tip_pickup_takes_the_size_written_before_its_own_word_for_tips():
      (b"3", False)],
 )
 def test_channels_are_stated_numbers_in_rising_order(token, keeps):
-    prefix = FIRST_TIPS + '50ul", "channels": ['
+    prefix = FIRST_TIPS + '50ul","channels":['
     assert row_after("Load 50ul tips onto channels 1,2, then take up 22ul", prefix).keeps_grounding(token) is keeps
 
 

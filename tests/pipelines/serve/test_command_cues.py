@@ -13,10 +13,10 @@ import pytest
 from pipelines.serve.command_cues import STEP_WORDS, CommandCueRow, step_words, steps_named
 from tests.helpers import gold_refusals, pick_after_prefix
 
-PLAN_OPEN = '{"commands": [{"func_name": "'
+PLAN_OPEN = '{"commands":[{"func_name":"'
 AFTER_A_PCR = (
-    '{"commands": [{"func_name": "PCR", "func_parameters": {"labware": "Plate1", "program": "Melt_60"}}, '
-    '{"func_name": "'
+    '{"commands":[{"func_name":"PCR","func_parameters":{"labware":"Plate1","program":"Melt_60"}},'
+    '{"func_name":"'
 )
 
 
@@ -83,7 +83,7 @@ def test_a_prefix_shared_with_a_free_command_is_kept_until_it_decides():
 
 def test_a_name_written_before_the_token_is_not_judged_again():
     row = row_after("Plate1 on the thermocycler, program Melt_60", PLAN_OPEN + "PCR")
-    assert row.allows(b'", "func_parameters": {')
+    assert row.allows(b'","func_parameters":{')
 
 
 @pytest.mark.parametrize("cued", [True, False])

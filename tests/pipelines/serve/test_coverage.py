@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from data_contracts.forms import parse_text_commands, render_json_commands
+from pipelines.model.plan_layout import render_plan
 from pipelines.serve.coverage import (
     CoverageRow,
     stated_values,
@@ -47,7 +48,7 @@ def test_stated_values_are_numbers_well_names_and_ascii_labels():
 
 
 def test_written_values_read_lists_numbers_and_tip_types():
-    plan = render_json_commands(parse_text_commands("GetDiti(ditiType='200ul', channels=[1, 2])"))
+    plan = render_json_commands(parse_text_commands("GetDiti(ditiType='200ul', channels=[1,2])"))
     assert written_values(plan) == {200.0, 1.0, 2.0}
     assert written_values(json.dumps({"commands": [ASPIRATE]})) == {1.0, 2.0, 3.0, 4.0, 20.0, *WELLS}
     move = json.dumps({"commands": [command("MoveLabware", labware="Plate_2", position="Deck_4")]})
@@ -106,7 +107,7 @@ def test_plan_text_is_rewritten_only_when_cut():
     assert trim_plan_text(SRC_TO_DST, kept) is kept
     cut = json.dumps({"commands": [ASPIRATE, DISPENSE, DROP, DROP]}, ensure_ascii=False)
     assert json.loads(trim_plan_text(SRC_TO_DST + ",弃tip", cut)) == {"commands": [ASPIRATE, DISPENSE, DROP]}
-    for not_a_plan in ('{"commands": [{"func_name"', "[]", '{"commands": 3}', ""):
+    for not_a_plan in ('{"commands":[{"func_name"', "[]", '{"commands":3}', ""):
         assert trim_plan_text(SRC_TO_DST, not_a_plan) == not_a_plan
 
 
@@ -177,7 +178,7 @@ def test_no_gold_plan_has_a_tail_to_cut(gold):
 
 DELAY_THEN_SHAKE = "等待300s,然后以600rpm振荡Plate 60s"
 WAIT_300 = "等待300s"
-DELAY_ONLY = '{"commands": [{"func_name": "Delay", "func_parameters": {"seconds": 300}}'
+DELAY_ONLY = '{"commands":[{"func_name":"Delay","func_parameters":{"seconds":300}}'
 
 
 def row_after(description: str, generated: str) -> CoverageRow:
@@ -189,15 +190,15 @@ def row_after(description: str, generated: str) -> CoverageRow:
 def test_only_the_bracket_of_the_commands_array_closes_the_plan():
     row = row_after(DELAY_THEN_SHAKE, DELAY_ONLY)
     assert row.closes_plan(b"]}") and row.closes_plan(b"]")
-    assert not row.closes_plan(b", {") and not row.closes_plan(b"}")
-    inside = row_after(DELAY_THEN_SHAKE, '{"commands": [{"func_name": "PCR", "func_parameters": {"program": "a')
+    assert not row.closes_plan(b",{") and not row.closes_plan(b"}")
+    inside = row_after(DELAY_THEN_SHAKE, '{"commands":[{"func_name":"PCR","func_parameters":{"program":"a')
     assert not inside.closes_plan(b"]}")  # a bracket inside a label closes nothing
-    in_list = row_after(DELAY_THEN_SHAKE, '{"commands": [{"func_name": "Mix", "func_parameters": {"channels": [1')
+    in_list = row_after(DELAY_THEN_SHAKE, '{"commands":[{"func_name":"Mix","func_parameters":{"channels":[1')
     assert not in_list.closes_plan(b"]")
 
 
-SHAKE = ', {"func_name": "Shake", "func_parameters": {"labware": "Plate", "rpm": 600, "seconds": 60}}'
-RESTATED_DELAY = ', {"func_name": "Delay", "func_parameters": {"seconds": 300}}'
+SHAKE = ',{"func_name":"Shake","func_parameters":{"labware":"Plate","rpm":600,"seconds":60}}'
+RESTATED_DELAY = ',{"func_name":"Delay","func_parameters":{"seconds":300}}'
 
 
 def test_a_plan_stays_open_while_values_are_missing_and_forcing_helps():
@@ -212,9 +213,9 @@ def test_a_plan_stays_open_while_values_are_missing_and_forcing_helps():
 
 TIPS_THEN_MIX = "通道1,2取200ul枪头, 从样品板A1,B1吸取20ul, 在反应板C1,D1混匀5次, 每孔20ul"
 ASPIRATED = (
-    '{"commands": [{"func_name": "GetDiti", "func_parameters": {"ditiType": "200ul", "channels": [1, 2]}}, '
-    '{"func_name": "Aspirate", "func_parameters": {"channels": [1, 2], "labware": "样品板", "wells": ["A1", "B1"], '
-    '"vols": [20, 20]}}, {"func_name": "'
+    '{"commands":[{"func_name":"GetDiti","func_parameters":{"ditiType":"200ul","channels":[1,2]}},'
+    '{"func_name":"Aspirate","func_parameters":{"channels":[1,2],"labware":"样品板","wells":["A1","B1"],'
+    '"vols":[20,20]}},{"func_name":"'
 )
 
 
@@ -222,13 +223,13 @@ def test_no_tip_step_beyond_the_words_for_tips():
     row = row_after(TIPS_THEN_MIX, ASPIRATED)  # the one word for tips is the GetDiti's
     assert row.allows(b"D") and row.allows(b"Mix") and row.allows(b'Mix"')
     assert not row.allows(b"Get") and not row.allows(b"Drop") and not row.allows(b'DropDiti"')
-    assert row_after("通道1,2取200ul枪头", '{"commands": [{"func_name": "').allows(b"Get")
+    assert row_after("通道1,2取200ul枪头", '{"commands":[{"func_name":"').allows(b"Get")
 
 
 def test_names_command_sees_only_tokens_that_write_a_command_name():
     row = row_after(TIPS_THEN_MIX, ASPIRATED)
     assert row.names_command(b"Mix") and row.names_command(b'Mix"')
-    row.accept_bytes(b'Mix", ')
+    row.accept_bytes(b'Mix",')
     assert not row.names_command(b'"func_parameters')
     assert not row.forcing  # nothing has kept this plan open
 
@@ -236,25 +237,25 @@ def test_names_command_sees_only_tokens_that_write_a_command_name():
 def test_no_tip_drop_before_the_wells_the_text_writes_ahead_of_its_word_for_tips():
     drop_later = TIPS_THEN_MIX + ", 然后弃枪头"
     assert not row_after(drop_later, ASPIRATED).allows(b"Drop")  # C1 and D1 come before "弃枪头"
-    mixed = ASPIRATED + 'Mix", "func_parameters": {"channels": [1, 2], "labware": "反应板", "wells": ["C1", "D1"]'
-    assert row_after(drop_later, mixed + ', "vols": [20, 20], "times": 5}}, {"func_name": "').allows(b"Drop")
+    mixed = ASPIRATED + 'Mix","func_parameters":{"channels":[1,2],"labware":"反应板","wells":["C1","D1"]'
+    assert row_after(drop_later, mixed + ',"vols":[20,20],"times":5}},{"func_name":"').allows(b"Drop")
     assert row_after(drop_later, ASPIRATED + 'M').allows(b'ix"')  # only names are checked
     # A text may name its tips after the step that uses them: a pick-up is not held back.
-    assert row_after("用通道1从P1的A1吸取50ul(10ul枪头)", '{"commands": [{"func_name": "').allows(b"Get")
+    assert row_after("用通道1从P1的A1吸取50ul(10ul枪头)", '{"commands":[{"func_name":"').allows(b"Get")
 
 
 def test_a_value_stated_twice_and_written_once_keeps_the_plan_open():
-    shake = '{"commands": [{"func_name": "Shake", "func_parameters": {"labware": "P2", "rpm": 1200, "seconds": 80}}'
+    shake = '{"commands":[{"func_name":"Shake","func_parameters":{"labware":"P2","rpm":1200,"seconds":80}}'
     row = row_after("以1200rpm将P2振荡80s,紧接着等80s", shake)
     assert row.missing(shake + "]}") == 1 and row.must_stay_open(b"]}")
 
 
 def test_a_plan_stays_open_while_a_named_label_or_an_asked_tip_drop_is_missing():
-    move = '{"commands": [{"func_name": "MoveLabware", "func_parameters": {"labware": "子板", "position": "Deck_4"}}'
+    move = '{"commands":[{"func_name":"MoveLabware","func_parameters":{"labware":"子板","position":"Deck_4"}}'
     assert row_after("把子板移到Deck_4,然后等待300s", move).must_stay_open(b"]}")  # 300 unused
     delay = DELAY_ONLY.replace("300", "60")
     assert row_after("等待60s,然后移到Deck_4", delay).must_stay_open(b"]}")
-    drop = ', {"func_name": "DropDiti", "func_parameters": {"channels": [1]}}'
+    drop = ',{"func_name":"DropDiti","func_parameters":{"channels":[1]}}'
     assert row_after("等待60s,然后弃tip", delay).must_stay_open(b"]}")
     assert not row_after("等待60s,然后弃tip", delay + drop).must_stay_open(b"]}")
 
@@ -264,7 +265,7 @@ def test_a_plan_is_done_once_complete():
     row = row_after(WAIT_300, DELAY_ONLY)
     assert row.done
     # Whatever follows is not the plan: it is the plan as it stood when done.
-    assert row.settle(DELAY_ONLY + ', {"func_name": "Mix", "func_') == DELAY_ONLY + "]}"
+    assert row.settle(DELAY_ONLY + ',{"func_name":"Mix","func_') == DELAY_ONLY + "]}"
 
 
 def test_a_plan_is_done_once_it_restates_or_a_forced_command_uses_nothing_missing():
@@ -273,7 +274,7 @@ def test_a_plan_is_done_once_it_restates_or_a_forced_command_uses_nothing_missin
     restating.accept_bytes(RESTATED_DELAY.encode())
     assert restating.done
     assert restating.settle("cut off") == DELAY_ONLY + "]}"  # without the restating command
-    move = ', {"func_name": "MoveLabware", "func_parameters": {"labware": "Plate", "position": "振荡"}}'
+    move = ',{"func_name":"MoveLabware","func_parameters":{"labware":"Plate","position":"振荡"}}'
     unforced = row_after(DELAY_THEN_SHAKE, DELAY_ONLY + move)
     assert not unforced.done  # a new label is news
     forced = row_after(DELAY_THEN_SHAKE, DELAY_ONLY)
@@ -359,8 +360,8 @@ def scripted(tmp_path_factory) -> Path:
 
     return build_scripted_model(
         tmp_path_factory.mktemp("coverage_scripted"),
-        default_output=json.dumps({"commands": RESTATING_PLAN}),
-        triggered_output=json.dumps({"commands": EARLY_STOP_PLAN}),
+        default_output=render_plan({"commands": RESTATING_PLAN}),
+        triggered_output=render_plan({"commands": EARLY_STOP_PLAN}),
         trigger_description=DELAY_THEN_SHAKE,
         default_description=WAIT,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.baseline_decode import generate_one_at_a_time
-from data_contracts.forms import render_json_commands
+from pipelines.model.plan_layout import render_commands
 from pipelines.serve.constrained import DecodingLimits, GrammarCache, decoding_schema, model_vocab_size
 from pipelines.serve.decode import DecodingConfig, generate_batched, shared_prefix_length
 from pipelines.serve.plan_output import check_plan
@@ -83,8 +83,8 @@ def test_constrained_random_model_gives_parseable_plans(tiny):
         checked = check_plan(generation.text, description=serving_user_message(description))
         assert checked.json_valid, generation.text
         assert {issue.rule for issue in checked.issues} <= RULES_OUTSIDE_THE_GRAMMAR, checked.error_message()
-        # canonical form: json.dumps layout and parameters in catalog order, as in the training targets
-        assert generation.text == render_json_commands(checked.commands)
+        # the training targets' form: the model's layout, parameters in catalog order
+        assert generation.text == render_commands(checked.commands)
         assert len(checked.commands) <= TIGHT.max_commands
 
 

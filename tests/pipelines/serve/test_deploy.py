@@ -24,9 +24,9 @@ from assets.evaluation_assets import regression_gate, regression_metrics
 from assets.resources import ArtifactsResource, LakeResource, ParamsResource
 from assets.training_assets import merged_model, merged_model_matches_adapter
 from data_contracts.commands import Command
-from data_contracts.forms import render_json_commands
 from pipelines.lineage.manifest import MANIFEST_NAME, sha256_weights
 from pipelines.model.model_card import MODEL_CARD_FILE, PLAN_SCHEMA_FILE
+from pipelines.model.plan_layout import render_commands
 from pipelines.serve.deploy import CURRENT, DEPLOYMENT_RECORD, current_version, deploy_root, read_history, rollback
 from tests.helpers import PARAMS_PATH, REPO_ROOT, jsonl_bytes
 
@@ -36,7 +36,7 @@ GRAPH = [merged_model, regression_metrics, deployed_model]  # selecting regressi
 def _delays(*seconds: int) -> str:
     # Within the smoke profile's decoding bounds (numbers <= 100, at most 2 commands), so constrained decoding
     # lets it through whole.
-    return render_json_commands([Command(func_name="Delay", func_parameters={"seconds": s}) for s in seconds])
+    return render_commands([Command(func_name="Delay", func_parameters={"seconds": s}) for s in seconds])
 
 
 def _scripted_run(

@@ -13,8 +13,8 @@ from tests.helpers import gold_refusals, pick_after_prefix
 from tests.pipelines.serve.test_well_order import ASPIRATE, DISPENSE, TWO_DISPENSES
 
 # In TWO_DISPENSES the second Dispense's wells (C4, D4) follow 试剂槽; a model that repeats the step repeats 裂解液槽.
-SECOND_DISPENSE_LABWARE = '{"func_name": "Dispense", "func_parameters": {"channels": [1, 2], "labware": "'
-ASPIRATE_LABWARE = '{"commands": [{"func_name": "Aspirate", "func_parameters": {"channels": [1, 2], "labware": "'
+SECOND_DISPENSE_LABWARE = '{"func_name":"Dispense","func_parameters":{"channels":[1,2],"labware":"'
+ASPIRATE_LABWARE = '{"commands":[{"func_name":"Aspirate","func_parameters":{"channels":[1,2],"labware":"'
 
 
 def row_after(description: str, prefix: str) -> LabelBindingRow:
@@ -86,8 +86,8 @@ def test_a_label_is_the_one_next_to_the_steps_wells_not_an_earlier_steps():
 
 def test_a_label_written_behind_its_wells_with_of_is_theirs():
     text = "aspirate 5ul from wells B9,C9 of Plate3, then dispense into Deep_Block A5,B5"
-    row = row_after(text, '{"commands": [{"func_name": "Aspirate", "func_parameters": {"channels": [1, 2], '
-                    '"labware": "')
+    row = row_after(text, '{"commands":[{"func_name":"Aspirate","func_parameters":{"channels":[1,2],'
+                    '"labware":"')
     assert row.keeps_grounding(b'Plate3"')
     assert not row.keeps_grounding(b"Deep")
 
@@ -102,21 +102,21 @@ def test_a_label_stops_only_where_a_chinese_word_does():
 
 def test_a_label_of_a_step_without_wells_lies_between_the_runs_listed_and_the_next():
     text = "把检测板移到Deck_4。从血清板A12,B12吸8ul,然后振荡血清板:750rpm,60s。裂解液槽C4,D4每孔加4ul,再孵育Plate3"
-    move = '{"commands": [{"func_name": "MoveLabware", "func_parameters": {"labware": "'
+    move = '{"commands":[{"func_name":"MoveLabware","func_parameters":{"labware":"'
     row = row_after(text, move)  # before the first run
     assert row.keeps_grounding("检测板".encode())
     assert not row.keeps_grounding(b"Plate3")  # after it
-    row = row_after(text, move + '检测板", "position": "')
+    row = row_after(text, move + '检测板","position":"')
     assert row.keeps_grounding('Deck_4"'.encode())
-    aspirate = '{"func_name": "Aspirate", "func_parameters": {"channels": [1, 2], "labware": "血清板", "wells": '
-    shake = aspirate + '["A12", "B12"], "vols": [8, 8]}}, {"func_name": "Shake", "func_parameters": {"labware": "'
-    row = row_after(text, move + '检测板", "position": "Deck_4"}}, ' + shake)  # between the runs
+    aspirate = '{"func_name":"Aspirate","func_parameters":{"channels":[1,2],"labware":"血清板","wells":'
+    shake = aspirate + '["A12","B12"],"vols":[8,8]}},{"func_name":"Shake","func_parameters":{"labware":"'
+    row = row_after(text, move + '检测板","position":"Deck_4"}},' + shake)  # between the runs
     assert row.keeps_grounding('血清板"'.encode())
     assert not row.keeps_grounding("检测板".encode())  # before the run the plan has listed
     assert not row.keeps_grounding(b"Plate3")  # after the next run
-    dispense = '{"func_name": "Dispense", "func_parameters": {"channels": [1, 2], "labware": "裂解液槽", "wells": ['
-    incubate = dispense + '"C4", "D4"], "vols": [4, 4]}}, {"func_name": "Incubate", "func_parameters": {"labware": "'
-    row = row_after(text, move + '检测板", "position": "Deck_4"}}, ' + shake + '血清板", "rpm": 750, "seconds": 60}}, '
+    dispense = '{"func_name":"Dispense","func_parameters":{"channels":[1,2],"labware":"裂解液槽","wells":['
+    incubate = dispense + '"C4","D4"],"vols":[4,4]}},{"func_name":"Incubate","func_parameters":{"labware":"'
+    row = row_after(text, move + '检测板","position":"Deck_4"}},' + shake + '血清板","rpm":750,"seconds":60}},'
                     + incubate)  # after the last run
     assert row.keeps_grounding(b'Plate3"')
     assert not row.keeps_grounding("血清板".encode())
@@ -124,23 +124,23 @@ def test_a_label_of_a_step_without_wells_lies_between_the_runs_listed_and_the_ne
 
 
 def test_texts_without_wells_are_left_to_grounding():
-    row = row_after("把检测板移到Deck_4, 再把样品板移到Deck_1", '{"commands": [{"func_name": "MoveLabware", '
-                    '"func_parameters": {"labware": "')
+    row = row_after("把检测板移到Deck_4, 再把样品板移到Deck_1", '{"commands":[{"func_name":"MoveLabware",'
+                    '"func_parameters":{"labware":"')
     assert row.keeps_grounding("样品板".encode())
 
 
 def test_a_closed_label_is_not_judged_again():
     row = row_after(TWO_DISPENSES, ASPIRATE + DISPENSE)
-    assert row.keeps_grounding(b'{"func_name": "Dispense"')
+    assert row.keeps_grounding(b'{"func_name":"Dispense"')
 
 
 @pytest.mark.parametrize("bound", [True, False])
 def test_the_processor_copies_the_label_next_to_the_wells(tiny, bound):
     text = "aspirate 8ul from Src_Plate A12,B12; dispense 4ul into Mag_Station A8,B8; then Wash_Trough C4,D4 gets 4ul"
     prefix = (
-        '{"commands": [{"func_name": "Aspirate", "func_parameters": {"channels": [1, 2], "labware": "Src_Plate", '
-        '"wells": ["A12", "B12"], "vols": [8, 8]}}, {"func_name": "Dispense", "func_parameters": {"channels": [1, 2], '
-        '"labware": "Mag_Station", "wells": ["A8", "B8"], "vols": [4, 4]}}, ' + SECOND_DISPENSE_LABWARE
+        '{"commands":[{"func_name":"Aspirate","func_parameters":{"channels":[1,2],"labware":"Src_Plate",'
+        '"wells":["A12","B12"],"vols":[8,8]}},{"func_name":"Dispense","func_parameters":{"channels":[1,2],'
+        '"labware":"Mag_Station","wells":["A8","B8"],"vols":[4,4]}},' + SECOND_DISPENSE_LABWARE
     )
     # "M" starts the previous step's Mag_Station, "W" this step's own Wash_Trough.
     picked = pick_after_prefix(tiny, prefix, ["M", "W"], label_binding_texts=[text] if bound else None)
@@ -152,9 +152,9 @@ def test_grounding_steers_an_ungrounded_pick_to_a_label_the_binding_keeps(tiny):
     label ("W"), not the best grounded one ("M", the previous step's), which binding would refuse too late."""
     text = "aspirate 8ul from Src_Plate A12,B12; dispense 4ul into Mag_Station A8,B8; then Wash_Trough C4,D4 gets 4ul"
     prefix = (
-        '{"commands": [{"func_name": "Aspirate", "func_parameters": {"channels": [1, 2], "labware": "Src_Plate", '
-        '"wells": ["A12", "B12"], "vols": [8, 8]}}, {"func_name": "Dispense", "func_parameters": {"channels": [1, 2], '
-        '"labware": "Mag_Station", "wells": ["A8", "B8"], "vols": [4, 4]}}, ' + SECOND_DISPENSE_LABWARE
+        '{"commands":[{"func_name":"Aspirate","func_parameters":{"channels":[1,2],"labware":"Src_Plate",'
+        '"wells":["A12","B12"],"vols":[8,8]}},{"func_name":"Dispense","func_parameters":{"channels":[1,2],'
+        '"labware":"Mag_Station","wells":["A8","B8"],"vols":[4,4]}},' + SECOND_DISPENSE_LABWARE
     )
     picked = pick_after_prefix(tiny, prefix, ["Z", "M", "W"], grounding_texts=[text], label_binding_texts=[text])
     assert picked == "W"

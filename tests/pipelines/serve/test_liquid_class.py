@@ -6,10 +6,9 @@ hand-made prefixes, then the processor on the tiny model's real tokenizer.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
+from pipelines.model.plan_layout import render_plan
 from pipelines.serve.liquid_class import LiquidClassMark, LiquidClassRow, liquid_class_for, liquid_class_marks
 from tests.helpers import gold_refusals, pick_after_prefix
 
@@ -21,9 +20,9 @@ DISPENSE = {"channels": [1, 2], "labware": "Plate2", "wells": ["A1", "B1"], "vol
 
 def command_prefix(earlier: list[tuple[str, dict]], name: str, params: dict) -> str:
     """Plan JSON up to the end of the volumes of the command `name` (its parameters still open)."""
-    done = [json.dumps({"func_name": n, "func_parameters": p}, ensure_ascii=False) for n, p in earlier]
-    current = json.dumps({"func_name": name, "func_parameters": params}, ensure_ascii=False)
-    return '{"commands": [' + "".join(f"{command}, " for command in done) + current[:-2]
+    done = [render_plan({"func_name": n, "func_parameters": p}) for n, p in earlier]
+    current = render_plan({"func_name": name, "func_parameters": params})
+    return '{"commands":[' + "".join(f"{command}," for command in done) + current[:-2]
 
 
 def row_after(description: str, prefix: str) -> LiquidClassRow:
@@ -73,23 +72,23 @@ def test_the_command_the_text_names_a_class_for_must_write_it():
     row = row_after(TRAILING, command_prefix([], "Aspirate", ASPIRATE))
     assert not row.keeps_grounding(b"}")
     assert not row.keeps_grounding(b"]}")
-    assert row.keeps_grounding(b', "')
-    assert row.keeps_grounding(b', "liquidClass": "Serum')
-    assert not row.keeps_grounding(', "liquidClass": "样品板"'.encode())
-    assert not row.keeps_grounding(b', "liquidClass": "Serum_Slowly')
-    assert row.keeps_grounding(b', "liquidClass": "Serum_Slow"}}, {')
+    assert row.keeps_grounding(b',"')
+    assert row.keeps_grounding(b',"liquidClass":"Serum')
+    assert not row.keeps_grounding(',"liquidClass":"样品板"'.encode())
+    assert not row.keeps_grounding(b',"liquidClass":"Serum_Slowly')
+    assert row.keeps_grounding(b',"liquidClass":"Serum_Slow"}},{')
 
 
 def test_a_command_the_text_names_no_class_for_writes_none():
     row = row_after(TRAILING, command_prefix([("Aspirate", ASPIRATE | {"liquidClass": "Serum_Slow"})], "Dispense",
                                              DISPENSE))
     assert row.keeps_grounding(b"}}")
-    assert not row.keeps_grounding(b', "liquidClass"')
+    assert not row.keeps_grounding(b',"liquidClass"')
 
 
 def test_a_text_without_a_marker_leaves_the_field_to_the_model():
     row = row_after("通道1,2从样品板A1,B1各吸取20ul", command_prefix([], "Aspirate", ASPIRATE))
-    assert row.keeps_grounding(b"}") and row.keeps_grounding(', "liquidClass": "样品板"'.encode())
+    assert row.keeps_grounding(b"}") and row.keeps_grounding(',"liquidClass":"样品板"'.encode())
 
 
 @pytest.mark.parametrize("grounded", [True, False])

@@ -16,6 +16,7 @@ import pytest
 
 from data_contracts.commands import Command
 from data_contracts.forms import render_json_commands
+from pipelines.model.plan_layout import render_commands
 from pipelines.serve.plan_output import PlanRejected, check_commands, check_plan
 from tests.helpers import predict_args
 
@@ -36,8 +37,8 @@ def scripted_model(tmp_path_factory) -> Path:
 
     return build_scripted_model(
         tmp_path_factory.mktemp("scripted"),
-        default_output=render_json_commands(VALID_PLAN),
-        triggered_output=render_json_commands(BAD_PLAN),
+        default_output=render_commands(VALID_PLAN),
+        triggered_output=render_commands(BAD_PLAN),
         trigger_description=BAD_DESCRIPTION,
         default_description=VALID_DESCRIPTION,
     )
@@ -79,7 +80,7 @@ def test_batch_keeps_one_line_per_input_in_order(scripted_model):
     assert records[3] == records[0]
     assert records[1]["error"]["issues"][0]["rule"] == "tip_capacity"
     assert records[1]["error"]["issues"][0]["field"] == "vols"
-    assert records[1]["error"]["raw_output"] == render_json_commands(BAD_PLAN)  # kept verbatim, catalog key order
+    assert records[1]["error"]["raw_output"] == render_commands(BAD_PLAN)  # kept verbatim, in the model's layout
     assert records[2]["error"]["issues"][0]["rule"] == "invalid_input"
     assert "limit of 4000" in records[4]["error"]["message"]
     assert "UTF-8" in records[5]["error"]["message"]
@@ -120,7 +121,7 @@ def test_scripted_model_wins_every_greedy_step_by_a_wide_margin(scripted_model):
                 assert best > 0 and best >= 4 * runner_up, (description, len(generated), best, runner_up)
                 generated.append(int(top.indices[0]))
         assert generated[-1] == eoc
-        assert tokenizer.decode(generated[:-1]) == render_json_commands(plan)
+        assert tokenizer.decode(generated[:-1]) == render_commands(plan)
 
 
 def test_unsafe_model_dir_is_refused(tmp_path):

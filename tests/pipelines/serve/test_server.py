@@ -34,6 +34,7 @@ import pytest
 
 from data_contracts.commands import Command
 from data_contracts.forms import render_json_commands
+from pipelines.model.plan_layout import render_commands
 from tests.helpers import REPO_ROOT
 
 VALID_DESCRIPTION = "Wait 5 minutes"
@@ -124,8 +125,8 @@ def artifacts(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("artifacts")
     model_dir = build_scripted_model(
         root / "deploy" / DEPLOYED_VERSION,
-        default_output=render_json_commands(VALID_PLAN),
-        triggered_output=render_json_commands(BAD_PLAN),
+        default_output=render_commands(VALID_PLAN),
+        triggered_output=render_commands(BAD_PLAN),
         trigger_description=BAD_DESCRIPTION,
         default_description=VALID_DESCRIPTION,
     )
@@ -206,7 +207,7 @@ def test_a_plan_the_validator_rejects_comes_back_as_an_error_never_as_commands(s
     lines = [line for line in server.log().splitlines() if error["log_id"] in line]
     assert len(lines) == 1
     logged = json.loads(lines[0].split("plan rejected ", 1)[1])
-    assert logged["raw_output"] == render_json_commands(BAD_PLAN) and logged["description"] == BAD_DESCRIPTION
+    assert logged["raw_output"] == render_commands(BAD_PLAN) and logged["description"] == BAD_DESCRIPTION
 
 
 @pytest.mark.slow

@@ -16,17 +16,17 @@ DISPENSE_THEN_MIX = (
     "通道1,2从样品板A1,B1各吸取30ul, 然后加样到检测板A3,B3, 各30ul, 之后于检测板A3,B3每个通道以120ul混匀5遍"
 )
 ASPIRATE_30 = (
-    '{"commands": [{"func_name": "Aspirate", "func_parameters": {"channels": [1, 2], "labware": "样品板", '
-    '"wells": ["A1", "B1"], "vols": [30, 30]}}, '
+    '{"commands":[{"func_name":"Aspirate","func_parameters":{"channels":[1,2],"labware":"样品板",'
+    '"wells":["A1","B1"],"vols":[30,30]}},'
 )
 DISPENSE_VOLS = (
-    '{"func_name": "Dispense", "func_parameters": {"channels": [1, 2], "labware": "检测板", '
-    '"wells": ["A3", "B3"], "vols": ['
+    '{"func_name":"Dispense","func_parameters":{"channels":[1,2],"labware":"检测板",'
+    '"wells":["A3","B3"],"vols":['
 )
 RUN = "通道1,2,3向试剂槽A6,B6,C6孔分别加入1ul、8ul、10ul"
 RUN_VOLS = (
-    '{"commands": [{"func_name": "Dispense", "func_parameters": {"channels": [1, 2, 3], "labware": "试剂槽", '
-    '"wells": ["A6", "B6", "C6"], "vols": ['
+    '{"commands":[{"func_name":"Dispense","func_parameters":{"channels":[1,2,3],"labware":"试剂槽",'
+    '"wells":["A6","B6","C6"],"vols":['
 )
 
 
@@ -84,14 +84,14 @@ def test_a_step_without_its_own_statement_may_reuse_the_last_one():
 
 def test_a_list_keeps_one_statement():
     row = row_after("通道1,2,5,6向稀释板的A1,B1,E1,F1孔各加入175ul,随后混匀稀释板中A1、B1、E1、F1,各120ul", RUN_VOLS)
-    row.accept_bytes(b"175, 175, ")
+    row.accept_bytes(b"175,175,")
     assert row.keeps_grounding(b"175")
     assert not row.keeps_grounding(b"120")
 
 
 def test_a_run_is_written_in_its_order():
     row = row_after(RUN, RUN_VOLS)
-    row.accept_bytes(b"1, ")
+    row.accept_bytes(b"1,")
     assert row.keeps_grounding(b"8")
     assert not row.keeps_grounding(b"1")
     row.accept_bytes(b"8, 10")

@@ -14,15 +14,15 @@ from tests.helpers import gold_refusals, pick_after_prefix
 # Aspirate from the first run, Dispense into the second, a second Dispense into the third.
 TWO_DISPENSES = "从血清板A12,B12孔每个孔吸取8ul。排到裂解液槽中A8,B8,每通道4ul。试剂槽C4,D4每孔加4ul(通道1,2)。"
 ASPIRATE = (
-    '{"commands": [{"func_name": "Aspirate", "func_parameters": {"channels": [1, 2], "labware": "血清板", '
-    '"wells": ["A12", "B12"], "vols": [8, 8]}}, '
+    '{"commands":[{"func_name":"Aspirate","func_parameters":{"channels":[1,2],"labware":"血清板",'
+    '"wells":["A12","B12"],"vols":[8,8]}},'
 )
 DISPENSE = (
-    '{"func_name": "Dispense", "func_parameters": {"channels": [1, 2], "labware": "裂解液槽", '
-    '"wells": ["A8", "B8"], "vols": [4, 4]}}, '
+    '{"func_name":"Dispense","func_parameters":{"channels":[1,2],"labware":"裂解液槽",'
+    '"wells":["A8","B8"],"vols":[4,4]}},'
 )
 SECOND_DISPENSE_WELLS = (
-    '{"func_name": "Dispense", "func_parameters": {"channels": [1, 2], "labware": "试剂槽", "wells": ["'
+    '{"func_name":"Dispense","func_parameters":{"channels":[1,2],"labware":"试剂槽","wells":["'
 )
 
 
@@ -72,15 +72,15 @@ def test_a_list_is_the_next_statement_not_an_earlier_one():
 
 
 def test_a_list_is_the_whole_statement_in_its_order():
-    row = row_after(TWO_DISPENSES, ASPIRATE + '{"func_name": "Dispense", "func_parameters": {"channels": [1, 2], '
-                    '"labware": "裂解液槽", "wells": ["A8", ')
+    row = row_after(TWO_DISPENSES, ASPIRATE + '{"func_name":"Dispense","func_parameters":{"channels":[1,2],'
+                    '"labware":"裂解液槽","wells":["A8",')
     assert row.keeps_grounding(b'"B8"]')
     assert not row.keeps_grounding(b'"A8"]')
-    assert not row.keeps_grounding(b'"B8", "C8"')
+    assert not row.keeps_grounding(b'"B8","C8"')
 
 
 def test_no_command_with_wells_after_the_last_statement():
-    row = row_after("从血清板A12,B12吸取8ul, 排到裂解液槽A8,B8, 然后静置30s", ASPIRATE + DISPENSE + '{"func_name": "')
+    row = row_after("从血清板A12,B12吸取8ul, 排到裂解液槽A8,B8, 然后静置30s", ASPIRATE + DISPENSE + '{"func_name":"')
     assert not row.keeps_grounding(b"Dispense")
     assert not row.keeps_grounding(b"Mix")
     assert row.keeps_grounding(b"Delay")
@@ -89,7 +89,7 @@ def test_no_command_with_wells_after_the_last_statement():
 
 def test_a_text_without_a_statement_leaves_the_lists_to_the_other_rules():
     row = row_after("通道1,2吸液, 然后加到检测板", ASPIRATE)
-    assert row.keeps_grounding(b'{"func_name": "Dispense')
+    assert row.keeps_grounding(b'{"func_name":"Dispense')
 
 
 @pytest.mark.parametrize("ordered", [True, False])
