@@ -1,8 +1,8 @@
 """How the model writes a plan: canonical JSON's value, keys and order, without the spaces after "," and ":".
 
 The robot receives canonical JSON (`data_contracts.forms.render_json_commands`, json.dumps' default separators
-", " and ": "). The model reads and writes the same JSON value in this compact layout: its targets are about a
-sixth fewer tokens (docs/benchmarks.md), so each training row and each decoded plan costs less. The training
+", " and ": "). The model reads and writes the same JSON value in this compact layout: its targets take fewer
+tokens (docs/benchmarks.md), so each training row and each decoded plan costs less. The training
 targets, the decoding grammar and every byte-level reader of generated text (the grounding and coverage logits
 processors) take the layout from here, so they cannot drift apart; the layout never reaches the robot, because
 every plan is parsed, validated and rendered canonically before it leaves.

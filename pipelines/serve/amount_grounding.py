@@ -61,7 +61,7 @@ _VALUE_OPENER = re.compile(
     rb'"(' + "|".join(GROUNDED_AMOUNT_FIELDS).encode() + rb')"' + re.escape(KEY_SEPARATOR.encode()) + rb'(\[|")?'
 )
 _CLOSERS = {b"[": (b"]",), b'"': (b'"',), b"": (b",", b"}")}
-# Enough bytes for a key and a list of 8 long numbers ("1000.5, " x 8).
+# Enough bytes for a key and a list of 8 long numbers ("1000.5," x 8).
 _LOOKBACK = 160
 
 

@@ -68,7 +68,7 @@ _TIP_MENTION = re.compile(r"(?<!per )(?<!each )(?:枪头|吸头|tip|DiTi)", re.I
 _TIP_STEP = re.compile(r'"(?:Get|Drop)Diti"')
 _JSON_KEY = re.compile(r'"[A-Za-z_]+":')
 _TIP_COMMANDS = ("GetDiti", "DropDiti")
-# What canonical plan JSON writes before a command's name, and before the command itself.
+# What plan JSON (in the model's layout) writes before a command's name, and before the command itself.
 NAME_OPENER = string_opener("func_name")
 COMMAND_OPENER = b"{" + NAME_OPENER
 # Enough bytes for the opener and the longest command name.
