@@ -48,7 +48,7 @@ def test_stated_values_are_numbers_well_names_and_ascii_labels():
 
 
 def test_written_values_read_lists_numbers_and_tip_types():
-    plan = render_json_commands(parse_text_commands("GetDiti(ditiType='200ul', channels=[1,2])"))
+    plan = render_json_commands(parse_text_commands("GetDiti(ditiType='200ul', channels=[1, 2])"))
     assert written_values(plan) == {200.0, 1.0, 2.0}
     assert written_values(json.dumps({"commands": [ASPIRATE]})) == {1.0, 2.0, 3.0, 4.0, 20.0, *WELLS}
     move = json.dumps({"commands": [command("MoveLabware", labware="Plate_2", position="Deck_4")]})
