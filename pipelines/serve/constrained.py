@@ -144,11 +144,6 @@ def decoding_schema(schema: dict[str, Any] | None = None, limits: DecodingLimits
     return schema
 
 
-# The grammar allows exactly the model's layout (no other whitespace), so constrained output looks like a
-# training target.
-_SEPARATORS = SEPARATORS
-
-
 class GrammarCache:
     """Compiled grammars per (tokenizer, vocab size, stop tokens, schema): compiling costs far more than a step.
 
@@ -190,7 +185,8 @@ class GrammarCache:
             if grammar_key in self._grammars:
                 return self._grammars[grammar_key]
             compiler = self._compiler_entry(tokenizer, vocab_size, stop_token_ids)[2]
-            compiled = compiler.compile_json_schema(schema_text, any_whitespace=False, separators=_SEPARATORS)
+            # Exactly the model's layout (no other whitespace), so constrained output looks like a training target.
+            compiled = compiler.compile_json_schema(schema_text, any_whitespace=False, separators=SEPARATORS)
             self._grammars[grammar_key] = compiled
             return compiled
 
