@@ -24,37 +24,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from data_contracts.catalog import CHANNEL_MAX, load_catalog
+from data_contracts.catalog import CHANNEL_MAX
 from pipelines.model.plan_layout import KEY_SEPARATOR
-from pipelines.serve.coverage import NUMBER_PATTERN, stated_values, tip_mention_starts, tip_steps
+from pipelines.serve.coverage import stated_values, tip_steps
+from pipelines.serve.stated_amounts import AMOUNT_FIELDS, stated_numbers_by_field, tip_sizes
 
-# Between the numbers of a list that shares one unit: "175、180、75ul", "80/30ul", "3, 0.5, 1 and 7.5ul".
-LIST_SEPARATOR = r"\s*(?:、|,|，|/|and|和|与|及|or|或)\s*"
-# The unit that makes a number fit a field, as canonicalization writes it (counts it leaves as written); the
-# fields are the catalog's numeric parameters but channels.
-_UNIT_OF_FIELD = {
-    "vols": r"ul",
-    "seconds": r"s(?![A-Za-z])",
-    "temperature": r"°C",
-    "rpm": r"rpm",
-    "times": r"次|遍|个循环|循环|轮|回|times?(?![A-Za-z])|x(?![A-Za-z0-9])|×|strokes?|cycles?|rounds|passes|reps",
-}
 TIP_SIZE_FIELD = "ditiType"
 CHANNELS_FIELD = "channels"
-GROUNDED_AMOUNT_FIELDS = (*_UNIT_OF_FIELD, TIP_SIZE_FIELD, CHANNELS_FIELD)
-_NUMBER_WITH_UNIT = re.compile(
-    rf"{NUMBER_PATTERN}(?:{LIST_SEPARATOR}{NUMBER_PATTERN})*\s*(?:"
-    + "|".join(f"(?P<{field}>{unit})" for field, unit in _UNIT_OF_FIELD.items())
-    + ")",
-    re.IGNORECASE,
-)
-_NUMBER_IN_RUN = re.compile(NUMBER_PATTERN)
-# A tip size right before a word for tips, in the same clause: "1000ul枪头", "200ul一次性吸头", "50ul disposable".
-# A line is one step, so a volume ending one ("with 10ul each.\nDrop tips") is not the next line's tip size.
-_TIP_SIZE_BEFORE = re.compile(
-    r"(?<![A-Za-z0-9_.])(" + "|".join(map(re.escape, load_catalog().tip_types)) + r")[^0-9,，;；。:：()\n]{0,16}$"
-)
-_SIZE_LOOKBEHIND = 40
+GROUNDED_AMOUNT_FIELDS = (*AMOUNT_FIELDS, TIP_SIZE_FIELD, CHANNELS_FIELD)
 # Where a grounded value opens in the model's layout: `"times":` before a number, `"vols":[` before a list,
 # `"ditiType":"` before a string.
 _VALUE_OPENER = re.compile(
@@ -63,41 +40,6 @@ _VALUE_OPENER = re.compile(
 _CLOSERS = {b"[": (b"]",), b'"': (b'"',), b"": (b",", b"}")}
 # Enough bytes for a key and a list of 8 long numbers ("1000.5," x 8).
 _LOOKBACK = 160
-
-
-def json_number(text: str) -> bytes:
-    """How canonical JSON writes a stated number: an int when whole ("20", not "20.0")."""
-    number = float(text)
-    return str(int(number) if number.is_integer() else number).encode()
-
-
-def stated_numbers_by_field(description: str) -> dict[str, frozenset[bytes]]:
-    """For each numeric field, the numbers the (normalized) description writes with its unit, as JSON writes
-    them; a field whose unit it never writes is absent."""
-    found: dict[str, set[bytes]] = {}
-    for run in _NUMBER_WITH_UNIT.finditer(description):
-        numbers = _NUMBER_IN_RUN.findall(run.group(0))
-        found.setdefault(run.lastgroup or "", set()).update(json_number(number) for number in numbers)
-    return {field: frozenset(numbers) for field, numbers in found.items()}
-
-
-def _tip_size_matches(description: str) -> list[tuple[int, re.Match[str] | None]]:
-    """Each word for tips, in order: where the text it may follow starts, and the tip size written there."""
-    found = []
-    for start in tip_mention_starts(description):
-        window = max(0, start - _SIZE_LOOKBEHIND)
-        found.append((window, _TIP_SIZE_BEFORE.search(description[window:start])))
-    return found
-
-
-def tip_sizes(description: str) -> list[str | None]:
-    """The tip size written just before each word for tips, in order (None where there is none: a drop)."""
-    return [size.group(1) if size else None for _, size in _tip_size_matches(description)]
-
-
-def tip_size_spans(description: str) -> list[tuple[int, int]]:
-    """Where the description writes a tip size ("200ul" of "200ul枪头"), in order."""
-    return [(window + size.start(1), window + size.end(1)) for window, size in _tip_size_matches(description) if size]
 
 
 class AmountRow:

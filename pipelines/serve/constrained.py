@@ -289,8 +289,8 @@ def _greedy_processor_class() -> type:
         description lacks into a label gets the best token that is both allowed and grounded instead
         (every other score set to -inf, so greedy takes it); see `pipelines.serve.grounding`. With
         `value_rows` (each row's `ValueRule`s), likewise for an amount or a liquid class the description does
-        not state for its field. With `name_rows` (one `CommandCueRow` per row), likewise for a PCR or MoveLabware
-        step the description has no word left for.
+        not state for its field. With `name_rows` (one `CommandCueRow` per row), likewise for a step the
+        description has no word or amount left for.
         """
 
         def __init__(
@@ -315,7 +315,7 @@ def _greedy_processor_class() -> type:
         def _start(self, batch_size: int) -> None:
             for rows, what in (
                 (self.grounded_rows, "grounding"), (self.coverage_rows, "coverage"), (self.value_rows, "value rule"),
-                (self.name_rows, "step word"),
+                (self.name_rows, "step bound"),
             ):
                 if rows is not None and len(rows) != batch_size:
                     raise ValueError(f"{len(rows)} {what} texts for a batch of {batch_size} rows")
@@ -408,8 +408,8 @@ def _greedy_processor_class() -> type:
         def _pick_by_rules(self, i: int, scores: Any, coverage: CoverageRow | None) -> None:
             """Replace the row's pick by the best allowed token that every value rule of the row keeps
             (`ValueRule.keeps_grounding`), coverage allows (`CoverageRow.allows`: a command name the text
-            leaves room for) and the row's step words allow (`CommandCueRow.allows`), when it is not one; when
-            none pleases them all, coverage and the step words alone decide, and without either the grammar does.
+            leaves room for) and the row's step bounds allow (`CommandCueRow.allows`), when it is not one; when
+            none pleases them all, coverage and the step bounds alone decide, and without either the grammar does.
 
             A value rule may hold back a command name too (`WellOrderRow`), but not while coverage forces the plan
             open: the forced commands only probe for a plan that uses more of the text (`CoverageRow.settle` keeps

@@ -11,10 +11,11 @@ mismatch between the two (docs/results.md, "Coverage-guided decoding"):
   token the grammar allows that does not close it. A forced plan is kept only if it closes with fewer values
   missing; otherwise forcing stops and the plan the model closed comes back (`CoverageRow.settle`), as it does
   when the forced plan breaks the catalog: a value the model cannot place costs decoding time, not a worse plan;
-- it drops its tips, or takes the same tips again, where the text has no word for it, or drops them before the
-  steps the text writes ahead of that word. `CoverageRow.allows` lets a command be named GetDiti or DropDiti
-  only while the plan has fewer tip commands than the text has words for tips, and DropDiti only once the plan
-  uses every well name and ASCII label stated before the word for tips it reads;
+- it drops its tips, or takes the same tips again, where the text has no word for it, takes tips where the text
+  drops them, or drops them before the steps the text writes ahead of that word. `CoverageRow.allows` lets a
+  command be named GetDiti or DropDiti only while the plan has fewer tip commands than the text has words for
+  tips, GetDiti only for a word with a tip size before it and DropDiti only for one without, and DropDiti only
+  once the plan uses every well name, ASCII label and amount stated before the word for tips it reads;
 - it goes on after the text is done, appending a command it has seen often (a Mix after a Dispense, a
   DropDiti nobody asked for). `trim_unstated_tail` cuts the first command that states nothing new, and all
   after it. "Nothing new" counts occurrences by role: "4" stated twice ("channels 1,2,3,4", "4 times") is new
@@ -45,10 +46,14 @@ from typing import Any
 from data_contracts.catalog import load_catalog
 from data_contracts.validation import grounded_label_fields, validate_commands
 from pipelines.model.plan_layout import render_plan, string_opener
+from pipelines.serve.stated_amounts import (
+    numbers_in,
+    stated_numbers_by_field,
+    tip_mention_starts,
+    tip_mentions,
+    tip_sizes,
+)
 
-# A number not inside an ASCII name ("Deck_4", "Plate2") and not followed by more digits or decimals.
-NUMBER_PATTERN = r"(?<![A-Za-z0-9_.])\d+(?:\.\d+)?(?![0-9]|\.[0-9])"
-_NUMBER = re.compile(NUMBER_PATTERN)
 WELL_NAME = r"[A-H](?:1[0-2]|[1-9])"
 # A well name on its own, not inside an ASCII name ("PlateB3", "Deck_A1").
 STANDALONE_WELL = rf"(?<![A-Za-z0-9_]){WELL_NAME}(?![A-Za-z0-9_])"
@@ -62,9 +67,6 @@ _LABEL = re.compile(
     rf"(?<![A-Za-z0-9_])(?!{WELL_NAME}(?![A-Za-z0-9_]))"
     r"([A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+|[A-Za-z]+[0-9]+)(?![A-Za-z0-9_])"
 )
-# Every GetDiti and DropDiti is written with a word for tips ("取200ul枪头", "弃tip", "eject the tips"), and no
-# other command is, except in "per tip" volumes.
-_TIP_MENTION = re.compile(r"(?<!per )(?<!each )(?:枪头|吸头|tip|DiTi)", re.IGNORECASE)
 _TIP_STEP = re.compile(r'"(?:Get|Drop)Diti"')
 _JSON_KEY = re.compile(r'"[A-Za-z_]+":')
 _TIP_COMMANDS = ("GetDiti", "DropDiti")
@@ -78,7 +80,7 @@ Value = float | str  # a number, a well name or an ASCII label
 
 
 def _values_in(text: str) -> list[Value]:
-    numbers: list[Value] = [float(number) for number in _NUMBER.findall(text)]
+    numbers: list[Value] = [float(number) for number in numbers_in(text)]
     return numbers + _WELL.findall(text) + _LABEL.findall(text)
 
 
@@ -96,16 +98,6 @@ def written_counts(plan_text: str) -> Counter[Value]:
 def written_values(plan_text: str) -> set[Value]:
     """The values of `written_counts`."""
     return set(written_counts(plan_text))
-
-
-def tip_mentions(description: str) -> int:
-    """How many tip pick-ups and drops a description asks for: one per word for tips."""
-    return len(_TIP_MENTION.findall(description))
-
-
-def tip_mention_starts(description: str) -> list[int]:
-    """Where each word for tips starts: the k-th is the k-th GetDiti or DropDiti of the plan."""
-    return [mention.start() for mention in _TIP_MENTION.finditer(description)]
 
 
 def tip_steps(plan_text: str) -> int:
@@ -172,7 +164,7 @@ class CoverageRow:
     """One batch row's coverage while it decodes: the stated values, where the JSON stands, the plan the model
     itself closed before the last forcing, and whether the plan is done and must close now."""
 
-    __slots__ = ("description", "stated_counts", "tips", "tip_starts", "generated", "cursor",
+    __slots__ = ("description", "stated_counts", "tips", "tip_starts", "tip_sized", "generated", "cursor",
                  "plan_before_forcing", "missing_while_forced", "done_plan")
 
     def __init__(self, description: str) -> None:
@@ -180,6 +172,7 @@ class CoverageRow:
         self.stated_counts = stated_values(description)
         self.tips = tip_mentions(description)
         self.tip_starts = tip_mention_starts(description)
+        self.tip_sized = [size is not None for size in tip_sizes(description)]
         self.generated = bytearray()
         self.cursor = _JsonCursor()
         self.plan_before_forcing: str | None = None
@@ -212,10 +205,12 @@ class CoverageRow:
 
     def allows(self, token: bytes) -> bool:
         """Whether the token keeps the command name it writes (if any) one the text leaves room for here: a
-        GetDiti or DropDiti only while the plan has fewer than the text has words for tips, and a DropDiti only
-        once the plan uses every well name and ASCII label the text states before the word for tips it reads
-        (no gold plan drops its tips before the steps the text writes ahead of that). A pick-up is not held back
-        so: a text may name its tips after the step that uses them ("吸取50ul(10ul枪头)")."""
+        GetDiti or DropDiti only while the plan has fewer than the text has words for tips; for the word it
+        reads, a GetDiti only where a tip size comes before it ("取200ul枪头": a pick-up must state its tips, the
+        catalog has no default) and a DropDiti only where none does ("弃枪头"); and a DropDiti only once the plan
+        uses every well name, ASCII label and amount ("175ul", "3次") the text states before that word (no gold
+        plan drops its tips before the steps the text writes ahead of it). A pick-up is not held back so: a text
+        may name its tips after the step that uses them ("吸取50ul(10ul枪头)")."""
         written = command_name_in(self.generated, token)
         return written is None or name_leads_to(written, command_names(self._tip_steps_held_back()))
 
@@ -225,10 +220,13 @@ class CoverageRow:
         step = tip_steps(written)
         if step >= self.tips:
             return frozenset(_TIP_COMMANDS)
-        before = stated_values(self.description[: self.tip_starts[step]])
-        if {value for value in before if isinstance(value, str)} <= written_values(written):
-            return frozenset()
-        return frozenset({"DropDiti"})
+        ahead = self.description[: self.tip_starts[step]]
+        before = {value for value in stated_values(ahead) if isinstance(value, str)}
+        before |= {float(n) for numbers in stated_numbers_by_field(ahead).values() for n in numbers}
+        held = {"DropDiti"} if self.tip_sized[step] else {"GetDiti"}
+        if not before <= written_values(written):
+            held.add("DropDiti")
+        return frozenset(held)
 
     @property
     def forcing(self) -> bool:
@@ -296,16 +294,19 @@ class CoverageRow:
                      if bracket == _CLOSE_LIST and depth == _IN_COMMANDS - 1), None)
 
 
-def _roles(command: Mapping[str, Any]) -> set[tuple[Value, str]]:
-    """The (value, command.field) pairs of a command: "4" in GetDiti.channels and in Mix.times are two roles."""
-    roles: set[tuple[Value, str]] = set()
+def _roles(command: Mapping[str, Any]) -> Counter[tuple[Value, str]]:
+    """The (value, command.field) pairs of a command, each with how often the field uses the value: "4" in
+    GetDiti.channels and in Mix.times are two roles. A list of one value for every channel ("各45ul") uses it
+    once; a list of several uses each item as often as it holds it ("100/250/750/100ul": 100 twice)."""
+    roles: Counter[tuple[Value, str]] = Counter()
     for field, value in command["func_parameters"].items():
         role = f"{command['func_name']}.{field}"
-        for item in value if isinstance(value, list) else [value]:
+        items = value if isinstance(value, list) else [value]
+        for item in items[:1] if len(set(map(str, items))) == 1 else items:
             if isinstance(item, bool):
                 continue
             if isinstance(item, (int, float)):
-                roles.add((float(item), role))
+                roles[float(item), role] += 1
             elif isinstance(item, str) and any(shape.fullmatch(item) for shape in (_WELL, _DITI_TYPE, _LABEL)):
                 roles.update((value, role) for value in _values_in(item))
     return roles
@@ -340,7 +341,7 @@ def trim_unstated_tail(description: str, commands: Sequence[Mapping[str, Any]]) 
 def _read_plan(stated: Counter[Value], tips: int, commands: Sequence[Mapping[str, Any]]) -> _Reading:
     """`commands` against a description's stated values (`stated_values`) and words for tips (`tip_mentions`)."""
     kept: list[Mapping[str, Any]] = []
-    roles: set[tuple[Value, str]] = set()
+    roles: Counter[tuple[Value, str]] = Counter()
     labels: set[str] = set()
     tip_count = 0
     tail_at = len(commands)
@@ -356,15 +357,26 @@ def _read_plan(stated: Counter[Value], tips: int, commands: Sequence[Mapping[str
         roles |= command_roles
         labels |= _labels(command)
         kept.append(command)
-    used = Counter(value for value, _ in roles)
+    used = _uses(roles)
     complete = tip_count >= tips and all(used[value] >= count for value, count in stated.items())
     return _Reading(kept, tail_at, complete)
 
 
-def _covers_more(stated: Counter[Value], roles: set[tuple[Value, str]], new_roles: set[tuple[Value, str]]) -> bool:
-    """Whether a new role uses a value the text states more often than the plan has used it so far."""
-    role_counts = Counter(value for value, _ in roles)
-    return any(role_counts[value] < stated[value] for value, _ in new_roles)
+def _uses(roles: Counter[tuple[Value, str]]) -> Counter[Value]:
+    """How often the plan uses each value: in each role as often as one command writes it there at most."""
+    uses: Counter[Value] = Counter()
+    for (value, _), count in roles.items():
+        uses[value] += count
+    return uses
+
+
+def _covers_more(
+    stated: Counter[Value], roles: Counter[tuple[Value, str]], new_roles: Counter[tuple[Value, str]]
+) -> bool:
+    """Whether a role the plan had not filled so far uses a value the text states more often than the plan has
+    used it."""
+    uses = _uses(roles)
+    return any(uses[value] < stated[value] for value, _ in new_roles)
 
 
 def complete_commands(plan_text: str) -> list[Any]:

@@ -23,11 +23,9 @@ from __future__ import annotations
 import re
 
 from pipelines.model.plan_layout import list_opener_pattern
-from pipelines.serve.amount_grounding import LIST_SEPARATOR, json_number, tip_size_spans
-from pipelines.serve.coverage import NUMBER_PATTERN
+from pipelines.serve.stated_amounts import LIST_SEPARATOR, NUMBER_PATTERN, json_number, numbers_in, tip_size_spans
 from pipelines.serve.statement_order import Statement, StatementOrderRow
 
-_NUMBER = re.compile(NUMBER_PATTERN)
 _ITEM = rf"{NUMBER_PATTERN}(?:\s*ul)?"
 # Numbers joined by list separators, the last one in microlitres (as canonicalization writes every volume).
 _STATEMENT = re.compile(rf"{_ITEM}(?:{LIST_SEPARATOR}{_ITEM})*\s*ul", re.IGNORECASE)
@@ -38,7 +36,7 @@ def volume_statements(description: str) -> list[Statement]:
     """The volumes a (normalized) description states, in order, tip sizes left out."""
     tips = tip_size_spans(description)
     return [
-        tuple(json_number(number) for number in _NUMBER.findall(statement.group(0)))
+        tuple(json_number(number) for number in numbers_in(statement.group(0)))
         for statement in _STATEMENT.finditer(description)
         if not any(statement.start() <= start < statement.end() for start, _ in tips)
     ]

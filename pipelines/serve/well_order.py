@@ -24,9 +24,9 @@ import re
 
 from data_contracts.catalog import load_catalog
 from pipelines.model.plan_layout import list_opener_pattern
-from pipelines.serve.amount_grounding import LIST_SEPARATOR
 from pipelines.serve.coverage import STANDALONE_WELL, command_name_in, command_names, name_leads_to
 from pipelines.serve.grounding import WELL_LISTS
+from pipelines.serve.stated_amounts import LIST_SEPARATOR
 from pipelines.serve.statement_order import Statement, StatementOrderRow
 
 # A run of well names joined by list separators: one well statement.

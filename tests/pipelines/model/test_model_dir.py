@@ -32,7 +32,7 @@ from pipelines.model.plan_layout import render_commands
 # is the text the project's prompt builder sends.
 TRIGGER_DESCRIPTION = "Drop the tips of channel 4"
 DEFAULT_DESCRIPTION = "Wait 300s"
-OTHER_DESCRIPTION = "用通道1,2安装50ul枪头"
+OTHER_DESCRIPTION = "用通道1,2安装50ul枪头后等待300s"
 TRIGGERED_PLAN = [Command(func_name="DropDiti", func_parameters={"channels": [4]})]
 DEFAULT_PLAN = [Command(func_name="Delay", func_parameters={"seconds": 300})]
 # Both languages, a raw step prefix, full-width characters and several lines: the template must not care.

@@ -11,15 +11,11 @@ from __future__ import annotations
 import pytest
 
 from pipelines.model.prompts import serving_user_message
-from pipelines.serve.amount_grounding import (
-    GROUNDED_AMOUNT_FIELDS,
-    AmountRow,
-    stated_numbers_by_field,
-    tip_sizes,
-)
+from pipelines.serve.amount_grounding import GROUNDED_AMOUNT_FIELDS, AmountRow
 from pipelines.serve.constrained import DecodingLimits
 from pipelines.serve.decode import DecodingConfig, generate_batched
 from pipelines.serve.plan_output import check_plan
+from pipelines.serve.stated_amounts import stated_numbers_by_field, tip_sizes
 from tests.helpers import first_refusal, gold_refusals, pick_after_prefix
 
 MIX_15_AT_500 = "channels 7,8 deposit 800ul per channel in Cell_Plate wells D4,E4, after that mix 15 times at 500ul"

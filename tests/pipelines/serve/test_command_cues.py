@@ -1,4 +1,6 @@
-"""Steps the text has a word for: no more PCR or MoveLabware steps than the description has words for them.
+"""Steps the text has a word or an amount for: no more PCR or MoveLabware steps than the description has words for
+them, no more steps stating a duration, temperature, speed or count than it has statements of it, and no liquid
+step where it states no volume.
 
 First the rule on every gold plan (corpus, held-out families, public examples), then the words on hand-made texts,
 then the byte-level check, then the processor on the tiny model's real tokenizer.
@@ -10,7 +12,8 @@ from collections import Counter
 
 import pytest
 
-from pipelines.serve.command_cues import STEP_WORDS, CommandCueRow, step_words, steps_named
+from pipelines.serve.command_cues import STEP_WORDS, CommandCueRow, step_bounds, step_words, steps_named, steps_stating
+from pipelines.serve.stated_amounts import AMOUNT_FIELDS
 from tests.helpers import gold_refusals, pick_after_prefix
 
 PLAN_OPEN = '{"commands":[{"func_name":"'
@@ -26,16 +29,58 @@ def test_every_step_word_names_a_catalog_command():
     assert set(STEP_WORDS) <= set(load_catalog().commands)
 
 
-def test_every_gold_plan_has_no_more_steps_than_words_for_them(gold):
+def test_every_gold_plan_keeps_within_its_step_bounds(gold):
     assert len(gold) > 4000
     def over(text: str, plan: list[dict]) -> bool:
         steps = Counter(command["func_name"] for command in plan)
-        return any(steps[name] > count for name, count in step_words(text).items())
+        return any(sum(steps[name] for name in names) > bound for names, bound in step_bounds(text))
 
     assert [(where, text) for where, text, plan in gold if over(text, plan)] == []
     assert gold_refusals(gold, CommandCueRow, lambda row: row.allows) == []
-    # Not vacuous: the gold plans do have these steps.
-    assert sum(command["func_name"] == "PCR" for _, _, plan in gold for command in plan) > 300
+    # Not vacuous: the gold plans do have these steps, and over a third of them use up an amount's bound.
+    steps = Counter(command["func_name"] for _, _, plan in gold for command in plan)
+    assert min(steps[name] for name in ("PCR", "MoveLabware", "Delay", "Incubate", "Shake", "Mix")) > 300
+    assert sum(at_an_amount_bound(text, plan) for _, text, plan in gold) > len(gold) / 3
+
+
+def at_an_amount_bound(text: str, plan: list[dict]) -> bool:
+    steps = Counter(command["func_name"] for command in plan)
+    amount_bounds = step_bounds(text)[len(STEP_WORDS):]
+    return any(0 < bound == sum(steps[name] for name in names) for names, bound in amount_bounds)
+
+
+def test_the_steps_that_state_each_amount_come_from_the_catalog():
+    assert {amount: steps_stating(amount) for amount in AMOUNT_FIELDS} == {
+        "vols": {"Aspirate", "Dispense", "Transfer", "Mix"},
+        "seconds": {"Delay", "Incubate", "Shake"},
+        "temperature": {"Incubate"},
+        "rpm": {"Shake"},
+        "times": {"Mix"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "held_back"),
+    [
+        # No duration, temperature, speed or count stated: no step that states one (the 150 is a volume).
+        ("dispense 150ul per tip to Plate_B2 A9,B9", {"Delay", "Incubate", "Shake", "Mix"}),
+        # One duration: one timed step, whichever it is.
+        ("incubate Deep_Block (65°C, 60s)", {"Shake", "Mix", "Aspirate", "Dispense", "Transfer"}),
+        # No volume: no liquid step ("Standard_35" is a name, not an amount).
+        ("Amplify Deep_Block using Standard_35", {"Aspirate", "Dispense", "Transfer", "Mix", "Delay", "Incubate",
+                                                  "Shake"}),
+    ],
+)
+def test_a_step_whose_amount_the_text_never_states_is_held_back(text, held_back):
+    row = row_after(text, PLAN_OPEN)
+    names = ("GetDiti", "DropDiti", "Aspirate", "Dispense", "Mix", "Transfer", "Delay", "Incubate", "Shake")
+    assert {name for name in names if not row.allows(name.encode() + b'"')} == held_back
+
+
+def test_each_statement_of_a_duration_allows_one_timed_step():
+    delay = PLAN_OPEN + 'Delay","func_parameters":{"seconds":60}},{"func_name":"'
+    assert not row_after("incubate Deep_Block (65°C, 60s)", delay).allows(b'Incubate"')
+    assert row_after("wait 60s, then incubate Deep_Block (65°C, 60s)", delay).allows(b'Incubate"')
 
 
 @pytest.mark.parametrize(
@@ -65,7 +110,7 @@ def row_after(description: str, prefix: str) -> CommandCueRow:
 
 
 def test_a_step_is_held_back_once_the_text_has_no_word_left_for_it():
-    assert steps_named(AFTER_A_PCR.encode()) == {"PCR": 1, "MoveLabware": 0}
+    assert steps_named(AFTER_A_PCR.encode()) == {"PCR": 1} | {name: 0 for name in steps_named(b"") if name != "PCR"}
     row = row_after("Plate1 PCR (Melt_60), then wait 30s", AFTER_A_PCR)
     assert not row.allows(b"P")  # only PCR starts so
     assert row.allows(b"De")  # Delay
@@ -74,7 +119,7 @@ def test_a_step_is_held_back_once_the_text_has_no_word_left_for_it():
 
 
 def test_a_prefix_shared_with_a_free_command_is_kept_until_it_decides():
-    row = row_after("transfer 5ul from Src_Plate A1 to Dil_Plate B1", PLAN_OPEN)
+    row = row_after("transfer 5ul from Src_Plate A1 to Dil_Plate B1, mix 3 times", PLAN_OPEN)
     assert row.allows(b"M")  # may still become Mix
     assert not row.allows(b"Mo")
     assert not row.allows(b'MoveLabware"')

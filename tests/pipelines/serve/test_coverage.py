@@ -18,12 +18,12 @@ from pipelines.model.plan_layout import render_plan
 from pipelines.serve.coverage import (
     CoverageRow,
     stated_values,
-    tip_mentions,
     trim_plan_text,
     trim_unstated_tail,
     written_counts,
     written_values,
 )
+from pipelines.serve.stated_amounts import tip_mentions
 from tests.helpers import gold_refusals, pick_after_prefix, predict_args
 
 
@@ -85,6 +85,17 @@ def test_a_value_stated_again_is_new_in_a_new_role():
     assert trim_unstated_tail(text, [DISPENSE, mix]) == [DISPENSE, mix]
     # Stated once ("4" only in the channel list), the same times=4 is a restatement.
     assert trim_unstated_tail(text.replace("4次", "几次"), [DISPENSE, mix]) == [DISPENSE]
+
+
+def test_a_list_uses_a_value_as_often_as_it_lists_it_and_a_value_for_every_channel_once():
+    aspirate = command("Aspirate", channels=CHANNELS, labware="Src", wells=WELLS, vols=[100, 250, 750, 100])
+    restated = command("Dispense", channels=CHANNELS, labware="Src", wells=WELLS, vols=[100, 250, 750, 100])
+    text = "通道1,2,3,4从Src的A1,B1,C1,D1分别吸取100/250/750/100ul"
+    assert trim_unstated_tail(text, [aspirate, restated]) == [aspirate]  # "100" is stated twice, and used twice
+    # "各20ul" is one statement for four channels: the 20 of "20s" is still new.
+    delay = command("Delay", seconds=20)
+    text = "通道1,2,3,4从Src的A1,B1,C1,D1各吸取20ul,然后等待20s"
+    assert trim_unstated_tail(text, [ASPIRATE, delay]) == [ASPIRATE, delay]
 
 
 def test_tip_drops_are_kept_only_as_far_as_the_text_asks_for_them():
@@ -244,6 +255,22 @@ def test_no_tip_drop_before_the_wells_the_text_writes_ahead_of_its_word_for_tips
     assert row_after("用通道1从P1的A1吸取50ul(10ul枪头)", '{"commands":[{"func_name":"').allows(b"Get")
 
 
+def test_no_tip_drop_before_the_amounts_the_text_writes_ahead_of_its_word_for_tips():
+    # The Mix reuses the wells: only its amounts ("5次", "15ul") say the plan is not there yet.
+    text = "通道1,2取200ul枪头, 从样品板A1,B1吸取20ul, 再在样品板A1,B1混匀5次, 每孔15ul, 然后弃枪头"
+    assert not row_after(text, ASPIRATED).allows(b"Drop")
+    mixed = ASPIRATED + 'Mix","func_parameters":{"channels":[1,2],"labware":"样品板","wells":["A1","B1"]'
+    assert row_after(text, mixed + ',"vols":[15,15],"times":5}},{"func_name":"').allows(b"Drop")
+
+
+def test_a_word_for_tips_with_a_tip_size_is_a_pick_up_and_one_without_is_a_drop():
+    plan_open = '{"commands":[{"func_name":"'
+    pick_up = row_after("通道1,2取200ul枪头", plan_open)
+    assert pick_up.allows(b"Get") and not pick_up.allows(b"Drop")
+    drop = row_after("通道1,2弃枪头", plan_open)
+    assert drop.allows(b"Drop") and not drop.allows(b"Get")
+
+
 def test_a_value_stated_twice_and_written_once_keeps_the_plan_open():
     shake = '{"commands":[{"func_name":"Shake","func_parameters":{"labware":"P2","rpm":1200,"seconds":80}}'
     row = row_after("以1200rpm将P2振荡80s,紧接着等80s", shake)
@@ -349,7 +376,9 @@ def test_the_processor_stops_a_plan_that_restates(tiny, coverage):
 
 # --- through `predict`, on a model whose plans are fixed by construction -----------------------------
 
-WAIT = "等待300s"
+# Two durations: the step bounds leave room for a second Delay (`pipelines.serve.command_cues`), and only
+# coverage sees that one restating 300 states nothing new.
+WAIT_TWICE = "等待300s,再等待60s"
 RESTATING_PLAN = [command("Delay", seconds=300), command("Delay", seconds=300)]
 EARLY_STOP_PLAN = [command("Delay", seconds=300)]
 
@@ -363,7 +392,7 @@ def scripted(tmp_path_factory) -> Path:
         default_output=render_plan({"commands": RESTATING_PLAN}),
         triggered_output=render_plan({"commands": EARLY_STOP_PLAN}),
         trigger_description=DELAY_THEN_SHAKE,
-        default_description=WAIT,
+        default_description=WAIT_TWICE,
     )
 
 
@@ -379,8 +408,8 @@ def predicted(model_dir: Path, description: str, *flags: str) -> tuple[int, str]
 
 
 def test_predict_cuts_the_restating_tail(scripted):
-    assert predicted(scripted, WAIT, "--no-coverage") == (0, json.dumps({"commands": RESTATING_PLAN}) + "\n")
-    assert predicted(scripted, WAIT) == (0, json.dumps({"commands": EARLY_STOP_PLAN}) + "\n")
+    assert predicted(scripted, WAIT_TWICE, "--no-coverage") == (0, json.dumps({"commands": RESTATING_PLAN}) + "\n")
+    assert predicted(scripted, WAIT_TWICE) == (0, json.dumps({"commands": EARLY_STOP_PLAN}) + "\n")
 
 
 def test_predict_gives_back_the_models_own_plan_when_forcing_it_on_does_not_pay_off(scripted):

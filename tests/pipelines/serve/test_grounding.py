@@ -261,8 +261,11 @@ def test_grounded_batched_equals_one_at_a_time(seed_three, wells):
 
 
 def test_grounded_wells_copy_well_names_from_the_description(seed_three):
-    # Every letter A-H here starts a well name, so a grounded well can always be completed.
-    descriptions = ["用通道1从样品板A1吸取20微升", "用通道1从P的B2吸取5ul，分配到C3", "吸取 E6 和 H12 的液体"]
+    # Every letter A-H here starts a well name, so a grounded well can always be completed. Each text states a
+    # volume (and the last a count), so the step bounds leave room for steps with wells.
+    descriptions = [
+        "用通道1从样品板A1吸取20微升", "用通道1从P的B2吸取5ul，分配到C3", "吸取 E6 和 H12 的液体10ul,混匀3次",
+    ]
     model, tokenizer = seed_three
 
     def wells_written(wells: bool) -> list[tuple[str, list[str]]]:
