@@ -73,6 +73,7 @@ class AugmentParams:
 
 
 EVAL_STRATEGIES = ("epoch", "steps", "end", "no")
+ROW_SAMPLINGS = ("uniform", "weighted")
 
 
 @dataclass(frozen=True)
@@ -143,8 +144,9 @@ class TrainConfig:
     group_by_length: bool = True
 
     def __post_init__(self) -> None:
-        if self.eval_strategy not in EVAL_STRATEGIES:
-            raise ValueError(f"eval_strategy must be one of {EVAL_STRATEGIES}, got {self.eval_strategy!r}")
+        for name, choices in (("eval_strategy", EVAL_STRATEGIES), ("row_sampling", ROW_SAMPLINGS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
 
     @property
     def evaluates_during_training(self) -> bool:

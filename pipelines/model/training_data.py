@@ -15,17 +15,15 @@ from typing import Any
 
 import pandas as pd
 
-from pipelines.config import TrainConfig
+from pipelines.config import ROW_SAMPLINGS, TrainConfig
 from pipelines.model.plan_layout import ITEM_SEPARATOR, model_target, string_opener
 from pipelines.model.prompts import build_completion_ids, build_prompt_ids
-
-ROW_SAMPLING = ("uniform", "weighted")
 
 
 def select_rows(df: pd.DataFrame, split: str, limit: int | None, seed: int, sampling: str = "uniform") -> pd.DataFrame:
     """At most `limit` rows of `split`, drawn without replacement (uniformly, or in proportion to `weight`)."""
-    if sampling not in ROW_SAMPLING:
-        raise ValueError(f"row_sampling must be one of {ROW_SAMPLING}, got {sampling!r}")
+    if sampling not in ROW_SAMPLINGS:
+        raise ValueError(f"row_sampling must be one of {ROW_SAMPLINGS}, got {sampling!r}")
     rows = df[df["split"] == split]
     if limit is not None and len(rows) > limit:
         if sampling == "weighted":

@@ -58,11 +58,16 @@ def test_mistakes_are_named(section: str, key: str, value: object, message: str)
         parse_params(raw)
 
 
-def test_an_unknown_eval_strategy_is_refused_when_params_are_read_naming_the_profile_and_the_choices() -> None:
+@pytest.mark.parametrize(
+    ("key", "value", "a_choice"), [("eval_strategy", "finally", "end"), ("row_sampling", "sometimes", "weighted")]
+)
+def test_an_unknown_choice_is_refused_when_params_are_read_naming_the_profile_and_the_choices(
+    key: str, value: str, a_choice: str
+) -> None:
     # Refused while params.yaml is read, not after a training run has loaded the model and tokenized the rows.
     raw = _raw()
-    raw["training"]["profiles"]["default"]["eval_strategy"] = "finally"
-    message = r"training\.profiles\.default: eval_strategy must be one of .*'end'.*got 'finally'"
+    raw["training"]["profiles"]["default"][key] = value
+    message = rf"training\.profiles\.default: {key} must be one of .*'{a_choice}'.*got '{value}'"
     with pytest.raises(ValueError, match=message):
         parse_params(raw)
 
