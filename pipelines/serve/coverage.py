@@ -164,14 +164,16 @@ class CoverageRow:
     """One batch row's coverage while it decodes: the stated values, where the JSON stands, the plan the model
     itself closed before the last forcing, and whether the plan is done and must close now."""
 
-    __slots__ = ("description", "stated_counts", "tips", "tip_starts", "tip_sized", "generated", "cursor",
+    __slots__ = ("description", "stated_counts", "tips", "stated_before_tips", "tip_sized", "generated", "cursor",
                  "plan_before_forcing", "missing_while_forced", "done_plan")
 
     def __init__(self, description: str) -> None:
         self.description = description
         self.stated_counts = stated_values(description)
         self.tips = tip_mentions(description)
-        self.tip_starts = tip_mention_starts(description)
+        # For each word for tips: the well names, ASCII labels and amounts stated before it (read once, not on
+        # every token that names a command).
+        self.stated_before_tips = [_stated_before(description[:start]) for start in tip_mention_starts(description)]
         self.tip_sized = [size is not None for size in tip_sizes(description)]
         self.generated = bytearray()
         self.cursor = _JsonCursor()
@@ -220,11 +222,8 @@ class CoverageRow:
         step = tip_steps(written)
         if step >= self.tips:
             return frozenset(_TIP_COMMANDS)
-        ahead = self.description[: self.tip_starts[step]]
-        before = {value for value in stated_values(ahead) if isinstance(value, str)}
-        before |= {float(n) for numbers in stated_numbers_by_field(ahead).values() for n in numbers}
         held = {"DropDiti"} if self.tip_sized[step] else {"GetDiti"}
-        if not before <= written_values(written):
+        if not self.stated_before_tips[step] <= written_values(written):
             held.add("DropDiti")
         return frozenset(held)
 
@@ -292,6 +291,13 @@ class CoverageRow:
         """The offset in `token` just after the bracket that closes the commands array, if it holds one."""
         return next((offset for offset, bracket, depth in cursor.advance(token)
                      if bracket == _CLOSE_LIST and depth == _IN_COMMANDS - 1), None)
+
+
+def _stated_before(ahead: str) -> set[Value]:
+    """The well names, ASCII labels and amounts with their units of the text ahead of a word for tips: what a
+    plan uses before it drops its tips there."""
+    values: set[Value] = {value for value in stated_values(ahead) if isinstance(value, str)}
+    return values | {float(n) for numbers in stated_numbers_by_field(ahead).values() for n in numbers}
 
 
 def _roles(command: Mapping[str, Any]) -> Counter[tuple[Value, str]]:
